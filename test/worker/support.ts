@@ -1,0 +1,50 @@
+import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
+import worker from '../../worker/index';
+import type { Env } from '../../worker/env';
+
+export const ADMIN_TOKEN = 'test-admin-token';
+
+/** The wrangler.toml config (top level) as the Worker receives it, deep-copied for patching. */
+export function baseConfig(): Record<string, any> {
+  return structuredClone((env as unknown as Env).ROUTER) as Record<string, any>;
+}
+
+/** An env with its own ROUTER config; the Durable Object bindings are the real ones. */
+export function envWith(router: unknown): Env {
+  return { ...(env as unknown as Env), ROUTER: router };
+}
+
+export async function call(path: string, init: RequestInit & { env?: Env; cf?: Record<string, unknown> } = {}): Promise<Response> {
+  const { env: e = env as unknown as Env, cf, ...rest } = init;
+  const request = new Request(`http://router.test${path}`, rest) as Request<unknown, IncomingRequestCfProperties>;
+  if (cf) Object.defineProperty(request, 'cf', { value: cf });
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(request, e, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+export async function createKey(tenant: string, e?: Env): Promise<{ id: string; key: string }> {
+  const res = await call('/admin/keys', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ tenant, name: `test-${tenant}` }),
+    env: e,
+  });
+  if (res.status !== 201) throw new Error(`createKey: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { id: string; key: string };
+}
+
+export function chat(key: string, body: Record<string, unknown>, init: { env?: Env; headers?: Record<string, string> } = {}) {
+  return call('/v1/chat/completions', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...init.headers },
+    body: JSON.stringify(body),
+    env: init.env,
+  });
+}
+
+export async function errorOf(res: Response): Promise<{ message: string; type: string; param: string | null; code: string | null }> {
+  const body = (await res.json()) as { error: { message: string; type: string; param: string | null; code: string | null } };
+  return body.error;
+}

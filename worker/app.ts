@@ -1,0 +1,38 @@
+import { Hono } from 'hono';
+import { requestId } from 'hono/request-id';
+import type { AppEnv } from './env';
+import { errors, RouterError } from './http/errors';
+import { requireAdminToken, requireApiKey } from './middleware/auth';
+import { requireConfig } from './middleware/config';
+import { routerHeaderDefaults } from './middleware/router-headers';
+import { adminKeys } from './routes/admin-keys';
+import { health } from './routes/health';
+import { inferenceRoute } from './routes/inference';
+import { listModels } from './routes/models';
+
+export const app = new Hono<AppEnv>();
+
+app.use(requestId({ headerName: 'x-request-id', limitLength: 128, generator: () => `req_${crypto.randomUUID().replaceAll('-', '')}` }));
+app.use(requireConfig);
+
+app.route('/', health);
+
+app.use('/admin/*', requireAdminToken);
+app.route('/admin/keys', adminKeys);
+
+app.use('/v1/*', routerHeaderDefaults, requireApiKey);
+app.get('/v1/models', listModels);
+app.post('/v1/chat/completions', inferenceRoute('chat'));
+app.post('/v1/completions', inferenceRoute('completions'));
+app.post('/v1/embeddings', inferenceRoute('embeddings'));
+
+app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
+
+app.onError((err, c) => {
+  const error = err instanceof RouterError ? err : new RouterError(500, 'Internal router error.', 'internal_error');
+  if (!(err instanceof RouterError)) console.error(JSON.stringify({ msg: 'unhandled error', request_id: c.get('requestId'), error: String(err) }));
+  const res = error.toResponse();
+  const id = c.get('requestId');
+  if (id) res.headers.set('x-request-id', id);
+  return res;
+});

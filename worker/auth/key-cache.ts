@@ -1,0 +1,41 @@
+import type { KeyRecord } from '../../durable-objects/key-registry';
+import type { Env } from '../env';
+import { digestsEqual, sha256Hex } from './hash';
+
+/**
+ * The isolate's view of the key registry: SHA-256 of a key → its record.
+ * Positive entries live 30 s (so a revocation reaches every edge within 30 s), negative
+ * ones 5 s (so a stream of bad keys does not become a stream of Durable Object calls,
+ * while a key created a moment ago still works almost at once).
+ */
+export const KEY_TTL_MS = 30_000;
+export const MISS_TTL_MS = 5_000;
+const MAX_ENTRIES = 10_000;
+
+type Entry = { record: (KeyRecord & { hash: string }) | null; expires: number };
+const entries = new Map<string, Entry>();
+
+export async function authenticateKey(env: Env, key: string, now = Date.now()): Promise<KeyRecord | null> {
+  const hash = await sha256Hex(key);
+  let entry = entries.get(hash);
+  if (!entry || entry.expires <= now) {
+    const record = await registry(env).lookup(hash);
+    entry = { record, expires: now + (record ? KEY_TTL_MS : MISS_TTL_MS) };
+    if (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value!);
+    entries.set(hash, entry);
+  }
+  const record = entry.record;
+  // The map lookup is by hash, so timing reveals nothing about the key; compare anyway.
+  if (!record || !digestsEqual(record.hash, hash)) return null;
+  const { hash: _hash, ...rest } = record;
+  return rest;
+}
+
+/** Drops a revoked key from this isolate at once (other isolates follow within KEY_TTL_MS). */
+export function forgetKey(id: string): void {
+  for (const [hash, entry] of entries) if (entry.record?.id === id) entries.delete(hash);
+}
+
+export function registry(env: Env) {
+  return env.KEY_REGISTRY.get(env.KEY_REGISTRY.idFromName('global'));
+}

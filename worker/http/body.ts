@@ -1,0 +1,67 @@
+import type { z } from 'zod';
+import { formatPath } from '../config/format-issues';
+import { errors, RouterError } from './errors';
+
+/**
+ * Reads a JSON body of at most `limit` bytes and validates it. Hono's bodyLimit middleware
+ * fixes its limit when the app is built; ours comes from config at run time, so this reads the
+ * stream itself and stops at the limit instead of buffering an oversized body.
+ */
+export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, limit: number): Promise<z.infer<S>> {
+  const declared = Number(request.headers.get('content-length') ?? NaN);
+  if (declared > limit) throw errors.tooLarge(limit);
+  const text = await readText(request, limit);
+  if (text.trim() === '') throw errors.badRequest('The request body is empty; expected a JSON object.', null, 'invalid_json');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw errors.badRequest(`The request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw schemaError(parsed.error);
+  return parsed.data;
+}
+
+/** A 400 naming the first offending field in `param`, as OpenAI does. */
+export function schemaError(error: z.ZodError): RouterError {
+  const issue = deepestIssue(error.issues[0]!);
+  const param = issue.path.length ? formatPath('', issue.path).replace(/^\./, '') : null;
+  const where = param ? `'${param}'` : 'the body';
+  return errors.badRequest(`Invalid value for ${where}: ${issue.message}`, param, 'invalid_value');
+}
+
+// A union's issue nests the issues of each branch; the most specific one is the useful one.
+function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code === 'invalid_union' && issue.errors.length) {
+    const branches = issue.errors.map((branch) => branch[0]).filter((i): i is z.core.$ZodIssue => !!i);
+    const best = branches.sort((a, b) => b.path.length - a.path.length)[0];
+    if (best) return deepestIssue({ ...best, path: [...issue.path, ...best.path] });
+  }
+  return issue;
+}
+
+async function readText(request: Request, limit: number): Promise<string> {
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw errors.tooLarge(limit);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return new TextDecoder().decode(chunks[0]);
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}

@@ -1,0 +1,29 @@
+import type { MiddlewareHandler } from 'hono';
+import { authenticateKey } from '../auth/key-cache';
+import { secretsEqual } from '../auth/hash';
+import type { AppEnv } from '../env';
+import { errors } from '../http/errors';
+
+function bearer(header: string | undefined): string | null {
+  const m = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return m?.[1] ?? null;
+}
+
+/** `Authorization: Bearer <key>` → the key's record (tenant) from the registry, via the isolate cache. */
+export const requireApiKey: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const key = bearer(c.req.header('authorization'));
+  if (!key) throw errors.unauthorized('Missing API key: send "Authorization: Bearer <key>".', 'missing_api_key');
+  const record = await authenticateKey(c.env, key);
+  if (!record) throw errors.unauthorized('Incorrect or revoked API key.');
+  c.set('key', record);
+  await next();
+};
+
+/** Admin routes: `Authorization: Bearer <ADMIN_TOKEN>` (a Worker secret), compared in constant time. */
+export const requireAdminToken: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const expected = c.env.ADMIN_TOKEN;
+  if (!expected) throw errors.unauthorized('The admin API is disabled: the ADMIN_TOKEN secret is not set.', 'admin_disabled');
+  const token = bearer(c.req.header('authorization'));
+  if (!token || !(await secretsEqual(token, expected))) throw errors.unauthorized('Missing or incorrect admin token.', 'invalid_admin_token');
+  await next();
+};

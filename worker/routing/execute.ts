@@ -1,0 +1,236 @@
+import { adapterFor, backendSecret } from '../backends';
+import type { CompiledConfig } from '../config/compiled';
+import type { Timeouts } from '../config/schema';
+import { errors, RouterError, type ErrorStatus } from '../http/errors';
+import type { EndpointKind } from '../openai/schemas';
+import { readUsage, type Usage } from '../openai/usage';
+import { isolateState } from './isolate-state';
+import type { Candidate } from './plan';
+import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
+
+export interface ExecuteInput {
+  config: CompiledConfig;
+  env: Record<string, unknown>;
+  endpoint: EndpointKind;
+  /** The validated request body, as the client sent it. */
+  body: Record<string, unknown>;
+  candidates: readonly Candidate[];
+  requestId: string;
+  /** Aborts when the client goes away. */
+  clientSignal: AbortSignal;
+  /** Epoch ms by which the client must have an answer. */
+  deadline: number;
+  /** Called once when the answer is complete (for a stream: when it ends), for accounting. */
+  onSettled?: (settled: Settled) => void;
+}
+
+export interface Settled {
+  candidate: Candidate;
+  status: StreamOutcome['status'];
+  usage: Usage | null;
+  ttftMs: number | null;
+  totalMs: number;
+}
+
+export interface ExecuteResult {
+  /** The answer, or the error to answer with. */
+  response: Response;
+  served: Candidate | null;
+  attempts: number;
+  /** Backend ids tried, in order. */
+  path: string[];
+}
+
+type Failure = { kind: 'timeout' | 'connect' | 'status'; message: string; status?: number };
+
+/** Statuses that are the request's own fault: returned to the client as they are, never retried. */
+const CLIENT_FAULT = new Set([400, 413, 422]);
+
+/**
+ * Tries the candidates in order, at most `max_attempts` of them, each under its backend's
+ * timeouts and the request's deadline. Connect errors, timeouts, 5xx, 429 and upstream auth
+ * failures move on to the next candidate; a request the backend rejects as malformed does not.
+ * A streamed attempt is committed only once its first chunk has arrived, so a backend that
+ * accepts and then stalls before the first token still falls through to the next one.
+ */
+export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
+  const { config, candidates } = input;
+  const stream = input.body.stream === true;
+  const path: string[] = [];
+  const failures: Failure[] = [];
+  const maxAttempts = Math.min(config.raw.max_attempts, candidates.length);
+
+  if (candidates.length === 0) {
+    return { response: errors.unavailable('No backend can serve this model right now.', 'no_backend_available').toResponse(), served: null, attempts: 0, path };
+  }
+
+  for (let i = 0; i < maxAttempts; i++) {
+    const candidate = candidates[i]!;
+    if (input.clientSignal.aborted) break;
+    if (Date.now() >= input.deadline) {
+      failures.push({ kind: 'timeout', message: 'deadline reached before this attempt' });
+      break;
+    }
+    path.push(candidate.backend.id);
+    const outcome = await attempt(input, candidate, stream);
+    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: i + 1, path };
+    failures.push(outcome.failure);
+    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: i + 1, path };
+  }
+
+  if (input.clientSignal.aborted) {
+    // Nobody is listening; the status only shows in logs and usage records.
+    return { response: new RouterError(400, 'The client closed the request.', 'client_closed').toResponse(), served: null, attempts: path.length, path };
+  }
+  const last = failures[failures.length - 1];
+  const summary = path.map((id, i) => `${id}: ${failures[i]?.message ?? 'not tried'}`).join('; ');
+  const error =
+    last?.kind === 'timeout'
+      ? errors.timeout(`The upstream did not answer in time (${summary}).`)
+      : errors.badGateway(`No upstream could answer (${summary}).`);
+  return { response: error.toResponse(), served: null, attempts: path.length, path };
+}
+
+type AttemptOutcome = { response: Response } | { failure: Failure; final?: RouterError };
+
+async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolean): Promise<AttemptOutcome> {
+  const { backend, model } = candidate;
+  const t: Timeouts = { ...input.config.raw.timeouts, ...backend.timeouts };
+  const started = Date.now();
+  const totalEnd = Math.min(started + t.total_ms, input.deadline);
+  const controller = new AbortController();
+  const abort = (reason: string) => controller.abort(reason);
+  const onClientAbort = () => abort('client closed');
+  input.clientSignal.addEventListener('abort', onClientAbort);
+  const release = isolateState.begin(backend.id);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut: string | null = null;
+  const arm = (ms: number, phase: string) => {
+    clearTimeout(timer ?? null);
+    timer = setTimeout(() => {
+      timedOut = phase;
+      abort(`timeout: ${phase}`);
+    }, Math.max(0, Math.min(ms, totalEnd - Date.now())));
+  };
+  const cleanup = () => {
+    clearTimeout(timer ?? null);
+    input.clientSignal.removeEventListener('abort', onClientAbort);
+    release();
+  };
+  const fail = (failure: Failure, final?: RouterError): AttemptOutcome => {
+    cleanup();
+    // A client that left says nothing about the backend.
+    if (!final && !input.clientSignal.aborted) isolateState.failure(backend.id);
+    return { failure, ...(final ? { final } : {}) };
+  };
+  const thrown = (e: unknown): AttemptOutcome =>
+    timedOut
+      ? fail({ kind: 'timeout', message: `timed out (${timedOut})` })
+      : fail({ kind: 'connect', message: controller.signal.aborted ? String(controller.signal.reason) : `connect error: ${(e as Error).message}` });
+
+  const body: Record<string, unknown> = { ...input.body, model: model.served_name ?? model.id };
+  if (stream) {
+    // Always ask for usage so every stream can be counted; relaySse drops it if the client did not ask.
+    body.stream_options = { ...(input.body.stream_options as object | undefined), include_usage: true };
+  }
+
+  let res: Response;
+  try {
+    arm(stream ? t.connect_ms : t.total_ms, stream ? 'connect' : 'total');
+    res = await adapterFor(backend).send(backend, { endpoint: input.endpoint, body, stream, requestId: input.requestId }, {
+      signal: controller.signal,
+      secret: backendSecret(backend, input.env),
+    });
+  } catch (e) {
+    return thrown(e);
+  }
+
+  if (!res.ok) {
+    const detail = await upstreamErrorMessage(res).catch(() => '');
+    if (CLIENT_FAULT.has(res.status)) {
+      // The backend judged the request itself invalid (context too long, bad parameter): the client's to fix.
+      return fail({ kind: 'status', status: res.status, message: `${res.status}` }, new RouterError(res.status === 413 ? 413 : 400, detail || `The backend rejected the request (${res.status}).`, 'upstream_rejected_request'));
+    }
+    return fail({ kind: 'status', status: res.status, message: `${res.status}${detail ? ` ${truncate(detail, 120)}` : ''}` });
+  }
+
+  if (!stream) {
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      return thrown(e);
+    }
+    cleanup();
+    isolateState.success(backend.id);
+    const totalMs = Date.now() - started;
+    input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: null, totalMs });
+    return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json' } }) };
+  }
+
+  // Streamed: wait for the first chunk before committing to this backend.
+  const reader = res.body?.getReader();
+  if (!reader) return fail({ kind: 'status', message: 'empty body' });
+  let first: ReadableStreamReadResult<Uint8Array>;
+  try {
+    arm(t.ttft_ms, 'first token');
+    first = await reader.read();
+  } catch (e) {
+    return thrown(e);
+  }
+  if (first.done) return fail({ kind: 'status', message: 'stream closed before the first chunk' });
+  const ttftMs = Date.now() - started;
+  clearTimeout(timer ?? null);
+  isolateState.success(backend.id);
+
+  let rejectDeadline: (e: Error) => void = () => {};
+  const deadline = new Promise<never>((_, reject) => (rejectDeadline = reject));
+  deadline.catch(() => {});
+  timer = setTimeout(() => rejectDeadline(new DeadlineError('total timeout')), Math.max(0, totalEnd - Date.now()));
+
+  const clientWantsUsage = (input.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+  const relayed = relaySse({
+    reader,
+    first: first.value,
+    clientWantsUsage,
+    abort,
+    deadline,
+    onDone: (outcome) => {
+      cleanup();
+      input.onSettled?.({ candidate, status: outcome.status, usage: outcome.usage, ttftMs, totalMs: Date.now() - started });
+    },
+  });
+  return {
+    response: new Response(relayed, {
+      status: 200,
+      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
+    }),
+  };
+}
+
+function usageOf(text: string): Usage | null {
+  try {
+    return readUsage((JSON.parse(text) as { usage?: unknown }).usage);
+  } catch {
+    return null;
+  }
+}
+
+/** The message of an upstream error body, in OpenAI's format or vLLM's older flat one. */
+async function upstreamErrorMessage(res: Response): Promise<string> {
+  const text = await res.text();
+  try {
+    const json = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown; detail?: unknown };
+    if (typeof json.error === 'object' && typeof json.error?.message === 'string') return json.error.message;
+    if (typeof json.error === 'string') return json.error;
+    if (typeof json.message === 'string') return json.message;
+    if (typeof json.detail === 'string') return json.detail;
+  } catch {
+    // not JSON
+  }
+  return truncate(text.trim(), 500);
+}
+
+const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n)}…` : s);
+
+export type { ErrorStatus };

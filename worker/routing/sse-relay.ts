@@ -1,0 +1,125 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { readUsage, type Usage } from '../openai/usage';
+
+export interface StreamOutcome {
+  usage: Usage | null;
+  /** Content chunks seen (a fallback count when the upstream sends no usage). */
+  chunks: number;
+  status: 'completed' | 'client_closed' | 'upstream_error' | 'timeout';
+  error?: string;
+}
+
+export interface RelayOptions {
+  /** The upstream body, with its first bytes already read (they decided the attempt succeeded). */
+  reader: ReadableStreamDefaultReader<Uint8Array>;
+  first: Uint8Array;
+  /** The client asked for the usage chunk; if not, it is dropped on the way. */
+  clientWantsUsage: boolean;
+  /** Abort the upstream call (client left, or the total timeout fired). */
+  abort: (reason: string) => void;
+  /** Rejects when the total timeout fires. */
+  deadline: Promise<never>;
+  onDone: (outcome: StreamOutcome) => void;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Relays an OpenAI SSE stream to the client one event at a time, with no buffering beyond
+ * the event being parsed. Pull-based, so a slow client slows the upstream read rather than
+ * growing a queue. The usage chunk (choices: []) is read for accounting and dropped unless
+ * the client asked for it. An upstream failure after the first byte cannot be retried: the
+ * stream ends with an SSE `data: {"error": ...}` event and closes cleanly.
+ */
+export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
+  const { reader, clientWantsUsage } = opts;
+  const decoder = new TextDecoder();
+  let usage: Usage | null = null;
+  let chunks = 0;
+  let finished = false;
+  let sawDone = false;
+  let pending: Uint8Array[] = [];
+
+  const finish = (status: StreamOutcome['status'], error?: string) => {
+    if (finished) return;
+    finished = true;
+    opts.onDone({ usage, chunks, status, ...(error ? { error } : {}) });
+  };
+
+  const parser = createParser({
+    onEvent(event: EventSourceMessage) {
+      const data = event.data;
+      if (data === '[DONE]') {
+        sawDone = true;
+        pending.push(encoder.encode('data: [DONE]\n\n'));
+        return;
+      }
+      // Only chunks that mention usage are parsed; the rest go through as text.
+      if (data.includes('"usage"')) {
+        try {
+          const chunk = JSON.parse(data) as { choices?: unknown[]; usage?: unknown };
+          const u = readUsage(chunk.usage);
+          if (u) usage = u;
+          if (u && !clientWantsUsage && Array.isArray(chunk.choices) && chunk.choices.length === 0) return;
+          if (!clientWantsUsage && chunk.usage !== undefined) {
+            delete chunk.usage;
+            chunks++;
+            pending.push(encoder.encode(`data: ${JSON.stringify(chunk)}\n\n`));
+            return;
+          }
+        } catch {
+          // Not JSON: pass it on as it came.
+        }
+      }
+      chunks++;
+      pending.push(encoder.encode(event.event ? `event: ${event.event}\ndata: ${data}\n\n` : `data: ${data}\n\n`));
+    },
+  });
+
+  const feed = (bytes: Uint8Array) => parser.feed(decoder.decode(bytes, { stream: true }));
+  const flush = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    for (const p of pending) controller.enqueue(p);
+    pending = [];
+  };
+  const errorEvent = (message: string, code: string) =>
+    encoder.encode(`data: ${JSON.stringify({ error: { message, type: 'upstream_error', param: null, code } })}\n\n`);
+
+  let firstSent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        if (!firstSent) {
+          firstSent = true;
+          feed(opts.first);
+        } else {
+          const result = await Promise.race([reader.read(), opts.deadline]);
+          if (result.done) {
+            feed(new Uint8Array());
+            if (!sawDone) throw new Error('upstream stream ended without [DONE]');
+            flush(controller);
+            controller.close();
+            finish('completed');
+            return;
+          }
+          feed(result.value);
+        }
+        flush(controller);
+      } catch (e) {
+        const timedOut = e instanceof DeadlineError;
+        const message = timedOut ? 'The upstream stream exceeded its time limit.' : 'The upstream connection failed mid-stream.';
+        opts.abort(timedOut ? 'timeout' : 'upstream error');
+        flush(controller);
+        controller.enqueue(errorEvent(message, timedOut ? 'upstream_timeout' : 'upstream_stream_error'));
+        controller.close();
+        finish(timedOut ? 'timeout' : 'upstream_error', message);
+      }
+    },
+    cancel() {
+      opts.abort('client closed');
+      reader.cancel().catch(() => {});
+      finish('client_closed');
+    },
+  });
+}
+
+export class DeadlineError extends Error {}
