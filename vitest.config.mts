@@ -16,7 +16,12 @@ export default defineConfig({
             },
           }),
         ],
-        test: { name: 'worker', include: ['test/worker/**/*.test.ts'], testTimeout: 20_000 },
+        test: {
+          name: 'worker',
+          include: ['test/worker/**/*.test.ts'],
+          globalSetup: ['test/setup/sim-spawner.ts'],
+          testTimeout: 20_000,
+        },
       },
       {
         extends: false,

@@ -10,6 +10,9 @@ describe('errors in OpenAI format', () => {
     expect(wrong.status).toBe(401);
     expect((await errorOf(wrong)).code).toBe('invalid_api_key');
     expect(wrong.headers.get('x-request-id')).toMatch(/^req_[0-9a-f]{32}$/);
+    // Decided before routing: the router headers still come, saying so.
+    expect(wrong.headers.get('x-router-backend')).toBe('none');
+    expect(wrong.headers.get('x-router-attempts')).toBe('0');
   });
 
   it('400 for invalid JSON and for a schema error naming the field', async () => {
