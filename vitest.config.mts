@@ -7,7 +7,6 @@ export default defineConfig({
   test: {
     projects: [
       {
-        extends: false,
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
@@ -24,7 +23,6 @@ export default defineConfig({
         },
       },
       {
-        extends: false,
         test: {
           name: 'node',
           environment: 'node',
