@@ -19,6 +19,8 @@ export const regionSchema = z.strictObject({
   id,
   latitude: z.number().min(-90).max(90),
   longitude: z.number().min(-180).max(180),
+  /** Explicit fallback order from this region; regions not listed follow by distance. */
+  failover: z.array(id).default([]),
 });
 
 export const modelSchema = z.strictObject({
@@ -45,10 +47,47 @@ export const backendSchema = z.strictObject({
 });
 
 export const tierSchema = z.strictObject({
+  /** Model ids or split names, best first. */
   models: z.array(id).min(1),
+  /** `auto` picks the tier with the highest min_complexity not above the request's score. */
+  min_complexity: z.number().min(0).max(1).default(0),
+  /** The tier to fall back to when none of this tier's backends can answer. */
+  fallback_tier: id.optional(),
+});
+
+export const splitSchema = z.strictObject({
+  /** Traffic shares: a model (version) and optionally the only backends it may use for it. */
+  targets: z
+    .array(
+      z.strictObject({
+        model: id,
+        weight: z.number().nonnegative(),
+        backends: z.array(id).min(1).optional(),
+      }),
+    )
+    .min(1)
+    .refine((t) => t.some((x) => x.weight > 0), 'at least one target needs a weight above 0'),
+});
+
+export const routingSchema = z.strictObject({
+  /** How a backend is chosen among a region's replicas of a model. */
+  policy: z.enum(['prefix-affinity', 'least-loaded', 'round-robin']).default('prefix-affinity'),
+  /** Prompt prefix granularity for affinity: the first N characters of the conversation, in blocks. */
+  prefix_block_chars: z.number().int().min(16).default(256),
+  prefix_max_blocks: z.number().int().min(1).max(64).default(8),
+  /** Affinity yields when the preferred replica's load exceeds the least-loaded one by more than this (in requests). */
+  affinity_load_slack: z.number().min(0).default(8),
+  /** Retry backoff: exponential from base, full jitter, capped. */
+  retry_base_ms: z.number().int().min(0).default(50),
+  retry_max_ms: z.number().int().min(0).default(2_000),
+  /** Backend /metrics scrape period (a Durable Object alarm) and the age past which a snapshot is ignored. */
+  scrape_interval_ms: z.number().int().min(500).default(5_000),
+  load_stale_ms: z.number().int().min(1_000).default(30_000),
 });
 
 export const tenantSchema = z.strictObject({
+  /** Data residency: the only regions this tenant's requests may go to, fallbacks included. */
+  allowed_regions: z.array(id).optional(),
   /** Model ids, aliases or "*" for all. */
   models: z.array(z.string().min(1)).default(['*']),
   /** Tier names (usable as `model`, and reached through `auto`), or "*" for all. */
@@ -65,10 +104,13 @@ export const priceSchema = z.strictObject({
 export const routerConfigSchema = z
   .strictObject({
     max_body_bytes: z.number().int().positive().max(100 * 1024 * 1024).default(1024 * 1024),
-    default_tier: z.string().optional(),
     max_attempts: z.number().int().min(1).max(10).default(3),
     debug_geo_header: z.boolean().default(false),
+    /** Last link of every fallback chain: answered with x-router-degraded: true. Unset = no degraded answer. */
+    degraded_answer: z.string().min(1).optional(),
     timeouts: timeoutsSchema.prefault({}),
+    routing: routingSchema.prefault({}),
+    splits: z.record(id, splitSchema).default({}),
     regions: z.array(regionSchema).min(1),
     models: z.array(modelSchema).min(1),
     backends: z.array(backendSchema).min(1),
@@ -82,6 +124,9 @@ export const routerConfigSchema = z
     const names = new Map<string, string>(); // model id or alias -> model id
     cfg.regions.forEach((r, i) => {
       if (cfg.regions.findIndex((o) => o.id === r.id) !== i) issue(['regions', i, 'id'], `duplicate region "${r.id}"`);
+      r.failover.forEach((f, j) => {
+        if (!regionIds.has(f)) issue(['regions', i, 'failover', j], `unknown region "${f}"`);
+      });
     });
     cfg.models.forEach((m, i) => {
       for (const [j, name] of [m.id, ...m.aliases].entries()) {
@@ -103,19 +148,34 @@ export const routerConfigSchema = z
     cfg.models.forEach((m, i) => {
       if (!served.has(m.id)) issue(['models', i, 'id'], `no backend serves model "${m.id}"`);
     });
+    for (const [name, split] of Object.entries(cfg.splits)) {
+      if (names.has(name) || cfg.tiers[name] || name === 'auto') issue(['splits', name], `"${name}" is already a model, alias or tier`);
+      split.targets.forEach((t, j) => {
+        if (!modelIds.has(t.model)) issue(['splits', name, 'targets', j, 'model'], `unknown model "${t.model}"`);
+        t.backends?.forEach((b, k) => {
+          const backend = cfg.backends.find((x) => x.id === b);
+          if (!backend) issue(['splits', name, 'targets', j, 'backends', k], `unknown backend "${b}"`);
+          else if (!backend.models.includes(t.model)) issue(['splits', name, 'targets', j, 'backends', k], `backend "${b}" does not serve "${t.model}"`);
+        });
+      });
+    }
     for (const [name, tier] of Object.entries(cfg.tiers)) {
       tier.models.forEach((m, j) => {
+        if (cfg.splits[m]) return;
         const model = cfg.models.find((x) => x.id === m);
         if (!model) issue(['tiers', name, 'models', j], `unknown model "${m}"`);
         else if (model.type !== 'chat') issue(['tiers', name, 'models', j], `"${m}" is not a chat model`);
       });
-    }
-    if (cfg.default_tier !== undefined && !cfg.tiers[cfg.default_tier]) {
-      issue(['default_tier'], `unknown tier "${cfg.default_tier}"`);
+      if (tier.fallback_tier !== undefined && (!cfg.tiers[tier.fallback_tier] || tier.fallback_tier === name)) {
+        issue(['tiers', name, 'fallback_tier'], `unknown tier "${tier.fallback_tier}"`);
+      }
     }
     for (const [name, tenant] of Object.entries(cfg.tenants)) {
+      tenant.allowed_regions?.forEach((r, j) => {
+        if (!regionIds.has(r)) issue(['tenants', name, 'allowed_regions', j], `unknown region "${r}"`);
+      });
       tenant.models.forEach((m, j) => {
-        if (m !== '*' && !names.has(m)) issue(['tenants', name, 'models', j], `unknown model "${m}"`);
+        if (m !== '*' && !names.has(m) && !cfg.splits[m]) issue(['tenants', name, 'models', j], `unknown model "${m}"`);
       });
       tenant.tiers.forEach((t, j) => {
         if (t !== '*' && !cfg.tiers[t]) issue(['tenants', name, 'tiers', j], `unknown tier "${t}"`);
@@ -134,3 +194,6 @@ export type BackendConfig = RouterConfig['backends'][number];
 export type TenantConfig = RouterConfig['tenants'][string];
 export type Timeouts = z.infer<typeof timeoutsSchema>;
 export type Price = z.infer<typeof priceSchema>;
+export type TierConfig = RouterConfig['tiers'][string];
+export type SplitConfig = RouterConfig['splits'][string];
+export type RoutingConfig = RouterConfig['routing'];

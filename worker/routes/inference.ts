@@ -1,20 +1,35 @@
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { readJsonBody } from '../http/body';
+import { errors } from '../http/errors';
 import { endpoints, type EndpointKind } from '../openai/schemas';
-import { execute } from '../routing/execute';
+import { synthesize } from '../openai/synthesize';
+import { execute, type ExecuteResult } from '../routing/execute';
 import { clientLocation } from '../routing/geo';
+import { loadOf } from '../routing/load';
 import { planCandidates } from '../routing/plan';
-import { resolveModel } from '../routing/resolve-model';
+import { prefixKey } from '../routing/prefix-key';
+import { resolveRoute, type ResolvedRoute } from '../routing/resolve-model';
 
 /** POST /v1/chat/completions, /v1/completions, /v1/embeddings: validate, resolve, plan, execute. */
 export function inferenceRoute(kind: EndpointKind) {
   const spec = endpoints[kind];
   return async (c: Context<AppEnv>) => {
     const config = c.get('config');
+    const started = Date.now();
+    const deadline = started + requestTimeout(c.req.header('x-router-timeout-ms'), config.raw.timeouts.total_ms);
     const body = (await readJsonBody(c.req.raw, spec.schema, config.raw.max_body_bytes)) as Record<string, unknown> & { model: string };
-    const resolved = resolveModel(config, c.get('key').tenant, body.model, spec.modelType);
-    const candidates = planCandidates(config, resolved.models, clientLocation(c.req.raw, config.raw));
+    const tenantId = c.get('key').tenant;
+    const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
+    const route = resolveRoute(config, tenantId, body, spec.modelType, user);
+    const candidates = planCandidates({
+      config,
+      route,
+      tenant: config.raw.tenants[tenantId]!,
+      location: clientLocation(c.req.raw, config.raw),
+      prefixKey: kind === 'embeddings' || config.raw.routing.policy !== 'prefix-affinity' ? null : prefixKey(body, config.raw.routing),
+      loadOf,
+    });
 
     const result = await execute({
       config,
@@ -24,16 +39,48 @@ export function inferenceRoute(kind: EndpointKind) {
       candidates,
       requestId: c.get('requestId'),
       clientSignal: c.req.raw.signal,
-      deadline: Date.now() + config.raw.timeouts.total_ms,
+      deadline,
     });
 
-    const h = result.response.headers;
-    if (result.served) {
-      h.set('x-router-region', result.served.backend.region);
-      h.set('x-router-backend', result.served.backend.id);
-    }
-    h.set('x-router-tier', resolved.tier ?? 'none');
-    h.set('x-router-attempts', String(result.attempts));
-    return result.response;
+    const response = result.upstreamFailed && kind !== 'embeddings' && config.raw.degraded_answer ? degraded(config.raw.degraded_answer, kind, body) : result.response;
+    setRouterHeaders(response.headers, route, result, response !== result.response);
+    return response;
   };
+}
+
+/** x-router-timeout-ms may shorten the configured deadline, never lengthen it. */
+function requestTimeout(header: string | undefined, configured: number): number {
+  if (header === undefined) return configured;
+  const ms = Number(header);
+  if (!Number.isInteger(ms) || ms <= 0) throw errors.badRequest('x-router-timeout-ms must be a positive integer (milliseconds).', 'x-router-timeout-ms', 'invalid_header');
+  return Math.min(ms, configured);
+}
+
+/** The last link of every chain: the configured static answer, marked degraded, never billed. */
+function degraded(text: string, kind: 'chat' | 'completions', body: Record<string, unknown>): Response {
+  const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+  return synthesize({
+    endpoint: kind,
+    model: body.model as string,
+    text,
+    stream: body.stream === true,
+    includeUsage,
+    usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+  });
+}
+
+function setRouterHeaders(h: Headers, route: ResolvedRoute, result: ExecuteResult, isDegraded: boolean) {
+  const served = isDegraded ? null : result.served;
+  if (served) {
+    h.set('x-router-region', served.backend.region);
+    h.set('x-router-backend', served.backend.id);
+    h.set('x-router-model', served.model.id);
+    if (served.split) h.set('x-router-split', `${served.split}=${served.model.id}`);
+    if (served.reason === 'affinity' || served.reason === 'yielded') h.set('x-router-affinity', served.reason === 'affinity' ? 'hit' : 'yielded');
+  }
+  h.set('x-router-tier', served?.tier ?? route.stages[0]?.tier ?? 'none');
+  if (route.complexity !== null) h.set('x-router-complexity', route.complexity.toFixed(2));
+  h.set('x-router-attempts', String(result.attempts));
+  if (result.path.length > 1 || isDegraded) h.set('x-router-fallback', [...result.path, ...(isDegraded ? ['degraded'] : [])].join('>'));
+  if (isDegraded) h.set('x-router-degraded', 'true');
 }

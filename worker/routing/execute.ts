@@ -39,9 +39,11 @@ export interface ExecuteResult {
   attempts: number;
   /** Backend ids tried, in order. */
   path: string[];
+  /** Every attempt failed upstream (or none could start): the chain may end in a degraded answer. */
+  upstreamFailed: boolean;
 }
 
-type Failure = { kind: 'timeout' | 'connect' | 'status'; message: string; status?: number };
+type Failure = { kind: 'timeout' | 'connect' | 'status'; message: string; status?: number; retryAfterMs?: number | null };
 
 /** Statuses that are the request's own fault: returned to the client as they are, never retried. */
 const CLIENT_FAULT = new Set([400, 413, 422]);
@@ -55,40 +57,70 @@ const CLIENT_FAULT = new Set([400, 413, 422]);
  */
 export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
   const { config, candidates } = input;
+  const { retry_base_ms, retry_max_ms } = config.raw.routing;
   const stream = input.body.stream === true;
   const path: string[] = [];
   const failures: Failure[] = [];
-  const maxAttempts = Math.min(config.raw.max_attempts, candidates.length);
 
   if (candidates.length === 0) {
-    return { response: errors.unavailable('No backend can serve this model right now.', 'no_backend_available').toResponse(), served: null, attempts: 0, path };
+    return { response: errors.unavailable('No backend can serve this model right now.', 'no_backend_available').toResponse(), served: null, attempts: 0, path, upstreamFailed: true };
   }
 
-  for (let i = 0; i < maxAttempts; i++) {
-    const candidate = candidates[i]!;
+  for (let i = 0; i < config.raw.max_attempts; i++) {
     if (input.clientSignal.aborted) break;
+    const candidate = candidates[i % candidates.length]!;
+    if (i >= candidates.length) {
+      // Every candidate has had its turn: retry from the top after a backoff (exponential,
+      // full jitter), or after the backend's Retry-After if it asked for longer, so long as
+      // the retry can start before the deadline.
+      const round = Math.floor(i / candidates.length);
+      const backoff = Math.random() * Math.min(retry_max_ms, retry_base_ms * 2 ** (round - 1));
+      const wait = Math.max(backoff, failures[i - candidates.length]?.retryAfterMs ?? 0);
+      if (Date.now() + wait >= input.deadline) break;
+      await sleep(wait, input.clientSignal);
+      if (input.clientSignal.aborted) break;
+    }
     if (Date.now() >= input.deadline) {
       failures.push({ kind: 'timeout', message: 'deadline reached before this attempt' });
       break;
     }
     path.push(candidate.backend.id);
     const outcome = await attempt(input, candidate, stream);
-    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: i + 1, path };
+    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: i + 1, path, upstreamFailed: false };
     failures.push(outcome.failure);
-    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: i + 1, path };
+    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: i + 1, path, upstreamFailed: false };
   }
 
   if (input.clientSignal.aborted) {
     // Nobody is listening; the status only shows in logs and usage records.
-    return { response: new RouterError(400, 'The client closed the request.', 'client_closed').toResponse(), served: null, attempts: path.length, path };
+    return { response: new RouterError(400, 'The client closed the request.', 'client_closed').toResponse(), served: null, attempts: path.length, path, upstreamFailed: false };
   }
-  const last = failures[failures.length - 1];
-  const summary = path.map((id, i) => `${id}: ${failures[i]?.message ?? 'not tried'}`).join('; ');
-  const error =
-    last?.kind === 'timeout'
-      ? errors.timeout(`The upstream did not answer in time (${summary}).`)
-      : errors.badGateway(`No upstream could answer (${summary}).`);
-  return { response: error.toResponse(), served: null, attempts: path.length, path };
+  const summary = path.map((id, i) => `${id}: ${failures[i]?.message ?? 'not tried'}`).join('; ') || 'no attempt fitted the deadline';
+  const error = failures.at(-1)?.kind === 'timeout'
+    ? errors.timeout(`The upstream did not answer in time (${summary}).`)
+    : errors.badGateway(`No upstream could answer (${summary}).`);
+  return { response: error.toResponse(), served: null, attempts: path.length, path, upstreamFailed: true };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+}
+
+/** Retry-After in seconds or as an HTTP date, in ms; null when absent or unreadable. */
+export function retryAfterMs(value: string | null, now = Date.now()): number | null {
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isFinite(date) ? Math.max(0, date - now) : null;
 }
 
 type AttemptOutcome = { response: Response } | { failure: Failure; final?: RouterError };
@@ -151,7 +183,12 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
       // The backend judged the request itself invalid (context too long, bad parameter): the client's to fix.
       return fail({ kind: 'status', status: res.status, message: `${res.status}` }, new RouterError(res.status === 413 ? 413 : 400, detail || `The backend rejected the request (${res.status}).`, 'upstream_rejected_request'));
     }
-    return fail({ kind: 'status', status: res.status, message: `${res.status}${detail ? ` ${truncate(detail, 120)}` : ''}` });
+    return fail({
+      kind: 'status',
+      status: res.status,
+      message: `${res.status}${detail ? ` ${truncate(detail, 120)}` : ''}`,
+      retryAfterMs: retryAfterMs(res.headers.get('retry-after')),
+    });
   }
 
   if (!stream) {

@@ -1,43 +1,87 @@
 import type { CompiledConfig } from '../config/compiled';
-import type { BackendConfig, ModelConfig, Region } from '../config/schema';
-import { distanceKm, type ClientLocation } from './geo';
+import type { BackendConfig, ModelConfig, TenantConfig } from '../config/schema';
+import { errors } from '../http/errors';
+import type { ClientLocation } from './geo';
 import { isolateState } from './isolate-state';
+import { orderRegions } from './region-order';
+import { replicaPolicies, type ReplicaOrder } from './replica-policies';
+import type { ResolvedRoute } from './resolve-model';
 
+/** One link of the fallback chain: a backend and the model to ask it for. */
 export interface Candidate {
   backend: BackendConfig;
   model: ModelConfig;
+  tier: string | null;
+  split?: string;
+  /** Why this backend: how the replica policy chose it, or which kind of fallback it is. */
+  reason: ReplicaOrder['decision'] | 'replica-fallback' | 'region-fallback' | 'tier-fallback' | 'last-resort';
 }
 
-/** Regions nearest first from the client; without a location, in config order. */
-export function regionsByDistance(config: CompiledConfig, location: ClientLocation | null): Region[] {
-  const regions = config.raw.regions;
-  if (!location) return regions;
-  return regions
-    .map((r, i) => ({ r, i, d: distanceKm(location, r) }))
-    .sort((a, b) => a.d - b.d || a.i - b.i)
-    .map((x) => x.r);
+export interface PlanInput {
+  config: CompiledConfig;
+  route: ResolvedRoute;
+  tenant: TenantConfig;
+  location: ClientLocation | null;
+  prefixKey: number | null;
+  loadOf: (backend: BackendConfig) => number;
+  now?: number;
 }
 
 /**
- * The ordered list of (backend, model) pairs to try: the nearest region that serves one of
- * the models first, then the others by distance; inside a region the tier's models in order,
- * and for each model the least loaded backend first. Backends this isolate saw failing, or
- * that are at their concurrency limit, go to the end rather than away: a last resort beats a 503.
+ * The fallback chain, in order: the request's tier in the nearest region that can serve it
+ * (replicas ordered by the routing policy), the other regions (explicit failover first, then
+ * by distance, never outside the tenant's allowed regions), then the tier's fallback tier the
+ * same way. Backends this edge should avoid (recent failures, full) are not dropped but moved
+ * to the end: a last resort beats a 503.
  */
-export function planCandidates(config: CompiledConfig, models: readonly ModelConfig[], location: ClientLocation | null, now = Date.now()): Candidate[] {
-  const preferred: Candidate[] = [];
+export function planCandidates(input: PlanInput): Candidate[] {
+  const { config, route, tenant } = input;
+  const now = input.now ?? Date.now();
+  const policy = replicaPolicies[config.raw.routing.policy];
+  const usable = (b: BackendConfig) => isolateState.usable(b.id, now) && isolateState.inFlight(b.id) < b.max_concurrency;
+
+  const chain: Candidate[] = [];
   const lastResort: Candidate[] = [];
-  for (const region of regionsByDistance(config, location)) {
-    for (const model of models) {
-      const backends = (config.backendsByModel.get(model.id) ?? []).filter((b) => b.region === region.id);
-      const byLoad = backends
-        .map((b, i) => ({ b, i, load: isolateState.inFlight(b.id) / b.max_concurrency }))
-        .sort((x, y) => x.load - y.load || x.i - y.i);
-      for (const { b } of byLoad) {
-        const ok = isolateState.usable(b.id, now) && isolateState.inFlight(b.id) < b.max_concurrency;
-        (ok ? preferred : lastResort).push({ backend: b, model });
+  const seen = new Set<string>();
+  route.stages.forEach((stage, stageIndex) => {
+    const replicasIn = (regionId: string) =>
+      stage.targets.map((t) => ({
+        target: t,
+        replicas: (config.backendsByModel.get(t.model.id) ?? []).filter((b) => b.region === regionId && (!t.backends || t.backends.includes(b.id))),
+      }));
+    const regions = orderRegions(config, input.location, (r) => replicasIn(r.id).some((x) => x.replicas.some(usable)), tenant.allowed_regions);
+    regions.forEach((region, regionIndex) => {
+      for (const { target, replicas } of replicasIn(region.id)) {
+        if (replicas.length === 0) continue;
+        const ok = replicas.filter(usable);
+        const { ordered, decision } = policy.order(ok, {
+          prefixKey: input.prefixKey,
+          loadOf: input.loadOf,
+          pool: `${region.id}\u0000${target.model.id}`,
+          routing: config.raw.routing,
+        });
+        ordered.forEach((backend, i) => {
+          const key = `${backend.id}\u0000${target.model.id}`;
+          if (seen.has(key)) return;
+          seen.add(key);
+          const reason: Candidate['reason'] =
+            stageIndex > 0 ? 'tier-fallback' : regionIndex > 0 ? 'region-fallback' : i > 0 ? 'replica-fallback' : decision;
+          chain.push({ backend, model: target.model, tier: stage.tier, ...(target.split ? { split: target.split } : {}), reason });
+        });
+        for (const backend of replicas) {
+          if (ok.includes(backend)) continue;
+          lastResort.push({ backend, model: target.model, tier: stage.tier, ...(target.split ? { split: target.split } : {}), reason: 'last-resort' });
+        }
       }
-    }
+    });
+  });
+
+  const all = [...chain, ...lastResort.filter((c) => !seen.has(`${c.backend.id}\u0000${c.model.id}`))];
+  if (all.length === 0 && tenant.allowed_regions) {
+    throw errors.unavailable(
+      `No region this tenant may use (${tenant.allowed_regions.join(', ')}) can serve "${route.requested}".`,
+      'no_region_available',
+    );
   }
-  return [...preferred, ...lastResort];
+  return all;
 }

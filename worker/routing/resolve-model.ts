@@ -1,51 +1,124 @@
 import type { CompiledConfig } from '../config/compiled';
-import type { ModelConfig } from '../config/schema';
+import type { ModelConfig, TenantConfig } from '../config/schema';
 import { errors } from '../http/errors';
+import { scoreComplexity, tierForScore } from './complexity';
+import { pickSplitTarget } from './split';
 
-export interface ResolvedModel {
-  /** What the client asked for: a model id, an alias, a tier name or "auto". */
-  requested: string;
-  /** The tier the request runs in, or null for a model outside every tier. */
-  tier: string | null;
-  /** Concrete models that may serve it, best first. */
-  models: ModelConfig[];
+/** A concrete model to run, optionally restricted to some backends (a split target's). */
+export interface Target {
+  model: ModelConfig;
+  backends?: readonly string[];
+  /** The split it was picked from, if any. */
+  split?: string;
 }
 
-/** Turns the request's `model` into concrete models, checking the tenant may use them. */
-export function resolveModel(
+/** One link of the chain: a tier (or none, for an explicit model) and its targets, best first. */
+export interface Stage {
+  tier: string | null;
+  targets: Target[];
+}
+
+export interface ResolvedRoute {
+  /** What the client asked for: a model id, an alias, a split, a tier name or "auto". */
+  requested: string;
+  /** The first stage is the request's own tier; a tier's `fallback_tier` follows it. */
+  stages: Stage[];
+  /** The complexity score, when the request went through a tier. */
+  complexity: number | null;
+}
+
+/**
+ * Turns the request's `model` into the stages the planner walks. An explicit model is honoured
+ * as asked; a split picks one target (sticky per user); `auto` scores the request and picks the
+ * tier by `min_complexity`; a tier name runs in that tier (scored too, for the header).
+ */
+export function resolveRoute(
   config: CompiledConfig,
   tenantId: string,
-  requested: string,
+  body: Record<string, unknown> & { model: string },
   modelType: 'chat' | 'embedding',
-): ResolvedModel {
+  user: string | null,
+): ResolvedRoute {
+  const requested = body.model;
   const tenant = config.raw.tenants[tenantId];
   if (!tenant) throw errors.forbidden(`Tenant "${tenantId}" is not configured on this router.`, 'tenant_not_configured');
   const tiers = config.raw.tiers;
 
-  const tierName = requested === 'auto' ? defaultTier(config) : tiers[requested] ? requested : undefined;
-  if (requested === 'auto' || tierName) {
+  if (requested === 'auto' || tiers[requested]) {
     if (modelType !== 'chat') throw errors.badRequest(`"${requested}" names a tier of chat models; embeddings need an embedding model.`, 'model', 'model_not_supported');
-    if (!tierName) throw errors.notFound('No tiers are configured, so "auto" cannot be routed.', 'model_not_found', 'model');
-    if (!tenant.tiers.includes('*') && !tenant.tiers.includes(tierName)) {
-      throw errors.forbidden(`Your key may not use tier "${tierName}".`, 'model_not_allowed', 'model');
+    const allowed = allowedTiers(config, tenant);
+    if (allowed.length === 0) {
+      throw requested === 'auto' && Object.keys(tiers).length === 0
+        ? errors.notFound('No tiers are configured, so "auto" cannot be routed.', 'model_not_found', 'model')
+        : errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
     }
-    const models = tiers[tierName]!.models.map((id) => config.modelsByName.get(id)!);
-    return { requested, tier: tierName, models };
+    const { score } = scoreComplexity(body as Parameters<typeof scoreComplexity>[0]);
+    let tier: string;
+    if (requested === 'auto') {
+      const wanted = tierForScore(thresholds(config), score);
+      tier = nearestAllowed(config, wanted, allowed);
+    } else {
+      if (!allowed.includes(requested)) throw errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
+      tier = requested;
+    }
+    const stages: Stage[] = [{ tier, targets: tierTargets(config, tier, user) }];
+    const fallback = tiers[tier]!.fallback_tier;
+    if (fallback && allowed.includes(fallback)) stages.push({ tier: fallback, targets: tierTargets(config, fallback, user) });
+    return { requested, stages, complexity: score };
+  }
+
+  const split = config.raw.splits[requested];
+  if (split) {
+    if (!tenantMayUse(tenant, [requested])) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
+    const target = pickSplitTarget(requested, split, user);
+    const model = config.modelsByName.get(target.model)!;
+    checkType(model, requested, modelType);
+    return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [toTarget(requested, target, model)] }], complexity: null };
   }
 
   const model = config.modelsByName.get(requested);
   if (!model) throw errors.notFound(`The model "${requested}" does not exist.`, 'model_not_found', 'model');
-  const allowed = tenant.models.includes('*') || [model.id, ...model.aliases].some((n) => tenant.models.includes(n));
-  if (!allowed) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
-  if (model.type !== modelType) {
-    const what = model.type === 'embedding' ? 'an embedding model; use /v1/embeddings' : 'not an embedding model';
-    throw errors.badRequest(`The model "${requested}" is ${what}.`, 'model', 'model_not_supported');
-  }
-  return { requested, tier: config.tierOfModel.get(model.id) ?? null, models: [model] };
+  if (!tenantMayUse(tenant, [model.id, ...model.aliases])) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
+  checkType(model, requested, modelType);
+  return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [{ model }] }], complexity: null };
 }
 
-export function defaultTier(config: CompiledConfig): string | undefined {
-  return config.raw.default_tier ?? Object.keys(config.raw.tiers)[0];
+function checkType(model: ModelConfig, requested: string, modelType: 'chat' | 'embedding') {
+  if (model.type === modelType) return;
+  const what = model.type === 'embedding' ? 'an embedding model; use /v1/embeddings' : 'not an embedding model';
+  throw errors.badRequest(`The model "${requested}" is ${what}.`, 'model', 'model_not_supported');
+}
+
+const tenantMayUse = (tenant: TenantConfig, names: string[]) => tenant.models.includes('*') || names.some((n) => tenant.models.includes(n));
+
+function allowedTiers(config: CompiledConfig, tenant: TenantConfig): string[] {
+  return Object.keys(config.raw.tiers).filter((t) => tenant.tiers.includes('*') || tenant.tiers.includes(t));
+}
+
+function thresholds(config: CompiledConfig) {
+  return Object.entries(config.raw.tiers).map(([tier, t]) => ({ tier, min_complexity: t.min_complexity }));
+}
+
+/** The tier asked for if allowed; else the closest allowed one by threshold, preferring a stronger one. */
+function nearestAllowed(config: CompiledConfig, wanted: string, allowed: string[]): string {
+  if (allowed.includes(wanted)) return wanted;
+  const level = config.raw.tiers[wanted]!.min_complexity;
+  const byLevel = allowed.map((t) => ({ t, d: config.raw.tiers[t]!.min_complexity - level }));
+  const stronger = byLevel.filter((x) => x.d >= 0).sort((a, b) => a.d - b.d)[0];
+  return (stronger ?? byLevel.sort((a, b) => b.d - a.d)[0])!.t;
+}
+
+function tierTargets(config: CompiledConfig, tier: string, user: string | null): Target[] {
+  return config.raw.tiers[tier]!.models.map((name) => {
+    const split = config.raw.splits[name];
+    if (!split) return { model: config.modelsByName.get(name)! };
+    const target = pickSplitTarget(name, split, user);
+    return toTarget(name, target, config.modelsByName.get(target.model)!);
+  });
+}
+
+function toTarget(split: string, target: { backends?: readonly string[] }, model: ModelConfig): Target {
+  return { model, split, ...(target.backends ? { backends: target.backends } : {}) };
 }
 
 /** Every name the tenant may put in `model`, for GET /v1/models. */
@@ -55,13 +128,11 @@ export function modelNamesFor(config: CompiledConfig, tenantId: string): { id: s
   const out: { id: string; owned_by: string }[] = [];
   for (const m of config.raw.models) {
     const names = [m.id, ...m.aliases];
-    if (tenant.models.includes('*') || names.some((n) => tenant.models.includes(n))) {
-      for (const n of names) out.push({ id: n, owned_by: 'edge-router' });
-    }
+    if (tenantMayUse(tenant, names)) for (const n of names) out.push({ id: n, owned_by: 'edge-router' });
   }
-  const tiers = Object.keys(config.raw.tiers).filter((t) => tenant.tiers.includes('*') || tenant.tiers.includes(t));
+  for (const name of Object.keys(config.raw.splits)) if (tenantMayUse(tenant, [name])) out.push({ id: name, owned_by: 'edge-router:split' });
+  const tiers = allowedTiers(config, tenant);
   for (const t of tiers) out.push({ id: t, owned_by: 'edge-router:tier' });
-  const auto = defaultTier(config);
-  if (auto && tiers.includes(auto)) out.push({ id: 'auto', owned_by: 'edge-router:tier' });
+  if (tiers.length) out.push({ id: 'auto', owned_by: 'edge-router:tier' });
   return out;
 }
