@@ -1,0 +1,46 @@
+/**
+ * `npm run bench [-- section...]`: runs bench sections (all by default) and prints a table per
+ * section; results go to .dev/bench/<section>.json. A report, never a test: it does not fail on
+ * numbers. BENCH_DURATION_S shortens each load run. A new section is one more file + one line below.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEV_DIR } from '../dev/paths';
+import type { BenchSection } from './lib/section';
+import { formatTable } from './lib/table';
+
+const SECTIONS: Record<string, () => Promise<BenchSection>> = {
+  overhead: async () => (await import('./overhead')).overhead,
+};
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const unknown = wanted.filter((n) => !SECTIONS[n]);
+  if (unknown.length) {
+    console.error(`unknown bench section(s): ${unknown.join(', ')}. Available: ${Object.keys(SECTIONS).join(', ')}`);
+    process.exit(2);
+  }
+  const durationS = process.env.BENCH_DURATION_S ? Number(process.env.BENCH_DURATION_S) : undefined;
+  if (durationS !== undefined && !(durationS > 0)) throw new Error('BENCH_DURATION_S must be a positive number of seconds');
+  const outDir = join(DEV_DIR, 'bench');
+  mkdirSync(outDir, { recursive: true });
+
+  for (const name of wanted.length ? wanted : Object.keys(SECTIONS)) {
+    const section = await SECTIONS[name]!();
+    console.error(`\n▶ ${section.name}: ${section.description}`);
+    const started = Date.now();
+    const report = await section.run({ durationS, outDir });
+    const file = join(outDir, `${section.name}.json`);
+    writeFileSync(file, JSON.stringify(report.json, null, 2) + '\n');
+    console.log(`\n${report.tables.map(formatTable).join('\n\n')}\n`);
+    console.error(`(${section.name}: ${((Date.now() - started) / 1000).toFixed(0)} s, results in ${file})`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exit(1);
+  },
+);

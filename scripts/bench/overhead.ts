@@ -1,0 +1,146 @@
+/**
+ * Router overhead: the same chat completion sent straight to one simulated backend, through a
+ * bare pass-through Worker (the floor any Worker pays here), and through the router. The sim
+ * runs the `instant` profile so the only differences are the hops and the router's own work
+ * (auth, planning, proxying, headers). Non-streaming latency at c=1 and throughput at c=32 with
+ * autocannon; streaming time to first token with a small fetch client. Both Workers are reached
+ * through Miniflare's direct sockets (see StackOptions.directSocket).
+ */
+import os from 'node:os';
+import { startStack } from '../dev/stack';
+import { readWranglerConfig } from '../dev/wrangler-config';
+import { WRANGLER_TOML } from '../dev/paths';
+import { startBareProxy } from './lib/bare-proxy';
+import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
+import type { BenchSection, BenchTable } from './lib/section';
+import { round } from './lib/stats';
+import { measureTtft, type TtftResult } from './lib/ttft';
+
+/** Where `llama-3.1-8b` goes with no client location (the first region's backend). */
+const BACKEND = 'vllm-us-east-8b';
+const MODEL = 'llama-3.1-8b';
+const MESSAGES = [{ role: 'user', content: 'Reply with a short greeting.' }];
+const AIM_ADDED_P50_MS = 0.5;
+const AIM_ROUTER_RPS = 2_000;
+
+const VIAS = ['direct', 'floor', 'router'] as const;
+type Via = (typeof VIAS)[number];
+type ByVia<T> = Record<Via, T>;
+
+export const overhead: BenchSection = {
+  name: 'overhead',
+  description: 'added latency and throughput of the router vs calling one backend directly (instant sim)',
+  async run(ctx) {
+    const durationS = ctx.durationS ?? 10;
+    const warmS = Math.max(1, Math.min(3, Math.round(durationS / 3)));
+    const ttftN = Number(process.env.BENCH_TTFT_N ?? 300);
+    // Direct sockets for router and floor: Miniflare's entry worker has no counterpart on Cloudflare.
+    const stack = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true });
+    let floor: Awaited<ReturnType<typeof startBareProxy>> | undefined;
+    try {
+      const backendUrl = stack.backends[BACKEND];
+      const backend = stack.router.backends.find((b) => b.id === BACKEND);
+      const model = stack.router.models.find((m) => m.id === MODEL);
+      if (!backend || !model || !backendUrl) throw new Error(`wrangler.toml has no backend ${BACKEND} serving ${MODEL}`);
+      const { compatibilityDate, compatibilityFlags } = readWranglerConfig(WRANGLER_TOML).workerOptions as { compatibilityDate?: string; compatibilityFlags?: string[] };
+      floor = await startBareProxy(backendUrl, { compatibilityDate, compatibilityFlags });
+      const floorUrl = floor.url;
+      const simHeaders: Record<string, string> = { 'content-type': 'application/json' };
+      if (backend.auth_secret) simHeaders.authorization = `Bearer ${stack.secrets[backend.auth_secret]}`;
+      const body = (name: string, stream: boolean) => JSON.stringify({ model: name, messages: MESSAGES, max_tokens: 16, ...(stream ? { stream } : {}) });
+      const served = model.served_name ?? model.id;
+      const target = (via: Via, stream: boolean): HttpTarget => {
+        if (via === 'router') {
+          return { url: `${stack.routerUrl}/v1/chat/completions`, headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.keys.demo}` }, body: body(MODEL, stream) };
+        }
+        return { url: `${via === 'direct' ? backendUrl : floorUrl}/v1/chat/completions`, headers: simHeaders, body: body(served, stream) };
+      };
+
+      await assertRoutesTo(target('router', false), BACKEND);
+      log(`warm-up ${warmS} s each`);
+      for (const via of VIAS) await runLoad(target(via, false), 8, warmS);
+
+      const lat = {} as ByVia<LoadResult>;
+      const thr = {} as ByVia<LoadResult>;
+      const ttft = {} as ByVia<TtftResult>;
+      for (const via of VIAS) lat[via] = await step(`latency c=1, ${via}`, () => runLoad(target(via, false), 1, durationS));
+      for (const via of VIAS) thr[via] = await step(`throughput c=32, ${via}`, () => runLoad(target(via, false), 32, durationS));
+      for (const via of VIAS) ttft[via] = await step(`TTFT x${ttftN}, ${via}`, () => measureTtft(target(via, true), ttftN));
+
+      const addedP50 = lat.router.latency_ms.p50 - lat.direct.latency_ms.p50;
+      const json = {
+        date: new Date().toISOString(),
+        machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}`, loadavg_1m: os.loadavg()[0] },
+        setup: { backend: BACKEND, model: MODEL, sim_profile: 'instant', max_tokens: 16, duration_s: durationS, warmup_s: warmS, ttft_n: ttftN, floor: 'pass-through Worker under Miniflare', sockets: 'miniflare direct sockets (no entry worker)' },
+        latency_c1: lat,
+        throughput_c32: thr,
+        ttft_stream: ttft,
+        added: {
+          p50_ms: addedP50,
+          p99_ms: lat.router.latency_ms.p99 - lat.direct.latency_ms.p99,
+          p50_over_floor_ms: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50,
+          ttft_median_ms: ttft.router.median_ms - ttft.direct.median_ms,
+          throughput_ratio: thr.router.req_per_s / thr.direct.req_per_s,
+        },
+        aims: {
+          added_p50_below_ms: AIM_ADDED_P50_MS,
+          added_p50_met: addedP50 < AIM_ADDED_P50_MS,
+          router_rps_at_c32_min: AIM_ROUTER_RPS,
+          router_rps_met: thr.router.req_per_s >= AIM_ROUTER_RPS,
+        },
+      };
+      return { tables: [buildTable(lat, thr, ttft)], json };
+    } finally {
+      await floor?.close();
+      await stack.close();
+    }
+  },
+};
+
+function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<TtftResult>): BenchTable {
+  const ms = (x: number) => `${round(x, 3).toFixed(3)} ms`;
+  const plus = (d: number) => `${d >= 0 ? '+' : ''}${round(d, 3).toFixed(3)} ms`;
+  const rps = (x: number) => `${Math.round(x).toLocaleString('en-US')} req/s`;
+  const ratio = (r: number, d: number) => `x${round(r / d, 2)}`;
+  const msRow = (label: string, get: (v: Via) => number): string[] => [label, ms(get('direct')), ms(get('floor')), ms(get('router')), plus(get('router') - get('direct'))];
+  const rpsRow = (label: string, get: (v: Via) => number): string[] => [label, rps(get('direct')), rps(get('floor')), rps(get('router')), ratio(get('router'), get('direct'))];
+  const addedP50 = lat.router.latency_ms.p50 - lat.direct.latency_ms.p50;
+  const failed = VIAS.some((v) => lat[v].non_2xx + lat[v].errors + thr[v].non_2xx + thr[v].errors + ttft[v].failures > 0);
+  return {
+    title: `Router overhead (${BACKEND}, ${MODEL}, instant sim, ${os.cpus().length} cores)`,
+    columns: ['metric', 'direct', 'bare Worker', 'router', 'added / ratio'],
+    rows: [
+      msRow('latency p50, c=1 (non-streaming)', (v) => lat[v].latency_ms.p50),
+      msRow('latency p99, c=1', (v) => lat[v].latency_ms.p99),
+      rpsRow('requests/s, c=1', (v) => lat[v].req_per_s),
+      rpsRow('throughput, c=32', (v) => thr[v].req_per_s),
+      msRow('latency p50, c=32', (v) => thr[v].latency_ms.p50),
+      msRow('latency p99, c=32', (v) => thr[v].latency_ms.p99),
+      msRow('TTFT median (streaming)', (v) => ttft[v].median_ms),
+      msRow('TTFT p99 (streaming)', (v) => ttft[v].p99_ms),
+    ],
+    notes: [
+      'added / ratio = router vs direct. bare Worker = a pass-through Worker under the same Miniflare setup: the floor of any Worker hop here.',
+      'Both Workers are reached through Miniflare direct sockets, without the dev entry worker that `npm start` puts in front (about 0.1 ms more per request).',
+      `aim: added p50 < ${AIM_ADDED_P50_MS} ms: ${addedP50 < AIM_ADDED_P50_MS ? 'met' : 'not met'} (${plus(addedP50)}; ${plus(lat.router.latency_ms.p50 - lat.floor.latency_ms.p50)} over the bare Worker)`,
+      `aim: router >= ${AIM_ROUTER_RPS.toLocaleString('en-US')} req/s at c=32 on 2 cores: ${thr.router.req_per_s >= AIM_ROUTER_RPS ? 'met' : 'not met'} (${rps(thr.router.req_per_s)} on ${os.cpus().length} cores)`,
+      `client, sims and workerd share this machine (1-min load average ${os.loadavg()[0]!.toFixed(1)} at the end): compare columns, don't plan capacity from them.`,
+      ...(failed ? ['WARNING: some runs had non-2xx answers or errors: see the JSON.'] : []),
+    ],
+  };
+}
+
+/** Fails early when the router would pick another backend: the comparison would be meaningless. */
+async function assertRoutesTo(t: HttpTarget, backend: string): Promise<void> {
+  const res = await fetch(t.url, { method: 'POST', headers: t.headers, body: t.body });
+  const text = await res.text();
+  const got = res.headers.get('x-router-backend');
+  if (res.status !== 200 || got !== backend) throw new Error(`router answered ${res.status} via ${got ?? '?'}, expected 200 via ${backend}: ${text.slice(0, 300)}`);
+}
+
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  log(what);
+  return fn();
+}
+
+const log = (msg: string) => process.stderr.write(`  · ${msg}\n`);

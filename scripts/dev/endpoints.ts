@@ -1,0 +1,29 @@
+/** `.dev/endpoints.json`: how to reach the running local stack (read by tools, reused for keys). */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export interface Endpoints {
+  router: string;
+  admin_token: string;
+  tenants: Record<string, { api_key: string }>;
+  backends: Record<string, string>;
+}
+
+export function readEndpoints(file: string): Partial<Endpoints> {
+  if (!existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<Endpoints>;
+  } catch {
+    return {}; // a broken file only costs new keys
+  }
+}
+
+export function rememberedKeys(file: string): Record<string, string | undefined> {
+  const tenants = readEndpoints(file).tenants ?? {};
+  return Object.fromEntries(Object.entries(tenants).map(([t, v]) => [t, v?.api_key]));
+}
+
+export function writeEndpoints(file: string, e: Endpoints): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(e, null, 2) + '\n', { mode: 0o600 });
+}
