@@ -1,3 +1,4 @@
+import type { BackendMetrics } from '../durable-objects/backend-metrics';
 import type { KeyRegistry } from '../durable-objects/key-registry';
 import type { CompiledConfig } from './config/compiled';
 import type { KeyRecord } from '../durable-objects/key-registry';
@@ -6,6 +7,8 @@ import type { KeyRecord } from '../durable-objects/key-registry';
 export interface Env {
   ROUTER: unknown;
   KEY_REGISTRY: DurableObjectNamespace<KeyRegistry>;
+  /** Scrapes backends' /metrics on an alarm; one instance, "global" (worker/routing/load-snapshot.ts). */
+  BACKEND_METRICS: DurableObjectNamespace<BackendMetrics>;
   ADMIN_TOKEN?: string;
   [secret: string]: unknown;
 }

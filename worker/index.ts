@@ -2,6 +2,7 @@ import { app } from './app';
 import type { Env } from './env';
 
 export { KeyRegistry } from '../durable-objects/key-registry';
+export { BackendMetrics } from '../durable-objects/backend-metrics';
 
 export default {
   fetch: app.fetch,

@@ -38,6 +38,8 @@ export interface StackOptions {
    * here and cuts throughput by ~40%; the benches skip it. request.cf is then absent.
    */
   directSocket?: boolean;
+  /** Open workerd's DevTools inspector on this port (CPU profiles of the router). */
+  inspectorPort?: number;
   /** Forward sim and workerd output (npm start); tests keep it quiet. */
   log?: boolean;
   configPath?: string;
@@ -105,6 +107,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       port: opts.directSocket ? 0 : port,
       unsafeDirectSockets: opts.directSocket ? [{ host: '127.0.0.1', port }] : undefined,
       cf: LOCAL_CF,
+      ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
       durableObjectsPersist: opts.persist ? join(opts.persist, 'v3', 'do') : false,
       bindings: { ...wrangler.bindings, ...secrets, ROUTER: router },
       log: opts.log ? new Log(LogLevel.INFO) : undefined,

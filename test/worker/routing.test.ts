@@ -1,6 +1,14 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { retryAfterMs } from '../../worker/routing/execute';
 import { isolateState } from '../../worker/routing/isolate-state';
+import { backendLoad, refreshLoad, resetLoadSnapshot } from '../../worker/routing/load-snapshot';
+import { compileConfig } from '../../worker/config/compiled';
+
+function loadConfigOf(cfg: unknown) {
+  const r = compileConfig(cfg);
+  if (!r.ok) throw new Error(r.errors.join('; '));
+  return r.config;
+}
 import { chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, spawnSim, type Sim } from './sims';
 
@@ -85,7 +93,7 @@ describe('fallback chain', () => {
 
   it('retries the same backend, after a backoff, when it is the only one', async () => {
     const { cfg, sims } = await replicaConfig(1);
-    cfg.max_attempts = 3;
+    Object.assign(cfg, { max_attempts: 3 });
     // Every other request fails: the first attempt fails with 429, the retry succeeds.
     await sims[0]!.faults({ error_rate: 0.5, status: 429 });
     await chat(key, { model: 'm', messages: hi, max_tokens: 2 }, { env: envWith(cfg) }); // request 1: passes
@@ -165,6 +173,41 @@ describe('choosing a replica', () => {
     release.forEach((r) => r());
     const back = await chat(key, { model: 'm', messages: convo(2), max_tokens: 2 }, { env: e });
     expect(back.headers.get('x-router-backend')).toBe(preferred);
+  });
+});
+
+describe('scraped backend load', () => {
+  it('steers away from a replica its own /metrics shows busy, without waiting on the scrape', async () => {
+    const { cfg, sims } = await replicaConfig(2);
+    Object.assign(cfg, { routing: { policy: 'least-loaded' } });
+    const e = envWith(cfg);
+    // r0 holds ten hanging requests (vLLM counts them running); this edge knows nothing of them.
+    await sims[0]!.faults({ hang: true });
+    const held = new AbortController();
+    for (let i = 0; i < 10; i++) {
+      fetch(`${sims[0]!.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', messages: hi }), signal: held.signal }).catch(() => {});
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await sims[0]!.metric('vllm:num_requests_running')).toBe(10);
+    await sims[0]!.faults({});
+
+    const before = await chat(key, { model: 'm', messages: hi, max_tokens: 2 }, { env: e });
+    expect(before.headers.get('x-router-backend')).toBe('r0'); // no snapshot yet: config order
+
+    // The scraper (the router's "global" object) is pointed at this test's simulators.
+    const metrics = e.BACKEND_METRICS.get(e.BACKEND_METRICS.idFromName('global'));
+    await metrics.configure({ backends: cfg.backends.map((b) => ({ id: b.id, url: b.url, kind: 'vllm' as const })) });
+    resetLoadSnapshot();
+    const waits: Promise<unknown>[] = [];
+    refreshLoad(e, { waitUntil: (p) => waits.push(p) }, loadConfigOf(cfg));
+    await Promise.all(waits);
+    expect(backendLoad('r0')?.running).toBe(10);
+
+    const after = await chat(key, { model: 'm', messages: hi, max_tokens: 2 }, { env: e });
+    expect(after.headers.get('x-router-backend')).toBe('r1');
+    held.abort();
+    await metrics.configure(null);
+    resetLoadSnapshot();
   });
 });
 

@@ -7,6 +7,7 @@ import { synthesize } from '../openai/synthesize';
 import { execute, type ExecuteResult } from '../routing/execute';
 import { clientLocation } from '../routing/geo';
 import { loadOf } from '../routing/load';
+import { refreshLoad } from '../routing/load-snapshot';
 import { planCandidates } from '../routing/plan';
 import { prefixKey } from '../routing/prefix-key';
 import { resolveRoute, type ResolvedRoute } from '../routing/resolve-model';
@@ -22,6 +23,7 @@ export function inferenceRoute(kind: EndpointKind) {
     const tenantId = c.get('key').tenant;
     const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
     const route = resolveRoute(config, tenantId, body, spec.modelType, user);
+    refreshLoad(c.env, c.executionCtx, config); // background: never awaited here
     const candidates = planCandidates({
       config,
       route,

@@ -22,8 +22,10 @@ let takenAt = 0;
 let staleMs = 30_000;
 /** When this isolate last started a refresh (success or not, so failures back off one interval). */
 let lastRefreshAt = Number.NEGATIVE_INFINITY;
-/** When the refresh in flight started (0: none). */
-let refreshingSince = 0;
+/** The refresh in flight, if any. */
+let inFlight: { since: number } | null = null;
+/** Bumped by resetLoadSnapshot so a refresh started before it cannot install its answer. */
+let generation = 0;
 
 /**
  * The backend's load from the last snapshot this isolate holds, or undefined when there is
@@ -48,28 +50,28 @@ export function refreshLoad(
   const routing = config.raw.routing;
   staleMs = routing.load_stale_ms;
   if (now - lastRefreshAt < routing.scrape_interval_ms) return;
-  if (refreshingSince !== 0 && now - refreshingSince < REFRESH_GIVE_UP_MS) return;
+  if (inFlight !== null && now - inFlight.since < REFRESH_GIVE_UP_MS) return;
   const ns = env.BACKEND_METRICS;
   if (!ns) return;
   lastRefreshAt = now;
-  refreshingSince = now;
-  const started = now;
+  const mine = (inFlight = { since: now });
   try {
-    ctx.waitUntil(fetchSnapshot(ns, started));
+    ctx.waitUntil(fetchSnapshot(ns, mine, generation));
   } catch (e) {
-    refreshingSince = 0;
+    inFlight = null;
     console.warn(`load-snapshot: refresh not started: ${message(e)}`);
   }
 }
 
-async function fetchSnapshot(ns: DurableObjectNamespace<BackendMetrics>, started: number): Promise<void> {
+async function fetchSnapshot(ns: DurableObjectNamespace<BackendMetrics>, mine: { since: number }, gen: number): Promise<void> {
   try {
     const stub = ns.get(ns.idFromName('global'));
-    install(await stub.snapshot());
+    const snap = await stub.snapshot();
+    if (gen === generation) install(snap);
   } catch (e) {
     console.warn(`load-snapshot: refresh failed: ${message(e)}`);
   } finally {
-    if (refreshingSince === started) refreshingSince = 0;
+    if (inFlight === mine) inFlight = null;
   }
 }
 
@@ -96,5 +98,6 @@ export function resetLoadSnapshot(): void {
   takenAt = 0;
   staleMs = 30_000;
   lastRefreshAt = Number.NEGATIVE_INFINITY;
-  refreshingSince = 0;
+  inFlight = null;
+  generation++;
 }

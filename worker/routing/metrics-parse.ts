@@ -19,6 +19,8 @@
 //   /prometheus/metrics with those trtllm_* names (Dynamo re-exports them as trtllm_* or, in older
 //   releases, trtllm:*); a body in that format is understood too.
 
+import type { BackendConfig } from '../config/schema';
+
 export interface BackendLoad {
   /** Requests in the backend's running batch. */
   running: number;
@@ -30,7 +32,8 @@ export interface BackendLoad {
   scrapedAt: number;
 }
 
-export type MetricsKind = 'vllm' | 'trtllm' | 'openai';
+/** A backend kind from the config: `vllm`, `trtllm` or `openai`. */
+export type MetricsKind = BackendConfig['kind'];
 
 /** Bodies beyond this are not parsed (a real vLLM /metrics is well under 1 MiB). */
 export const MAX_METRICS_BODY_CHARS = 4 * 1024 * 1024;
