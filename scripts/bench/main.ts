@@ -11,6 +11,9 @@ import { formatTable } from './lib/table';
 
 const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   overhead: async () => (await import('./overhead')).overhead,
+  complexity: async () => (await import('./complexity')).complexity,
+  'routing-prefix': async () => (await import('./routing-prefix')).routingPrefix,
+  'routing-failover': async () => (await import('./routing-failover')).routingFailover,
 };
 
 async function main(): Promise<void> {

@@ -36,6 +36,40 @@ async function replicaConfig(n: number, latency: Record<string, number> = FAST) 
   return { cfg, sims };
 }
 
+describe('complexity', () => {
+  it('auto sends an easy prompt to the cheap tier and a hard one to the strong tier, saying why', async () => {
+    const { cfg } = await simulatedConfig();
+    const e = envWith(cfg);
+    const easy = await chat(key, { model: 'auto', messages: [{ role: 'user', content: 'hi there!' }], max_tokens: 4 }, { env: e });
+    expect(easy.headers.get('x-router-tier')).toBe('fast');
+    expect(easy.headers.get('x-router-backend')).toBe('vllm-us-east-8b');
+    const easyScore = Number(easy.headers.get('x-router-complexity'));
+    expect(easyScore).toBeLessThan(0.25);
+
+    const proof = [
+      {
+        role: 'user',
+        content:
+          'Prove rigorously that every finite integral domain is a field, then derive the consequences for Z/nZ. ' +
+          'Step by step: 1) state the lemma, 2) prove injectivity of multiplication, 3) analyse the trade-offs of a constructive proof versus one by contradiction.',
+      },
+    ];
+    const hard = await chat(key, { model: 'auto', messages: proof, max_tokens: 2000 }, { env: e });
+    expect(hard.status).toBe(200);
+    expect(hard.headers.get('x-router-tier')).toBe('advanced');
+    expect(hard.headers.get('x-router-backend')).toBe('vllm-us-east-405b');
+    expect(Number(hard.headers.get('x-router-complexity'))).toBeGreaterThan(easyScore);
+    expect(hard.headers.get('x-router-complexity')).toMatch(/^\d\.\d\d$/);
+  });
+
+  it('keeps auto within the tiers a tenant may use', async () => {
+    const { cfg } = await simulatedConfig();
+    cfg.tenants.demo.tiers = ['balanced'];
+    const res = await chat(key, { model: 'auto', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }, { env: envWith(cfg) });
+    expect(res.headers.get('x-router-tier')).toBe('balanced');
+  });
+});
+
 describe('region and residency', () => {
   it('keeps a tenant inside its allowed regions, fallbacks included, and says 503 when none can serve', async () => {
     const { cfg, sims } = await simulatedConfig();
