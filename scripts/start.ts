@@ -39,7 +39,7 @@ async function main(): Promise<void> {
 
   const running: Running = wranglerDev
     ? await startWithWrangler(router, port, secrets, remembered)
-    : await startStack({ port, persist: PERSIST, simProfile: 'dev', secrets, reuseKeys: remembered, log: true });
+    : await startStack({ port, persist: PERSIST, simProfile: 'dev', secrets, reuseKeys: remembered, log: true, directSocket: true });
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) process.exit(code); // a second Ctrl-C: don't wait

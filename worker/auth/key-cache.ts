@@ -1,5 +1,6 @@
 import type { KeyRecord } from '../../durable-objects/key-registry';
 import type { Env } from '../env';
+import { errors } from '../http/errors';
 import { digestsEqual, sha256Hex } from './hash';
 
 /**
@@ -19,7 +20,14 @@ export async function authenticateKey(env: Env, key: string, now = Date.now()): 
   const hash = await sha256Hex(key);
   let entry = entries.get(hash);
   if (!entry || entry.expires <= now) {
-    const record = await registry(env).lookup(hash);
+    let record: (KeyRecord & { hash: string }) | null;
+    try {
+      record = await registry(env).lookup(hash);
+    } catch (e) {
+      // The registry is unreachable: say so (503) rather than fail as a bug would (500).
+      console.error(JSON.stringify({ msg: 'key registry lookup failed', error: String(e) }));
+      throw errors.unavailable('Cannot verify API keys right now; retry shortly.', 'key_registry_unavailable');
+    }
     entry = { record, expires: now + (record ? KEY_TTL_MS : MISS_TTL_MS) };
     if (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value!);
     entries.set(hash, entry);
