@@ -5,6 +5,7 @@ import { errors, RouterError } from './http/errors';
 import { requireAdminToken, requireApiKey } from './middleware/auth';
 import { requireConfig } from './middleware/config';
 import { routerHeaderDefaults } from './middleware/router-headers';
+import { adminBreakers } from './routes/admin-breakers';
 import { adminKeys } from './routes/admin-keys';
 import { health } from './routes/health';
 import { inferenceRoute } from './routes/inference';
@@ -19,6 +20,7 @@ app.route('/', health);
 
 app.use('/admin/*', requireAdminToken);
 app.route('/admin/keys', adminKeys);
+app.route('/admin/breakers', adminBreakers);
 
 app.use('/v1/*', routerHeaderDefaults, requireApiKey);
 app.get('/v1/models', listModels);

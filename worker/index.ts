@@ -3,6 +3,7 @@ import type { Env } from './env';
 
 export { KeyRegistry } from '../durable-objects/key-registry';
 export { BackendMetrics } from '../durable-objects/backend-metrics';
+export { CircuitBreaker } from '../durable-objects/circuit-breaker';
 
 export default {
   fetch: app.fetch,

@@ -1,7 +1,9 @@
+import { env as testEnv } from 'cloudflare:test';
+import { resetBreakerView } from '../../worker/routing/breaker-view';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isolateState } from '../../worker/routing/isolate-state';
 import type { Env } from '../../worker/env';
-import { call, chat, createKey, envWith, errorOf } from './support';
+import { baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, type Sim } from './sims';
 
 const PARIS = '48.86,2.35,FR';
@@ -20,7 +22,13 @@ beforeAll(async () => {
 });
 
 // Each test starts as a fresh isolate would: no memory of backends failing in an earlier test.
-beforeEach(() => isolateState.reset());
+beforeEach(async () => {
+  isolateState.reset();
+  // Breakers outlive a test (Durable Object storage is shared by the tests of a file): start closed.
+  resetBreakerView();
+  const ns = (testEnv as unknown as Env).BREAKERS;
+  await Promise.all(baseConfig().backends.map((b: { id: string }) => b.id).map((id: string) => ns.get(ns.idFromName(id)).reset()));
+});
 
 async function sse(res: Response): Promise<{ events: string[]; raw: string }> {
   const raw = await res.text();
@@ -183,6 +191,16 @@ describe('upstream failures', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('x-router-backend')).toBe('vllm-eu-west-8b');
     expect((await res.text()).trim().endsWith('data: [DONE]')).toBe(true);
+  });
+
+  it('a backend may shorten its own timeouts; the keys it does not set stay the router\'s', async () => {
+    const { cfg, sims } = await simulatedConfig();
+    await sims['vllm-us-east-8b']!.config({ base_ttft_ms: 3_000 });
+    cfg.timeouts = { connect_ms: 1_000, ttft_ms: 20_000, total_ms: 10_000 };
+    cfg.backends.find((b: any) => b.id === 'vllm-us-east-8b').timeouts = { ttft_ms: 300 };
+    const res = await chat(key, { model: 'small', messages: hi, max_tokens: 4, stream: true }, { env: envWith(cfg) });
+    expect(res.headers.get('x-router-backend')).toBe('vllm-eu-west-8b');
+    await res.text();
   });
 
   it('ends a stream that breaks mid-way with an SSE error event, cleanly', async () => {

@@ -1,3 +1,6 @@
+import { env as testEnv } from 'cloudflare:test';
+import { resetBreakerView } from '../../worker/routing/breaker-view';
+import type { Env } from '../../worker/env';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { retryAfterMs } from '../../worker/routing/execute';
 import { isolateState } from '../../worker/routing/isolate-state';
@@ -9,7 +12,7 @@ function loadConfigOf(cfg: unknown) {
   if (!r.ok) throw new Error(r.errors.join('; '));
   return r.config;
 }
-import { chat, createKey, envWith, errorOf } from './support';
+import { baseConfig, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, spawnSim, type Sim } from './sims';
 
 const PARIS = '48.86,2.35,FR';
@@ -21,7 +24,13 @@ beforeAll(async () => {
   const { cfg } = await simulatedConfig();
   key = (await createKey('demo', envWith(cfg))).key;
 });
-beforeEach(() => isolateState.reset());
+beforeEach(async () => {
+  isolateState.reset();
+  // Breakers outlive a test (Durable Object storage is shared by the tests of a file): start closed.
+  resetBreakerView();
+  const ns = (testEnv as unknown as Env).BREAKERS;
+  await Promise.all([...baseConfig().backends.map((b: { id: string }) => b.id), 'r0', 'r1', 'r2', 'r3'].map((id: string) => ns.get(ns.idFromName(id)).reset()));
+});
 
 /** A one-region config with `n` replicas of one model, each its own simulator. */
 async function replicaConfig(n: number, latency: Record<string, number> = FAST) {

@@ -31,6 +31,59 @@ export const modelSchema = z.strictObject({
   served_name: z.string().min(1).optional(),
 });
 
+/** A failure status for breakers: an HTTP status (400-599) or a whole class, "4xx" or "5xx". */
+const failureStatus = z.union([z.number().int().min(400).max(599), z.enum(['4xx', '5xx'])]);
+
+// Circuit breakers (durable-objects/circuit-breaker.ts, worker/routing/breaker-view.ts). Each key is
+// declared once, without a default: [breaker] gives every key its default, a backend's `breaker` overrides any.
+const breakerKeys = {
+  /** false: the backend is never skipped for its breaker and no outcome is reported. */
+  enabled: z.boolean(),
+  /** Sliding window over which the failure share is measured. */
+  window_ms: z.number().int().min(1_000),
+  /** Requests the window must hold before the failure share can open the breaker. */
+  min_requests: z.number().int().min(1),
+  /** Failure share (0..1] of the window's requests that opens the breaker. */
+  failure_threshold: z.number().gt(0).max(1),
+  /** Consecutive failures that open the breaker, whatever the window says. */
+  consecutive_failures: z.number().int().min(1),
+  /** Open time after the first trip; each further trip without a lasting recovery multiplies it, up to the cap. */
+  cooldown_ms: positiveMs,
+  cooldown_multiplier: z.number().min(1),
+  cooldown_max_ms: positiveMs,
+  /** Probe requests let through at a time, edge-wide, while half-open. */
+  half_open_max_probes: z.number().int().min(1),
+  /** Consecutive successful probes that close it again. */
+  close_after_successes: z.number().int().min(1),
+  /** Upstream statuses that count as failures (connect errors and timeouts always do). */
+  failure_statuses: z.array(failureStatus),
+  /** Isolate batching: a batch of successes is reported after this long, or at report_max_batch outcomes. */
+  report_interval_ms: z.number().int().min(10),
+  report_max_batch: z.number().int().min(1).max(1_000),
+  /** An isolate's copy of a breaker older than this is refreshed in the background. */
+  refresh_ms: z.number().int().min(100),
+};
+
+export const breakerSchema = z.strictObject({
+  enabled: breakerKeys.enabled.default(true),
+  window_ms: breakerKeys.window_ms.default(60_000),
+  min_requests: breakerKeys.min_requests.default(20),
+  failure_threshold: breakerKeys.failure_threshold.default(0.5),
+  consecutive_failures: breakerKeys.consecutive_failures.default(5),
+  cooldown_ms: breakerKeys.cooldown_ms.default(30_000),
+  cooldown_multiplier: breakerKeys.cooldown_multiplier.default(2),
+  cooldown_max_ms: breakerKeys.cooldown_max_ms.default(300_000),
+  half_open_max_probes: breakerKeys.half_open_max_probes.default(1),
+  close_after_successes: breakerKeys.close_after_successes.default(3),
+  failure_statuses: breakerKeys.failure_statuses.default(['5xx', 429]),
+  report_interval_ms: breakerKeys.report_interval_ms.default(1_000),
+  report_max_batch: breakerKeys.report_max_batch.default(50),
+  refresh_ms: breakerKeys.refresh_ms.default(2_000),
+});
+
+/** A backend's own breaker thresholds: any key of [breaker], the rest inherited. */
+export const breakerOverrideSchema = z.strictObject(breakerKeys).partial();
+
 export const backendKinds = ['vllm', 'trtllm', 'openai'] as const;
 
 export const backendSchema = z.strictObject({
@@ -43,7 +96,12 @@ export const backendSchema = z.strictObject({
   auth_secret: z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name').optional(),
   auth_header: z.string().min(1).default('authorization'),
   max_concurrency: z.number().int().positive().default(256),
-  timeouts: timeoutsSchema.partial().optional(),
+  /** Overrides of the router's timeouts for this backend (no defaults here: unset keys keep the router's). */
+  timeouts: z
+    .strictObject({ connect_ms: positiveMs.optional(), ttft_ms: positiveMs.optional(), total_ms: positiveMs.optional() })
+    .optional(),
+  /** Circuit-breaker overrides for this backend (router's [breaker] otherwise). */
+  breaker: breakerOverrideSchema.optional(),
 });
 
 export const tierSchema = z.strictObject({
@@ -110,6 +168,7 @@ export const routerConfigSchema = z
     degraded_answer: z.string().min(1).optional(),
     timeouts: timeoutsSchema.prefault({}),
     routing: routingSchema.prefault({}),
+    breaker: breakerSchema.prefault({}),
     splits: z.record(id, splitSchema).default({}),
     regions: z.array(regionSchema).min(1),
     models: z.array(modelSchema).min(1),
@@ -144,6 +203,12 @@ export const routerConfigSchema = z
         if (!modelIds.has(m)) issue(['backends', i, 'models', j], `unknown model "${m}" (models are declared in [[models]])`);
         served.add(m);
       });
+    });
+    if (cfg.breaker.cooldown_max_ms < cfg.breaker.cooldown_ms) issue(['breaker', 'cooldown_max_ms'], 'must be at least cooldown_ms');
+    cfg.backends.forEach((b, i) => {
+      if (!b.breaker) return;
+      const merged = { ...cfg.breaker, ...b.breaker };
+      if (merged.cooldown_max_ms < merged.cooldown_ms) issue(['backends', i, 'breaker', 'cooldown_max_ms'], 'must be at least cooldown_ms');
     });
     cfg.models.forEach((m, i) => {
       if (!served.has(m.id)) issue(['models', i, 'id'], `no backend serves model "${m.id}"`);
@@ -197,3 +262,5 @@ export type Price = z.infer<typeof priceSchema>;
 export type TierConfig = RouterConfig['tiers'][string];
 export type SplitConfig = RouterConfig['splits'][string];
 export type RoutingConfig = RouterConfig['routing'];
+export type BreakerConfig = RouterConfig['breaker'];
+export type BreakerOverride = z.infer<typeof breakerOverrideSchema>;

@@ -7,6 +7,7 @@ import { synthesize } from '../openai/synthesize';
 import { execute, type ExecuteResult } from '../routing/execute';
 import { clientLocation } from '../routing/geo';
 import { loadOf } from '../routing/load';
+import { refreshBreakers } from '../routing/breaker-view';
 import { refreshLoad } from '../routing/load-snapshot';
 import { planCandidates } from '../routing/plan';
 import { prefixKey } from '../routing/prefix-key';
@@ -32,6 +33,7 @@ export function inferenceRoute(kind: EndpointKind) {
       prefixKey: kind === 'embeddings' || config.raw.routing.policy !== 'prefix-affinity' ? null : prefixKey(body, config.raw.routing),
       loadOf,
     });
+    refreshBreakers(c.env, c.executionCtx, config); // background: due reports, and copies older than refresh_ms
 
     const result = await execute({
       config,
@@ -42,6 +44,7 @@ export function inferenceRoute(kind: EndpointKind) {
       requestId: c.get('requestId'),
       clientSignal: c.req.raw.signal,
       deadline,
+      ctx: c.executionCtx,
     });
 
     const response = result.upstreamFailed && kind !== 'embeddings' && config.raw.degraded_answer ? degraded(config.raw.degraded_answer, kind, body) : result.response;

@@ -4,6 +4,7 @@ import type { Timeouts } from '../config/schema';
 import { errors, RouterError, type ErrorStatus } from '../http/errors';
 import type { EndpointKind } from '../openai/schemas';
 import { readUsage, type Usage } from '../openai/usage';
+import { acquireProbe, breakerAllows, breakerOutcomeOf, reportOutcome, type ProbePermit } from './breaker-view';
 import { isolateState } from './isolate-state';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
@@ -11,6 +12,8 @@ import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 export interface ExecuteInput {
   config: CompiledConfig;
   env: Record<string, unknown>;
+  /** For background work (breaker reports) that outlives the response. */
+  ctx: { waitUntil(p: Promise<unknown>): void };
   endpoint: EndpointKind;
   /** The validated request body, as the client sent it. */
   body: Record<string, unknown>;
@@ -66,7 +69,9 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
     return { response: errors.unavailable('No backend can serve this model right now.', 'no_backend_available').toResponse(), served: null, attempts: 0, path, upstreamFailed: true };
   }
 
-  for (let i = 0; i < config.raw.max_attempts; i++) {
+  // i walks the chain (and its retries); an attempt is a backend call (path). A candidate whose
+  // breaker says no is skipped without spending an attempt.
+  for (let i = 0; path.length < config.raw.max_attempts && i < config.raw.max_attempts + candidates.length; i++) {
     if (input.clientSignal.aborted) break;
     const candidate = candidates[i % candidates.length]!;
     if (i >= candidates.length) {
@@ -84,11 +89,19 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
       failures.push({ kind: 'timeout', message: 'deadline reached before this attempt' });
       break;
     }
+    let probe: ProbePermit | null = null;
+    const gate = breakerAllows(candidate.backend.id);
+    if (gate !== 'closed') {
+      // Open (since the plan was made): skip. Half-open: only a probe permit lets it through (one hop).
+      const permit = gate === 'half-open' ? await acquireProbe(input.env, config, candidate.backend.id, { leaseMs: Math.max(1_000, input.deadline - Date.now()) }) : null;
+      if (permit === null) continue;
+      if (permit !== 'closed') probe = permit;
+    }
     path.push(candidate.backend.id);
-    const outcome = await attempt(input, candidate, stream);
-    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: i + 1, path, upstreamFailed: false };
+    const outcome = await attempt(input, candidate, stream, probe);
+    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: path.length, path, upstreamFailed: false };
     failures.push(outcome.failure);
-    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: i + 1, path, upstreamFailed: false };
+    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: path.length, path, upstreamFailed: false };
   }
 
   if (input.clientSignal.aborted) {
@@ -125,7 +138,7 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | n
 
 type AttemptOutcome = { response: Response } | { failure: Failure; final?: RouterError };
 
-async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolean): Promise<AttemptOutcome> {
+async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
   const { backend, model } = candidate;
   const t: Timeouts = { ...input.config.raw.timeouts, ...backend.timeouts };
   const started = Date.now();
@@ -151,8 +164,11 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   };
   const fail = (failure: Failure, final?: RouterError): AttemptOutcome => {
     cleanup();
-    // A client that left says nothing about the backend.
-    if (!final && !input.clientSignal.aborted) isolateState.failure(backend.id);
+    // A client that left says nothing about the backend; nor does a request it judged invalid.
+    const counts = !final && !input.clientSignal.aborted;
+    if (counts) isolateState.failure(backend.id);
+    const verdict = counts ? breakerOutcomeOf(input.config, backend.id, failure) : 'ignore';
+    reportOutcome(input.ctx, input.env, input.config, backend.id, verdict, { probe, cause: failure.message });
     return { failure, ...(final ? { final } : {}) };
   };
   const thrown = (e: unknown): AttemptOutcome =>
@@ -200,6 +216,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     }
     cleanup();
     isolateState.success(backend.id);
+    reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
     const totalMs = Date.now() - started;
     input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: null, totalMs });
     return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json' } }) };
@@ -219,6 +236,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   const ttftMs = Date.now() - started;
   clearTimeout(timer ?? null);
   isolateState.success(backend.id);
+  reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
 
   let rejectDeadline: (e: Error) => void = () => {};
   const deadline = new Promise<never>((_, reject) => (rejectDeadline = reject));

@@ -2,6 +2,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig, ModelConfig, TenantConfig } from '../config/schema';
 import { errors } from '../http/errors';
 import type { ClientLocation } from './geo';
+import { breakerAllows } from './breaker-view';
 import { isolateState } from './isolate-state';
 import { orderRegions } from './region-order';
 import { replicaPolicies, type ReplicaOrder } from './replica-policies';
@@ -38,7 +39,9 @@ export function planCandidates(input: PlanInput): Candidate[] {
   const { config, route, tenant } = input;
   const now = input.now ?? Date.now();
   const policy = replicaPolicies[config.raw.routing.policy];
-  const usable = (b: BackendConfig) => isolateState.usable(b.id, now) && isolateState.inFlight(b.id) < b.max_concurrency;
+  // A half-open breaker decides for itself (through a probe permit) whether the backend is tried.
+  const usable = (b: BackendConfig) =>
+    (isolateState.usable(b.id, now) || breakerAllows(b.id, now) === 'half-open') && isolateState.inFlight(b.id) < b.max_concurrency;
 
   const chain: Candidate[] = [];
   const lastResort: Candidate[] = [];
@@ -47,14 +50,17 @@ export function planCandidates(input: PlanInput): Candidate[] {
     const replicasIn = (regionId: string) =>
       stage.targets.map((t) => ({
         target: t,
-        replicas: (config.backendsByModel.get(t.model.id) ?? []).filter((b) => b.region === regionId && (!t.backends || t.backends.includes(b.id))),
+        replicas: (config.backendsByModel.get(t.model.id) ?? []).filter(
+          // An open breaker takes the backend out of the chain altogether (not even a last resort).
+          (b) => b.region === regionId && (!t.backends || t.backends.includes(b.id)) && breakerAllows(b.id, now) !== 'open',
+        ),
       }));
     const regions = orderRegions(config, input.location, (r) => replicasIn(r.id).some((x) => x.replicas.some(usable)), tenant.allowed_regions);
     regions.forEach((region, regionIndex) => {
       for (const { target, replicas } of replicasIn(region.id)) {
         if (replicas.length === 0) continue;
         const ok = replicas.filter(usable);
-        const { ordered, decision } = policy.order(ok, {
+        const { ordered, decision } = ok.length === 0 ? { ordered: [], decision: 'single' as const } : policy.order(ok, {
           prefixKey: input.prefixKey,
           loadOf: input.loadOf,
           pool: `${region.id}\u0000${target.model.id}`,
