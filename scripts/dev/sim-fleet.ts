@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { ROOT } from './paths';
-import { simTimingFor, type SimProfileName, type SimTiming } from './sim-profiles';
+import { simTimingFor, type SimOverrides, type SimProfileName, type SimTiming } from './sim-profiles';
 
 /** What one entry of the `--fleet` JSON array holds (regional/sim/options.ts). */
 export interface SimSpec extends SimTiming {
@@ -21,6 +21,9 @@ export interface SimSpec extends SimTiming {
   models: string[];
   embedding_models: string[];
   api_key?: string;
+  prefix_block_tokens?: number;
+  prefix_cache_blocks?: number;
+  max_model_len?: number;
 }
 
 export interface FleetOptions {
@@ -29,6 +32,8 @@ export interface FleetOptions {
   ephemeral: boolean;
   /** Secret values by name, for backends with `auth_secret`. */
   secrets: Readonly<Record<string, string>>;
+  /** Per-backend sim changes on top of the profile (undefined = the profile as it is). */
+  simOverrides?: (backend: RouterConfigInput['backends'][number]) => SimOverrides | undefined;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost']);
@@ -50,7 +55,7 @@ export function fleetFromConfig(router: RouterConfigInput, opts: FleetOptions): 
       port: opts.ephemeral ? 0 : Number(url.port || 80),
       models: names('chat'),
       embedding_models: names('embedding'),
-      ...simTimingFor(opts.profile, b.models),
+      ...withOverrides(simTimingFor(opts.profile, b.models), opts.simOverrides?.(b)),
     };
     if (b.auth_secret) {
       const key = opts.secrets[b.auth_secret];
@@ -59,6 +64,12 @@ export function fleetFromConfig(router: RouterConfigInput, opts: FleetOptions): 
     }
     return spec;
   });
+}
+
+function withOverrides(timing: SimTiming, o: SimOverrides | undefined): Omit<SimSpec, 'name' | 'host' | 'port' | 'models' | 'embedding_models'> {
+  if (!o) return timing;
+  const { latency, ...rest } = o;
+  return { ...timing, ...rest, latency: { ...timing.latency, ...latency } };
 }
 
 export interface SimFleet {

@@ -31,6 +31,22 @@ const INSTANT: SimTiming = {
   idle_scale_down_ms: 0,
 };
 
+/**
+ * Per-backend changes on top of a profile (benches that need e.g. a prefill cost or a prefix
+ * cache size of their own). Every field is optional; `latency` may be partial.
+ */
+export interface SimOverrides {
+  latency?: Partial<SimTiming['latency']>;
+  cold_start_ms?: number;
+  idle_scale_down_ms?: number;
+  /** Prefix-cache block size in tokens (sim default 16). */
+  prefix_block_tokens?: number;
+  /** Prefix-cache (and KV-cache) capacity in blocks (sim default 4096). */
+  prefix_cache_blocks?: number;
+  /** Context window (sim default 8192). */
+  max_model_len?: number;
+}
+
 /** Parameter count in billions read from a model id ("llama-3.1-70b" → 70), 0 when none. */
 function paramsB(id: string): number {
   const m = /(\d+(?:\.\d+)?)b(?![a-z0-9])/i.exec(id);

@@ -12,7 +12,7 @@ import { ROOT, WRANGLER_TOML } from './paths';
 import { assertPortsFree, portFromEnv } from './ports';
 import { randomSecret, secretNames } from './secrets';
 import { fleetFromConfig, startSimFleet, type SimFleet } from './sim-fleet';
-import type { SimProfileName } from './sim-profiles';
+import type { SimOverrides, SimProfileName } from './sim-profiles';
 import { readWranglerConfig, validRouter } from './wrangler-config';
 import { bundleWorker } from './worker-bundle';
 
@@ -24,6 +24,8 @@ export interface StackOptions {
   /** Root for local state, like `wrangler dev --persist-to` (DOs under <dir>/v3/do); false = in memory. */
   persist?: string | false;
   simProfile?: SimProfileName;
+  /** Per-backend sim changes on top of simProfile (a bench's prefill cost, prefix-cache size, …). */
+  simOverrides?: (backend: RouterConfigInput['backends'][number]) => SimOverrides | undefined;
   /** Runs before the sims are derived from the config: every backend it leaves gets a sim. */
   configPatch?: (router: RouterConfigInput) => RouterConfigInput;
   /** Default: random per stack. */
@@ -79,7 +81,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   for (const name of secretNames(router)) secrets[name] = opts.secrets?.[name] ?? randomSecret('sk_');
   secrets.ADMIN_TOKEN = opts.adminToken ?? opts.secrets?.ADMIN_TOKEN ?? randomSecret('adm_');
 
-  const specs = fleetFromConfig(router, { profile: opts.simProfile ?? 'dev', ephemeral, secrets });
+  const specs = fleetFromConfig(router, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });
   await assertPortsFree([...specs.map((s) => ({ port: s.port, what: `simulated backend ${s.name}` })), { port, what: 'router' }]);
 
   const cleanups: Array<() => Promise<void>> = [];

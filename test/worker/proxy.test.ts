@@ -106,6 +106,15 @@ describe('chat completions through the router', () => {
     expect(last.usage.completion_tokens).toBeGreaterThan(0);
   });
 
+  it('relays a stream whose events arrive split across reads, to the end', async () => {
+    const { cfg } = await simulatedConfig({ ...FAST, itl_ms: 3 });
+    const res = await chat(key, { model: 'small', messages: hi, max_tokens: 25, ignore_eos: true, stream: true }, { env: envWith(cfg) });
+    const { events } = await sse(res);
+    expect(events.at(-1)).toBe('[DONE]');
+    const content = events.slice(0, -1).map((e) => JSON.parse(e)).filter((c) => c.choices[0]?.delta?.content);
+    expect(content).toHaveLength(25);
+  });
+
   it('serves /v1/completions and /v1/embeddings', async () => {
     const comp = await call('/v1/completions', {
       method: 'POST',

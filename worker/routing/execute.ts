@@ -46,6 +46,9 @@ export interface ExecuteResult {
   upstreamFailed: boolean;
 }
 
+/** A probe's lease outlives the attempt's deadline, so a probe that times out still reports in time to reopen the breaker. */
+const PROBE_LEASE_MARGIN_MS = 5_000;
+
 type Failure = { kind: 'timeout' | 'connect' | 'status'; message: string; status?: number; retryAfterMs?: number | null };
 
 /** Statuses that are the request's own fault: returned to the client as they are, never retried. */
@@ -93,7 +96,7 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
     const gate = breakerAllows(candidate.backend.id);
     if (gate !== 'closed') {
       // Open (since the plan was made): skip. Half-open: only a probe permit lets it through (one hop).
-      const permit = gate === 'half-open' ? await acquireProbe(input.env, config, candidate.backend.id, { leaseMs: Math.max(1_000, input.deadline - Date.now()) }) : null;
+      const permit = gate === 'half-open' ? await acquireProbe(input.env, config, candidate.backend.id, { leaseMs: Math.max(1_000, input.deadline - Date.now()) + PROBE_LEASE_MARGIN_MS }) : null;
       if (permit === null) continue;
       if (permit !== 'closed') probe = permit;
     }

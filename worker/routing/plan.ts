@@ -2,7 +2,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig, ModelConfig, TenantConfig } from '../config/schema';
 import { errors } from '../http/errors';
 import type { ClientLocation } from './geo';
-import { breakerAllows } from './breaker-view';
+import { breakerAllows, breakerSettings } from './breaker-view';
 import { isolateState } from './isolate-state';
 import { orderRegions } from './region-order';
 import { replicaPolicies, type ReplicaOrder } from './replica-policies';
@@ -39,9 +39,11 @@ export function planCandidates(input: PlanInput): Candidate[] {
   const { config, route, tenant } = input;
   const now = input.now ?? Date.now();
   const policy = replicaPolicies[config.raw.routing.policy];
-  // A half-open breaker decides for itself (through a probe permit) whether the backend is tried.
+  // The breaker is the authority on a backend's health (a half-open one decides through its
+  // probe permit); this isolate's own failure memory stands in only where breakers are off,
+  // so that the two do not fight (a local skip would starve the breaker of the failures it counts).
   const usable = (b: BackendConfig) =>
-    (isolateState.usable(b.id, now) || breakerAllows(b.id, now) === 'half-open') && isolateState.inFlight(b.id) < b.max_concurrency;
+    (breakerSettings(config, b.id).enabled || isolateState.usable(b.id, now)) && isolateState.inFlight(b.id) < b.max_concurrency;
 
   const chain: Candidate[] = [];
   const lastResort: Candidate[] = [];

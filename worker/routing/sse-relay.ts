@@ -91,7 +91,10 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
         if (!firstSent) {
           firstSent = true;
           feed(opts.first);
-        } else {
+        }
+        // A read may carry only part of an event. The stream calls pull() again only after
+        // something was enqueued, so keep reading until an event is complete (or the end).
+        while (pending.length === 0) {
           const result = await Promise.race([reader.read(), opts.deadline]);
           if (result.done) {
             feed(new Uint8Array());

@@ -4,11 +4,12 @@ import type { ReplicaPolicy } from './types';
 
 /**
  * Requests sharing a prompt prefix go to the same replica, so vLLM's prefix cache is reused.
- * The replica is chosen by rendezvous (highest-random-weight) hashing of the prefix with each
- * replica id: when a replica joins or leaves, only the prefixes it wins or held move.
- * Affinity yields to load: if the preferred replica carries more than `affinity_load_slack`
- * requests above the least-loaded one, the request goes to the lighter of two random
- * replicas (power of two choices), which spreads a hot prefix without herding.
+ * Replicas are ranked by rendezvous (highest-random-weight) hashing of the prefix with each
+ * replica id: when a replica joins or leaves, only the prefixes it ranked first move.
+ * Affinity yields to load: the request goes to the first replica in that ranking whose load is
+ * within `affinity_load_slack` requests of the least loaded. A hot prefix so spills to a
+ * consistent second home (which then warms its cache for it) rather than to a random replica
+ * that has none of it; with every replica past the slack, the least loaded takes it.
  */
 export const prefixAffinity: ReplicaPolicy = {
   order(replicas, ctx) {
@@ -16,23 +17,16 @@ export const prefixAffinity: ReplicaPolicy = {
     const loadSorted = byLoad(replicas, ctx);
     if (ctx.prefixKey === null) return { ordered: loadSorted, decision: 'least-loaded' };
 
-    let preferred = replicas[0]!;
-    let best = -1;
-    for (const r of replicas) {
-      const w = mix32(ctx.prefixKey ^ hash32(r.id));
-      if (w > best) {
-        best = w;
-        preferred = r;
-      }
-    }
-    const lightest = loadSorted[0]!;
-    if (ctx.loadOf(preferred) - ctx.loadOf(lightest) <= ctx.routing.affinity_load_slack) {
-      return { ordered: [preferred, ...loadSorted.filter((r) => r !== preferred)], decision: 'affinity' };
-    }
-    const a = replicas[Math.floor(Math.random() * replicas.length)]!;
-    let b = replicas[Math.floor(Math.random() * (replicas.length - 1))]!;
-    if (b === a) b = replicas[replicas.length - 1]!;
-    const pick = ctx.loadOf(a) <= ctx.loadOf(b) ? a : b;
-    return { ordered: [pick, ...loadSorted.filter((r) => r !== pick)], decision: 'yielded' };
+    const key = ctx.prefixKey;
+    const ranked = replicas
+      .map((r) => ({ r, w: mix32(key ^ hash32(r.id)) }))
+      .sort((a, b) => b.w - a.w)
+      .map((x) => x.r);
+    const floor = ctx.loadOf(loadSorted[0]!) + ctx.routing.affinity_load_slack;
+    const pick = ranked.find((r) => ctx.loadOf(r) <= floor) ?? loadSorted[0]!;
+    return {
+      ordered: [pick, ...ranked.filter((r) => r !== pick)],
+      decision: pick === ranked[0] ? 'affinity' : 'yielded',
+    };
   },
 };
