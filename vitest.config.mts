@@ -11,14 +11,15 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
             miniflare: {
-              bindings: { ADMIN_TOKEN: 'test-admin-token', TRTLLM_EU_WEST_KEY: 'test-backend-key' },
+              bindings: { ADMIN_TOKEN: 'test-admin-token', TRTLLM_EU_WEST_KEY: 'test-backend-key', BUDGET_ALERT_KEY: 'test-budget-alert-key' },
             },
           }),
         ],
         test: {
           name: 'worker',
           include: ['test/worker/**/*.test.ts'],
-          globalSetup: ['test/setup/sim-spawner.ts'],
+          // sim-spawner: simulators per test; redis: a real redis-server behind an Upstash REST bridge.
+          globalSetup: ['test/setup/sim-spawner.ts', 'test/setup/redis.ts'],
           testTimeout: 20_000,
         },
       },
@@ -27,6 +28,7 @@ export default defineConfig({
           name: 'node',
           environment: 'node',
           include: ['test/node/**/*.test.ts'],
+          globalSetup: ['test/setup/redis.ts'],
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },

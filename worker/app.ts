@@ -6,6 +6,7 @@ import { requireAdminToken, requireApiKey } from './middleware/auth';
 import { requireConfig } from './middleware/config';
 import { routerHeaderDefaults } from './middleware/router-headers';
 import { adminBreakers } from './routes/admin-breakers';
+import { adminBudgets } from './routes/admin-budgets';
 import { adminKeys } from './routes/admin-keys';
 import { health } from './routes/health';
 import { inferenceRoute } from './routes/inference';
@@ -21,6 +22,7 @@ app.route('/', health);
 app.use('/admin/*', requireAdminToken);
 app.route('/admin/keys', adminKeys);
 app.route('/admin/breakers', adminBreakers);
+app.route('/admin/tenants', adminBudgets);
 
 app.use('/v1/*', routerHeaderDefaults, requireApiKey);
 app.get('/v1/models', listModels);

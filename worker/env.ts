@@ -1,8 +1,10 @@
 import type { BackendMetrics } from '../durable-objects/backend-metrics';
 import type { CircuitBreaker } from '../durable-objects/circuit-breaker';
 import type { KeyRegistry } from '../durable-objects/key-registry';
+import type { TenantQuota } from '../durable-objects/tenant-quota';
 import type { CompiledConfig } from './config/compiled';
 import type { KeyRecord } from '../durable-objects/key-registry';
+import type { CacheSavings } from './cache/exact';
 
 /** The Worker's bindings (wrangler.toml) and secrets. Backend secrets are looked up by name. */
 export interface Env {
@@ -12,7 +14,11 @@ export interface Env {
   BACKEND_METRICS: DurableObjectNamespace<BackendMetrics>;
   /** One circuit breaker per backend, idFromName(backendId) (worker/routing/breaker-view.ts). */
   BREAKERS: DurableObjectNamespace<CircuitBreaker>;
+  /** One budget per tenant (or tenant/feature), idFromName(key) (worker/budget/lease.ts). */
+  QUOTAS: DurableObjectNamespace<TenantQuota>;
   ADMIN_TOKEN?: string;
+  /** Upstash Redis REST token, when [upstash].redis_url is set (the secret's name is [upstash].redis_token_secret; this is its default). */
+  UPSTASH_REDIS_REST_TOKEN?: string;
   [secret: string]: unknown;
 }
 
@@ -21,6 +27,8 @@ export interface Variables {
   requestId: string;
   config: CompiledConfig;
   key: KeyRecord;
+  /** Set on a cache hit: the request is not billed; usage records note what it saved. */
+  cacheSavings?: CacheSavings;
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };

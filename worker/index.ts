@@ -4,6 +4,7 @@ import type { Env } from './env';
 export { KeyRegistry } from '../durable-objects/key-registry';
 export { BackendMetrics } from '../durable-objects/backend-metrics';
 export { CircuitBreaker } from '../durable-objects/circuit-breaker';
+export { TenantQuota } from '../durable-objects/tenant-quota';
 
 export default {
   fetch: app.fetch,

@@ -14,6 +14,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   complexity: async () => (await import('./complexity')).complexity,
   'routing-prefix': async () => (await import('./routing-prefix')).routingPrefix,
   'routing-failover': async () => (await import('./routing-failover')).routingFailover,
+  'budget-overhead': async () => (await import('./budget-overhead')).budgetOverhead,
 };
 
 async function main(): Promise<void> {

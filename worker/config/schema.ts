@@ -29,6 +29,8 @@ export const modelSchema = z.strictObject({
   aliases: z.array(id).default([]),
   /** The name the backends serve it under (vLLM's --served-model-name); defaults to id. */
   served_name: z.string().min(1).optional(),
+  /** Context window in tokens (vLLM's --max-model-len): caps a request's budget reservation. Unknown: no cap. */
+  max_model_len: z.number().int().positive().optional(),
 });
 
 /** A failure status for breakers: an HTTP status (400-599) or a whole class, "4xx" or "5xx". */
@@ -143,6 +145,79 @@ export const routingSchema = z.strictObject({
   load_stale_ms: z.number().int().min(1_000).default(30_000),
 });
 
+// Budgets (durable-objects/tenant-quota.ts, worker/budget/). [budgets] holds the defaults and the
+// machinery's knobs; a tenant has a budget only when it has a `budget` table (a tenant without one
+// costs nothing on the hot path).
+const secretName = z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name');
+export const softLimitPolicies = ['block', 'downgrade'] as const;
+/** Shares of a limit (1 = 100%) at which an alert webhook fires, once per period each. */
+const alertThresholds = z
+  .array(z.number().gt(0).max(10))
+  .max(10)
+  .refine((t) => new Set(t).size === t.length, 'thresholds must be distinct');
+
+/** Per-period limits: tokens (prompt + completion) and money (USD, priced from [prices]). Unset: no limit. */
+const tokenLimit = z.number().int().nonnegative().max(1e15);
+const usdLimit = z.number().nonnegative().max(1_000_000); // counted in nano-USD integers
+const budgetLimits = { monthly_tokens: tokenLimit, monthly_usd: usdLimit, daily_tokens: tokenLimit, daily_usd: usdLimit };
+
+export const budgetsSchema = z.strictObject({
+  /** false: no budget is enforced or counted anywhere (every tenant's `budget` is ignored). */
+  enabled: z.boolean().default(true),
+  /** At 100% of a limit: "block" answers 429 budget_exceeded, "downgrade" routes to the cheapest tier (until overage is approved). */
+  soft_limit_policy: z.enum(softLimitPolicies).default('block'),
+  /** The hard limit as a multiple of each limit: 429 insufficient_quota, always, never passed. */
+  hard_limit_ratio: z.number().min(1).max(10).default(1.2),
+  /** Share of a limit from which responses carry x-router-budget-warning. */
+  warning_ratio: z.number().gt(0).max(1).default(0.8),
+  alert_thresholds: alertThresholds.default([0.7, 0.9, 1]),
+  /** Default alert webhook (a tenant's own overrides it) and the Worker secret holding its HMAC-SHA256 key. */
+  alert_webhook_url: z.url({ protocol: /^https?$/ }).optional(),
+  alert_webhook_secret: secretName.optional(),
+  /** Webhook retries: exponential backoff from base (jittered), capped; dropped after max_attempts. */
+  alert_retry_base_ms: z.number().int().min(10).default(1_000),
+  alert_retry_max_ms: z.number().int().min(10).default(300_000),
+  alert_max_attempts: z.number().int().min(1).max(50).default(10),
+  /** Reserved (and sent upstream as max_tokens) for a chat request without max_tokens/max_completion_tokens. */
+  default_max_tokens: z.number().int().positive().default(4_096),
+  /** Reserved per non-text content part (image, audio, file): an upper bound for the models served. */
+  non_text_part_tokens: z.number().int().nonnegative().default(4_096),
+  /** A lease takes at most this share of the headroom to the next limit (generous far from it, small near it). */
+  lease_fraction: z.number().gt(0).max(1).default(0.1),
+  /** An isolate admits requests on a lease for this long, then renews it (in the background while busy). */
+  lease_ttl_ms: z.number().int().min(100).max(300_000).default(10_000),
+  /** Usage reports to the tenant's object are batched: sent after report_interval_ms or report_max_batch debits. */
+  report_interval_ms: z.number().int().min(0).default(1_000),
+  report_max_batch: z.number().int().min(1).max(1_000).default(500),
+  /** An isolate's copy of a budget's usage older than this is refreshed in the background. */
+  refresh_ms: z.number().int().min(100).default(2_000),
+  /** One budget per tenant and feature (the x-router-feature header), instead of one per tenant. */
+  per_feature: z.boolean().default(false),
+});
+
+export const tenantBudgetSchema = z.strictObject({
+  monthly_tokens: budgetLimits.monthly_tokens.optional(),
+  monthly_usd: budgetLimits.monthly_usd.optional(),
+  daily_tokens: budgetLimits.daily_tokens.optional(),
+  daily_usd: budgetLimits.daily_usd.optional(),
+  soft_limit_policy: z.enum(softLimitPolicies).optional(),
+  alert_webhook_url: z.url({ protocol: /^https?$/ }).optional(),
+  alert_webhook_secret: secretName.optional(),
+  alert_thresholds: alertThresholds.optional(),
+  per_feature: z.boolean().optional(),
+});
+
+/** PUT /admin/tenants/:tenant/budget: any of these; null removes a limit. */
+export const budgetPatchSchema = z
+  .strictObject({
+    monthly_tokens: budgetLimits.monthly_tokens.nullable().optional(),
+    monthly_usd: budgetLimits.monthly_usd.nullable().optional(),
+    daily_tokens: budgetLimits.daily_tokens.nullable().optional(),
+    daily_usd: budgetLimits.daily_usd.nullable().optional(),
+    soft_limit_policy: z.enum(softLimitPolicies).optional(),
+  })
+  .refine((p) => Object.keys(p).length > 0, 'give at least one of monthly_tokens, monthly_usd, daily_tokens, daily_usd, soft_limit_policy');
+
 export const tenantSchema = z.strictObject({
   /** Data residency: the only regions this tenant's requests may go to, fallbacks included. */
   allowed_regions: z.array(id).optional(),
@@ -150,6 +225,10 @@ export const tenantSchema = z.strictObject({
   models: z.array(z.string().min(1)).default(['*']),
   /** Tier names (usable as `model`, and reached through `auto`), or "*" for all. */
   tiers: z.array(z.string().min(1)).default(['*']),
+  /** Cache answers to non-deterministic requests (temperature above 0) too: repeats get the same answer. */
+  cache_nondeterministic: z.boolean().default(false),
+  /** Token and money budget; absent: none (and no cost on the hot path). Unset keys take [budgets]. */
+  budget: tenantBudgetSchema.optional(),
 });
 
 export const priceSchema = z.strictObject({
@@ -157,6 +236,46 @@ export const priceSchema = z.strictObject({
   input: z.number().nonnegative(),
   cached_input: z.number().nonnegative().optional(),
   output: z.number().nonnegative(),
+});
+
+// Response caches (worker/cache/): the Workers Cache API by default, Upstash Redis when
+// [upstash] has a redis_url (and [cache].store allows it).
+const cacheTtl = z.number().int().min(1).max(604_800, 'must be at most 7 days (604800 s)');
+
+/** A tier's own cache settings (keyed by tier name in [cache.tiers]). */
+export const cacheTierSchema = z.strictObject({
+  /** How long this tier's answers stay cached; [cache].ttl_seconds otherwise. */
+  ttl_seconds: cacheTtl.optional(),
+});
+
+export const cacheSchema = z.strictObject({
+  /** false: nothing is looked up or stored (every answer says x-router-cache: bypass). */
+  enabled: z.boolean().default(true),
+  /** Where entries live: "auto" = Upstash Redis when [upstash].redis_url is set, else the Workers Cache API. */
+  store: z.enum(['auto', 'cache-api', 'upstash']).default('auto'),
+  /** The Cache API cache to use: a named one (caches.open), or "default" for caches.default. */
+  cache_api_name: z.string().min(1).max(64).default('edge-router'),
+  /** TTL of an entry, for models outside any tier and tiers without their own (24 h; at most 7 days). */
+  ttl_seconds: cacheTtl.default(86_400),
+  tiers: z.record(id, cacheTierSchema).default({}),
+  /** Answers larger than this, serialized, are not stored. */
+  max_entry_bytes: z.number().int().positive().max(16 * 1024 * 1024).default(1024 * 1024),
+  /** Embeddings are deterministic, so they are cached like a temperature-0 request; false: never. */
+  embeddings: z.boolean().default(true),
+});
+
+/** Upstash (production stores): Redis over its REST API. The token is a Worker secret, named here. */
+export const upstashSchema = z.strictObject({
+  /** The database's REST URL (UPSTASH_REDIS_REST_URL). Unset: no Upstash Redis, the embedded stores serve. */
+  redis_url: z.url({ protocol: /^https?$/ }).optional(),
+  /** Name of the Worker secret holding the REST token. */
+  redis_token_secret: z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name').default('UPSTASH_REDIS_REST_TOKEN'),
+  /** Time allowed per call; a slower or failed call is served by the embedded store instead. */
+  timeout_ms: z.number().int().min(10).max(30_000).default(1_000),
+  /** After a failed call, Upstash is left alone for this long (the embedded store serves meanwhile). */
+  retry_after_ms: z.number().int().min(0).max(300_000).default(5_000),
+  /** Prefix of every key the router writes, so a database can be shared. */
+  key_prefix: z.string().max(64).default('er:'),
 });
 
 export const routerConfigSchema = z
@@ -169,6 +288,7 @@ export const routerConfigSchema = z
     timeouts: timeoutsSchema.prefault({}),
     routing: routingSchema.prefault({}),
     breaker: breakerSchema.prefault({}),
+    budgets: budgetsSchema.prefault({}),
     splits: z.record(id, splitSchema).default({}),
     regions: z.array(regionSchema).min(1),
     models: z.array(modelSchema).min(1),
@@ -176,6 +296,8 @@ export const routerConfigSchema = z
     tiers: z.record(id, tierSchema).default({}),
     tenants: z.record(id, tenantSchema).default({}),
     prices: z.record(z.string(), priceSchema).default({}),
+    cache: cacheSchema.prefault({}),
+    upstash: upstashSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -246,6 +368,11 @@ export const routerConfigSchema = z
         if (t !== '*' && !cfg.tiers[t]) issue(['tenants', name, 'tiers', j], `unknown tier "${t}"`);
       });
     }
+    if (cfg.budgets.alert_retry_max_ms < cfg.budgets.alert_retry_base_ms) issue(['budgets', 'alert_retry_max_ms'], 'must be at least alert_retry_base_ms');
+    for (const name of Object.keys(cfg.cache.tiers)) {
+      if (!cfg.tiers[name]) issue(['cache', 'tiers', name], `unknown tier "${name}"`);
+    }
+    if (cfg.cache.store === 'upstash' && !cfg.upstash?.redis_url) issue(['cache', 'store'], '"upstash" needs [upstash].redis_url');
     for (const name of Object.keys(cfg.prices)) {
       if (!modelIds.has(name)) issue(['prices', name], `price for unknown model "${name}"`);
     }
@@ -264,3 +391,9 @@ export type SplitConfig = RouterConfig['splits'][string];
 export type RoutingConfig = RouterConfig['routing'];
 export type BreakerConfig = RouterConfig['breaker'];
 export type BreakerOverride = z.infer<typeof breakerOverrideSchema>;
+export type BudgetsConfig = RouterConfig['budgets'];
+export type TenantBudget = z.infer<typeof tenantBudgetSchema>;
+export type BudgetPatch = z.infer<typeof budgetPatchSchema>;
+export type SoftLimitPolicy = (typeof softLimitPolicies)[number];
+export type CacheConfig = RouterConfig['cache'];
+export type UpstashConfig = z.infer<typeof upstashSchema>;

@@ -1,5 +1,9 @@
 import type { Context } from 'hono';
+import { exactCache } from '../cache/exact';
 import type { AppEnv } from '../env';
+import { BUDGET_WARNING_HEADER, DOWNGRADED_HEADER } from '../budget/errors';
+import { budgetFor, type Reservation } from '../budget/lease';
+import { FEATURE_HEADER } from '../budget/settings';
 import { readJsonBody } from '../http/body';
 import { errors } from '../http/errors';
 import { endpoints, type EndpointKind } from '../openai/schemas';
@@ -23,7 +27,20 @@ export function inferenceRoute(kind: EndpointKind) {
     const body = (await readJsonBody(c.req.raw, spec.schema, config.raw.max_body_bytes)) as Record<string, unknown> & { model: string };
     const tenantId = c.get('key').tenant;
     const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
-    const route = resolveRoute(config, tenantId, body, spec.modelType, user);
+    let route = resolveRoute(config, tenantId, body, spec.modelType, user);
+    // Budget soft limit (worker/budget/): null for a tenant without a budget, no further cost; else
+    // from memory (a hop only on an isolate's first request or a new period). Before the cache, as
+    // a downgrade changes the route the cache keys on.
+    const budget = budgetFor(config, tenantId, c.req.header(FEATURE_HEADER), c.env, c.executionCtx);
+    const downgradeTo = budget ? await budget.softLimit(tenantId, route.stages[0]?.tier ?? null, kind) : null;
+    if (downgradeTo) route = resolveRoute(config, tenantId, { ...body, model: downgradeTo }, spec.modelType, user);
+    // Response cache (worker/cache/): keep it before any budget reservation. A hit answers here:
+    // nothing goes upstream, nothing is reserved or billed (cacheSavings says what it saved).
+    const cache = await exactCache({ config, env: c.env, ctx: c.executionCtx, tenantId, endpoint: kind, body, route, headers: c.req.raw.headers });
+    if (cache.hit) {
+      c.set('cacheSavings', cache.hit.savings);
+      return cache.hit.response;
+    }
     refreshLoad(c.env, c.executionCtx, config); // background: never awaited here
     const candidates = planCandidates({
       config,
@@ -35,20 +52,40 @@ export function inferenceRoute(kind: EndpointKind) {
     });
     refreshBreakers(c.env, c.executionCtx, config); // background: due reports, and copies older than refresh_ms
 
-    const result = await execute({
-      config,
-      env: c.env,
-      endpoint: kind,
-      body,
-      candidates,
-      requestId: c.get('requestId'),
-      clientSignal: c.req.raw.signal,
-      deadline,
-      ctx: c.executionCtx,
-    });
+    // The worst case is reserved before anything goes upstream; settled with the real usage, or released.
+    const reservation: Reservation | null = budget && candidates.length > 0 ? await budget.admit(kind, body, candidates.map((x) => x.model)) : null;
+    let result: ExecuteResult;
+    try {
+      result = await execute({
+        config,
+        env: c.env,
+        endpoint: kind,
+        body,
+        candidates,
+        requestId: c.get('requestId'),
+        clientSignal: c.req.raw.signal,
+        deadline,
+        ctx: c.executionCtx,
+        onStreamEvent: cache.onStreamEvent,
+        ...(reservation ? { onSettled: reservation.settle } : {}),
+      });
+    } catch (e) {
+      reservation?.release();
+      throw e;
+    }
 
     const response = result.upstreamFailed && kind !== 'embeddings' && config.raw.degraded_answer ? degraded(config.raw.degraded_answer, kind, body) : result.response;
-    setRouterHeaders(response.headers, route, result, response !== result.response);
+    const isDegraded = response !== result.response;
+    // A relayed stream settles when it ends; anything else not settled by now used nothing.
+    reservation?.finish(body.stream === true && !isDegraded && result.served !== null && response.status === 200);
+    setRouterHeaders(response.headers, route, result, isDegraded);
+    response.headers.set('x-router-cache', cache.status);
+    if (budget) {
+      const warning = budget.warning();
+      if (warning) response.headers.set(BUDGET_WARNING_HEADER, warning);
+      if (downgradeTo) response.headers.set(DOWNGRADED_HEADER, 'true');
+    }
+    cache.settle({ response, servedModel: result.served?.model.id ?? null, degraded: isDegraded }); // stores a complete answer in the background
     return response;
   };
 }

@@ -25,6 +25,8 @@ export interface ExecuteInput {
   deadline: number;
   /** Called once when the answer is complete (for a stream: when it ends), for accounting. */
   onSettled?: (settled: Settled) => void;
+  /** A streamed answer's upstream events (their data), as they are relayed; for the response cache. */
+  onStreamEvent?: (data: string) => void;
 }
 
 export interface Settled {
@@ -253,6 +255,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     clientWantsUsage,
     abort,
     deadline,
+    ...(input.onStreamEvent ? { onEvent: input.onStreamEvent } : {}),
     onDone: (outcome) => {
       cleanup();
       input.onSettled?.({ candidate, status: outcome.status, usage: outcome.usage, ttftMs, totalMs: Date.now() - started });

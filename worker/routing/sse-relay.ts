@@ -20,6 +20,8 @@ export interface RelayOptions {
   /** Rejects when the total timeout fires. */
   deadline: Promise<never>;
   onDone: (outcome: StreamOutcome) => void;
+  /** Sees each upstream event's data (`[DONE]` included) before it is relayed; for the response cache. */
+  onEvent?: (data: string) => void;
 }
 
 const encoder = new TextEncoder();
@@ -49,6 +51,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
   const parser = createParser({
     onEvent(event: EventSourceMessage) {
       const data = event.data;
+      opts.onEvent?.(data);
       if (data === '[DONE]') {
         sawDone = true;
         pending.push(encoder.encode('data: [DONE]\n\n'));
