@@ -15,6 +15,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'routing-prefix': async () => (await import('./routing-prefix')).routingPrefix,
   'routing-failover': async () => (await import('./routing-failover')).routingFailover,
   'budget-overhead': async () => (await import('./budget-overhead')).budgetOverhead,
+  cache: async () => (await import('./cache')).cache,
 };
 
 async function main(): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import { parse, TomlError } from 'smol-toml';
 import { compileConfig } from '../../worker/config/compiled';
+import { configSecrets } from '../../worker/config/secrets';
 import { isPrivateHost } from './private-hosts';
 
 export const TOP_LEVEL = 'top-level';
@@ -57,15 +58,16 @@ function checkEnv(name: string, table: Table, top: Table): EnvReport {
     report.errors.push(...result.errors);
   }
   if (deployed) {
-    report.reminders.push(`npx wrangler secret put ADMIN_TOKEN --env ${name}`);
+    const named = result.ok ? configSecrets(result.config.raw) : [{ name: 'ADMIN_TOKEN', purpose: 'admin API token' }];
+    for (const s of named) report.reminders.push(`npx wrangler secret put ${s.name} --env ${name}   # ${s.purpose}`);
     report.warnings.push(...missingDurableObjects(table, top));
-    if (isTable(router)) deployWarnings(name, router, report);
+    if (isTable(router)) deployWarnings(router, report);
   }
   return report;
 }
 
 /** Loopback/private URLs and dev switches make no sense on Cloudflare's edge. */
-function deployWarnings(env: string, router: Table, report: EnvReport): void {
+function deployWarnings(router: Table, report: EnvReport): void {
   if (router.debug_geo_header === true) {
     report.warnings.push('router.debug_geo_header = true: any client can pick its region with x-router-debug-geo');
   }
@@ -80,7 +82,6 @@ function deployWarnings(env: string, router: Table, report: EnvReport): void {
         report.warnings.push(`router.backends[${i}].url: plain http; prompts and backend keys would cross the internet unencrypted`);
       }
     }
-    if (typeof b.auth_secret === 'string') report.reminders.push(`npx wrangler secret put ${b.auth_secret} --env ${env}`);
   });
 }
 

@@ -79,6 +79,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 
   const secrets: Record<string, string> = {};
   for (const name of secretNames(router)) secrets[name] = opts.secrets?.[name] ?? randomSecret('sk_');
+  Object.assign(secrets, opts.secrets); // and any the caller brings (e.g. an Upstash token)
   secrets.ADMIN_TOKEN = opts.adminToken ?? opts.secrets?.ADMIN_TOKEN ?? randomSecret('adm_');
 
   const specs = fleetFromConfig(router, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });

@@ -48,6 +48,20 @@ describe('npm run config:check', () => {
     expect(out).toMatch(/✓ production: /);
   });
 
+  it('reminds of every secret the deployed config names: admin, backend keys, alert keys, Upstash', () => {
+    const doc = parse(readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')) as unknown as Doc;
+    const prod = doc.env.production!.vars.ROUTER;
+    prod.budgets = { ...(prod.budgets as object), alert_webhook_secret: 'OPS_ALERT_KEY' };
+    prod.upstash = { redis_url: 'https://eu1-example.upstash.io', redis_token_secret: 'MY_UPSTASH_TOKEN' };
+    const file = join(dir, 'secrets.toml');
+    writeFileSync(file, stringify(doc));
+    const { code, out } = configCheck(file);
+    expect(code).toBe(0);
+    for (const name of ['ADMIN_TOKEN', 'OPS_ALERT_KEY', 'MY_UPSTASH_TOKEN', String(prod.backends[0]!.auth_secret)]) {
+      expect(out).toContain(`npx wrangler secret put ${name} --env production`);
+    }
+  });
+
   it('reports a TOML syntax error with its line', () => {
     const file = join(dir, 'syntax.toml');
     writeFileSync(file, 'name = "x"\n[vars.ROUTER\n');

@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CacheApiStore } from '../../worker/cache/adapters/cache-api';
 import { cacheStoreContract } from '../../worker/cache/adapters/contract';
 import { FallbackStore } from '../../worker/cache/adapters/fallback';
+import { MemoryStore } from '../../worker/cache/adapters/memory';
+import { TieredStore } from '../../worker/cache/adapters/tiered';
 import { UpstashStore } from '../../worker/cache/adapters/upstash';
 import type { CacheStore } from '../../worker/cache/store';
 import { UpstashHealth } from '../../worker/cache/upstash-health';
@@ -16,6 +18,8 @@ const upstashStore = (now?: () => number, o: { url?: string; token?: string } = 
 cacheStoreContract('Cache API (named cache)', ({ now }) => new CacheApiStore({ cacheName: 'contract', now }), { realTimeExpiry: true });
 cacheStoreContract('Cache API (caches.default)', ({ now }) => new CacheApiStore({ cacheName: 'default', now }));
 cacheStoreContract('Upstash Redis (bridge → redis-server)', ({ now }) => upstashStore(now), { realTimeExpiry: true });
+cacheStoreContract('memory (isolate LRU)', ({ now }) => new MemoryStore({ maxBytes: 64 * 1024 * 1024, now }));
+cacheStoreContract('tiered: memory → Cache API', ({ now }) => new TieredStore(new MemoryStore({ maxBytes: 64 * 1024 * 1024, now }), new CacheApiStore({ cacheName: 'tiered', now })));
 cacheStoreContract('fallback wrapper, Upstash up', ({ now }) => new FallbackStore(upstashStore(now), new CacheApiStore({ now }), { url: upstash().url, component: 'contract', retryAfterMs: 0, health: new UpstashHealth() }));
 
 describe('what each adapter asks of its backend', () => {
@@ -128,5 +132,41 @@ describe('fallback when Upstash is unreachable', () => {
     await store.put('c', 'after', 60);
     expect(await direct.get('c')).toMatchObject({ value: 'after' });
     expect(health.fallbackCount('midtest')).toBe(2);
+  });
+});
+
+describe('memory tier', () => {
+  it('evicts the least recently used entries past its size, never one just read', async () => {
+    const m = new MemoryStore({ maxBytes: 10_000 });
+    const v = 'x'.repeat(1_000); // ~2 KB each with its key
+    for (const k of ['a', 'b', 'c', 'd']) await m.put(k, v, 60);
+    await m.get('a'); // a is now the most recently used
+    await m.put('e', v, 60); // over 10 KB: b, the least recently used, goes
+    expect(await m.get('b')).toBeNull();
+    for (const k of ['a', 'c', 'd', 'e']) expect((await m.get(k))?.value).toBe(v);
+    expect(m.size.bytes).toBeLessThanOrEqual(10_000);
+  });
+
+  it('does not keep an entry larger than a quarter of its size (one answer must not flush the rest)', async () => {
+    const m = new MemoryStore({ maxBytes: 10_000 });
+    await m.put('small', 'v', 60);
+    await m.put('huge', 'y'.repeat(2_000), 60);
+    expect(await m.get('huge')).toBeNull();
+    expect((await m.get('small'))?.value).toBe('v');
+  });
+
+  it("tiered: a hot key is answered from memory without asking the shared store; the copy expires with the shared entry", async () => {
+    let clock = Date.now();
+    const now = () => clock;
+    const shared = counting(new CacheApiStore({ cacheName: `tiered-${crypto.randomUUID()}`, now }));
+    const otherIsolate = new TieredStore(new MemoryStore({ maxBytes: 1e6, now }), shared.store);
+    await shared.store.put('k', 'answer', 30); // written by some other isolate
+    expect((await otherIsolate.get('k'))?.value).toBe('answer');
+    expect(shared.calls.get).toBe(1);
+    expect((await otherIsolate.get('k'))?.value).toBe('answer');
+    expect(shared.calls.get).toBe(1); // from memory
+    clock += 30_001; // past the shared entry's TTL: the memory copy is gone too
+    expect(await otherIsolate.get('k')).toBeNull();
+    expect(shared.calls.get).toBe(2);
   });
 });

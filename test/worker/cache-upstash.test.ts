@@ -21,6 +21,8 @@ beforeAll(async () => {
     (cfg) => {
       // retry_after_ms 0: every request tries Upstash again, so the outage test sees each step.
       cfg.upstash = { redis_url: bridge.url, redis_token_secret: 'UPSTASH_TEST_TOKEN', key_prefix: prefix, retry_after_ms: 0, timeout_ms: 2_000 };
+      // No memory tier: these tests watch what Upstash itself stores and serves.
+      cfg.cache = { ...cfg.cache, memory_bytes: 0 };
     },
     { UPSTASH_TEST_TOKEN: bridge.token },
   );

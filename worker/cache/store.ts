@@ -1,9 +1,11 @@
 /**
  * The one storage interface behind the response caches, in the manner of Hono's cache
- * middleware adapters: a key-value store with a TTL, nothing more. Two adapters implement it
+ * middleware adapters: a key-value store with a TTL, nothing more. Three adapters implement it
  * (adapters/cache-api.ts: the Workers Cache API, the embedded default; adapters/upstash.ts:
- * Upstash Redis), and adapters/fallback.ts wraps the Upstash one so that an outage falls back
- * to the embedded store. adapters/contract.ts is the shared test suite every adapter passes.
+ * Upstash Redis; adapters/memory.ts: a bounded LRU in the isolate), adapters/fallback.ts wraps
+ * the Upstash one so that an outage falls back to the embedded store, and adapters/tiered.ts
+ * puts the isolate's memory in front of either. adapters/contract.ts is the shared test suite
+ * every adapter passes.
  *
  * Values are strings (a serialized answer, UTF-8). Keys are opaque strings; an adapter must map
  * distinct keys to distinct entries (no escaping collisions). Callers put the tenant in the key.
@@ -22,6 +24,8 @@ export interface CacheEntry {
   value: string;
   /** Epoch ms when it was stored (for the `age` header). */
   storedAt: number;
+  /** Epoch ms when it expires (a tier above may keep a copy until then, not longer). */
+  expiresAt: number;
 }
 
 /** A clock, injectable so that tests can expire entries without waiting. */

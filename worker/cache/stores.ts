@@ -1,6 +1,8 @@
 import type { CompiledConfig } from '../config/compiled';
 import { CacheApiStore } from './adapters/cache-api';
 import { FallbackStore } from './adapters/fallback';
+import { MemoryStore } from './adapters/memory';
+import { TieredStore } from './adapters/tiered';
 import { UpstashStore } from './adapters/upstash';
 import type { CacheStore } from './store';
 import { upstashRedisSettings } from './upstash-client';
@@ -11,7 +13,8 @@ const warnedMissingSecret = new Set<string>();
 
 /**
  * The store behind the response caches for this config: the Cache API, or Upstash Redis with
- * the Cache API as its fallback when [upstash].redis_url is set and [cache].store allows it.
+ * the Cache API as its fallback when [upstash].redis_url is set and [cache].store allows it;
+ * with the isolate's memory in front ([cache].memory_bytes).
  * Built once per config (and token) in the isolate. A missing token secret is logged once and
  * served by the Cache API: caching never fails a request.
  */
@@ -35,6 +38,7 @@ export function responseCacheStore(config: CompiledConfig, env: Record<string, u
     }
     store = embedded;
   }
+  if (cache.memory_bytes > 0) store = new TieredStore(new MemoryStore({ maxBytes: cache.memory_bytes }), store);
   stores.set(id, store);
   return store;
 }

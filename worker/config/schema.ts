@@ -258,6 +258,11 @@ export const cacheSchema = z.strictObject({
   /** TTL of an entry, for models outside any tier and tiers without their own (24 h; at most 7 days). */
   ttl_seconds: cacheTtl.default(86_400),
   tiers: z.record(id, cacheTierSchema).default({}),
+  /**
+   * Each isolate keeps the hottest answers in memory too, up to this size (0: off), in front of
+   * the Cache API or Upstash: a hit then costs no I/O. Copies expire with the shared entry.
+   */
+  memory_bytes: z.number().int().min(0).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
   /** Answers larger than this, serialized, are not stored. */
   max_entry_bytes: z.number().int().positive().max(16 * 1024 * 1024).default(1024 * 1024),
   /** Embeddings are deterministic, so they are cached like a temperature-0 request; false: never. */

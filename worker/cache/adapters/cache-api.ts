@@ -56,7 +56,7 @@ export class CacheApiStore implements CacheStore {
       await res.body?.cancel();
       return null;
     }
-    return { value: await res.text(), storedAt };
+    return { value: await res.text(), storedAt, expiresAt: expires };
   }
 
   async put(key: string, value: string, ttlSeconds: number): Promise<void> {

@@ -28,7 +28,7 @@ export function cacheStoreContract(name: string, factory: (ctx: { now: Clock }) 
 
     it('round-trips a value, with the time it was stored', async () => {
       await store.put(k('a'), 'hello', 60);
-      expect(await store.get(k('a'))).toEqual({ value: 'hello', storedAt: clock });
+      expect(await store.get(k('a'))).toEqual({ value: 'hello', storedAt: clock, expiresAt: clock + 60_000 });
     });
 
     it('misses a key never stored', async () => {
@@ -57,7 +57,7 @@ export function cacheStoreContract(name: string, factory: (ctx: { now: Clock }) 
       await store.put(k('o'), 'first', 5);
       clock += 3_000;
       await store.put(k('o'), 'second', 60);
-      expect(await store.get(k('o'))).toEqual({ value: 'second', storedAt: clock });
+      expect(await store.get(k('o'))).toEqual({ value: 'second', storedAt: clock, expiresAt: clock + 60_000 });
       clock += 10_000; // past the first TTL, within the second
       expect((await store.get(k('o')))?.value).toBe('second');
     });

@@ -35,7 +35,7 @@ export class UpstashStore implements CacheStore {
     const storedAt = Number(raw.slice(0, a));
     const expires = Number(raw.slice(a + 1, b));
     if (a < 0 || b < 0 || !Number.isFinite(storedAt) || !(expires > this.now())) return null;
-    return { value: raw.slice(b + 1), storedAt };
+    return { value: raw.slice(b + 1), storedAt, expiresAt: expires };
   }
 
   async put(key: string, value: string, ttlSeconds: number): Promise<void> {

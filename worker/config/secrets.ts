@@ -1,0 +1,27 @@
+import type { RouterConfig } from './schema';
+
+export interface NamedSecret {
+  name: string;
+  /** What it is for, for config:check's reminders. */
+  purpose: string;
+  /**
+   * Whether a local stack may fill it with a random value (`npm start`): true for secrets the
+   * router only shares with things the stack starts itself (admin token, simulated backends'
+   * keys, webhook signing keys); false for credentials of outside services (Upstash).
+   */
+  local: boolean;
+}
+
+/** Every Worker secret a config names (each once), for `npm start` and `npm run config:check`. */
+export function configSecrets(c: RouterConfig): NamedSecret[] {
+  const out = new Map<string, NamedSecret>();
+  const add = (name: string | undefined, purpose: string, local: boolean) => {
+    if (name && !out.has(name)) out.set(name, { name, purpose, local });
+  };
+  add('ADMIN_TOKEN', 'admin API token', true);
+  for (const b of c.backends) add(b.auth_secret, `API key of backend ${b.id}`, true);
+  add(c.budgets.alert_webhook_secret, 'HMAC key of budget alert webhooks', true);
+  for (const [id, t] of Object.entries(c.tenants)) add(t.budget?.alert_webhook_secret, `HMAC key of tenant ${id}'s budget alerts`, true);
+  if (c.upstash?.redis_url) add(c.upstash.redis_token_secret, 'Upstash Redis REST token', false);
+  return [...out.values()];
+}
