@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { scalingSchema } from './scaling';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
 // Types elsewhere come from it through z.infer; nothing is written twice.
@@ -104,6 +105,10 @@ export const backendSchema = z.strictObject({
     .optional(),
   /** Circuit-breaker overrides for this backend (router's [breaker] otherwise). */
   breaker: breakerOverrideSchema.optional(),
+  /** Expected time from cold (no replica) to answering; learnt from observed starts once there are some. Unset: never treated as cold-startable. */
+  cold_start_ms: z.number().int().min(0).max(30 * 60_000).optional(),
+  /** Scale-to-zero policy for the scale scripts (worker/config/scaling.ts). */
+  scaling: scalingSchema.optional(),
 });
 
 export const tierSchema = z.strictObject({
