@@ -18,8 +18,9 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/worker/**/*.test.ts'],
-          // sim-spawner: simulators per test; redis: a real redis-server behind an Upstash REST bridge.
-          globalSetup: ['test/setup/sim-spawner.ts', 'test/setup/redis.ts'],
+          // sim-spawner: simulators per test; redis: a real redis-server behind an Upstash REST bridge;
+          // upstash-vector: Upstash Vector contract stand-ins (loopback) for the semantic cache.
+          globalSetup: ['test/setup/sim-spawner.ts', 'test/setup/redis.ts', 'test/setup/upstash-vector.ts'],
           testTimeout: 20_000,
         },
       },

@@ -1,5 +1,5 @@
 import { DurableObject } from 'cloudflare:workers';
-import { backendSecret } from '../worker/backends/index';
+import { backendSecret, metricsUrlOf } from '../worker/backends/index';
 import { loadConfig } from '../worker/config/compiled';
 import type { BackendConfig } from '../worker/config/schema';
 import { MAX_METRICS_BODY_CHARS, parseMetrics, type BackendLoad } from '../worker/routing/metrics-parse';
@@ -20,10 +20,11 @@ export interface LoadSnapshot {
   backends: Record<string, BackendLoadEntry>;
 }
 
-/** One backend to scrape: GET `${url}/metrics`, with `secret` in `auth_header` when there is one. */
+/** One backend to scrape: GET `metrics_url` (default `${url}/metrics`), with `secret` in `auth_header` when there is one. */
 export interface ScrapeTarget {
   id: string;
   url: string;
+  metrics_url?: string;
   kind: BackendConfig['kind'];
   /** Default `authorization` (sent as `Bearer <secret>`); any other header gets the bare secret. */
   auth_header?: string;
@@ -150,13 +151,11 @@ export class BackendMetrics extends DurableObject<Record<string, unknown>> {
       return [];
     }
     this.configWarned = false;
-    return result.config.raw.backends.map((b) => ({
-      id: b.id,
-      url: b.url,
-      kind: b.kind,
-      auth_header: b.auth_header,
-      secret: backendSecret(b, this.env),
-    }));
+    // Backends without load metrics (Modal, Replicate, Triton unless metrics_url says where) are not scraped.
+    return result.config.raw.backends.flatMap((b) => {
+      const metricsUrl = metricsUrlOf(b);
+      return metricsUrl === null ? [] : [{ id: b.id, url: b.url, metrics_url: metricsUrl, kind: b.kind, auth_header: b.auth_header, secret: backendSecret(b, this.env) }];
+    });
   }
 
   /** One scrape round at a time: callers arriving during one share it. */
@@ -196,7 +195,7 @@ export async function scrapeOne(target: ScrapeTarget, fetcher: typeof fetch = fe
       const header = target.auth_header ?? 'authorization';
       headers[header] = header.toLowerCase() === 'authorization' ? `Bearer ${target.secret}` : target.secret;
     }
-    const res = await fetcher(target.url.replace(/\/+$/, '') + '/metrics', { headers, signal: ctrl.signal });
+    const res = await fetcher(target.metrics_url ?? target.url.replace(/\/+$/, '') + '/metrics', { headers, signal: ctrl.signal });
     if (!res.ok) {
       await res.body?.cancel().catch(() => {});
       return failed(`HTTP ${res.status} from /metrics`);

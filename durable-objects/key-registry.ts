@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import { base64url, hex, sha256Hex } from '../worker/auth/hash';
+import type { KeyLimits } from '../worker/config/limits';
 
 /** A key as stored: never the key itself, only its SHA-256. */
 export interface KeyRecord {
@@ -9,6 +10,8 @@ export interface KeyRecord {
   key_prefix: string;
   created_at: string;
   revoked_at: string | null;
+  /** The key's own rate limit (PUT /admin/keys/:id/limits), merged over its tenant's; only on lookups. */
+  limits?: KeyLimits | null;
 }
 
 export interface CreatedKey extends KeyRecord {
@@ -37,6 +40,8 @@ export class KeyRegistry extends DurableObject<Record<string, unknown>> {
       created_at TEXT NOT NULL,
       revoked_at TEXT
     )`);
+    // Per-key rate-limit overrides, apart from the key rows so listings stay as they were.
+    this.sql.exec('CREATE TABLE IF NOT EXISTS key_limits (id TEXT PRIMARY KEY, limits TEXT NOT NULL)');
   }
 
   /** Creates a key for a tenant; the plain key is returned this once and never stored. */
@@ -65,7 +70,28 @@ export class KeyRegistry extends DurableObject<Record<string, unknown>> {
   /** The active key with this SHA-256 hex, or null. */
   lookup(hash: string): (KeyRecord & { hash: string }) | null {
     const rows = this.sql.exec<Row>('SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL', hash).toArray();
-    return rows[0] ?? null;
+    const row = rows[0];
+    if (!row) return null;
+    return { ...row, limits: this.overrideOf(row.id) };
+  }
+
+  /** A key's tenant and rate-limit override (null: none); null when there is no such key. */
+  getLimits(id: string): { tenant: string; limits: KeyLimits | null } | null {
+    const key = this.sql.exec<{ tenant: string }>('SELECT tenant FROM api_keys WHERE id = ?', id).toArray()[0];
+    return key ? { tenant: key.tenant, limits: this.overrideOf(id) } : null;
+  }
+
+  /** Sets (an object) or removes (null) a key's rate-limit override; null when there is no such key. */
+  setLimits(id: string, limits: KeyLimits | null): { tenant: string; limits: KeyLimits | null } | null {
+    if (!this.getLimits(id)) return null;
+    if (limits) this.sql.exec('INSERT INTO key_limits (id, limits) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET limits = excluded.limits', id, JSON.stringify(limits));
+    else this.sql.exec('DELETE FROM key_limits WHERE id = ?', id);
+    return this.getLimits(id);
+  }
+
+  private overrideOf(id: string): KeyLimits | null {
+    const row = this.sql.exec<{ limits: string }>('SELECT limits FROM key_limits WHERE id = ?', id).toArray()[0];
+    return row ? (JSON.parse(row.limits) as KeyLimits) : null;
   }
 
   list(tenant?: string): KeyRecord[] {

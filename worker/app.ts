@@ -4,9 +4,12 @@ import type { AppEnv } from './env';
 import { errors, RouterError } from './http/errors';
 import { requireAdminToken, requireApiKey } from './middleware/auth';
 import { requireConfig } from './middleware/config';
+import { rateLimitHeaders } from './middleware/rate-limit-headers';
 import { routerHeaderDefaults } from './middleware/router-headers';
+import { adminBackends } from './routes/admin-backends';
 import { adminBreakers } from './routes/admin-breakers';
 import { adminBudgets } from './routes/admin-budgets';
+import { adminKeyLimits } from './routes/admin-key-limits';
 import { adminKeys } from './routes/admin-keys';
 import { health } from './routes/health';
 import { inferenceRoute } from './routes/inference';
@@ -21,10 +24,12 @@ app.route('/', health);
 
 app.use('/admin/*', requireAdminToken);
 app.route('/admin/keys', adminKeys);
+app.route('/admin/keys', adminKeyLimits);
 app.route('/admin/breakers', adminBreakers);
+app.route('/admin/backends', adminBackends);
 app.route('/admin/tenants', adminBudgets);
 
-app.use('/v1/*', routerHeaderDefaults, requireApiKey);
+app.use('/v1/*', routerHeaderDefaults, rateLimitHeaders, requireApiKey);
 app.get('/v1/models', listModels);
 app.post('/v1/chat/completions', inferenceRoute('chat'));
 app.post('/v1/completions', inferenceRoute('completions'));

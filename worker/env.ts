@@ -1,7 +1,11 @@
+import type { BackendLifecycle } from '../durable-objects/backend-lifecycle';
 import type { BackendMetrics } from '../durable-objects/backend-metrics';
 import type { CircuitBreaker } from '../durable-objects/circuit-breaker';
 import type { KeyRegistry } from '../durable-objects/key-registry';
 import type { TenantQuota } from '../durable-objects/tenant-quota';
+import type { SemanticIndex } from '../durable-objects/semantic-index';
+import type { RateLimiter } from '../durable-objects/rate-limiter';
+import type { RateLimitHold } from './ratelimit/request';
 import type { CompiledConfig } from './config/compiled';
 import type { KeyRecord } from '../durable-objects/key-registry';
 import type { CacheSavings } from './cache/exact';
@@ -16,9 +20,17 @@ export interface Env {
   BREAKERS: DurableObjectNamespace<CircuitBreaker>;
   /** One budget per tenant (or tenant/feature), idFromName(key) (worker/budget/lease.ts). */
   QUOTAS: DurableObjectNamespace<TenantQuota>;
+  /** One lifecycle (warm / cold / waking) per backend, idFromName(backendId) (worker/routing/backend-lifecycle-view.ts). */
+  BACKEND_LIFECYCLE: DurableObjectNamespace<BackendLifecycle>;
+  /** Semantic cache index, one per tenant, idFromName(tenant) (worker/cache/semantic/). */
+  SEMANTIC_INDEX: DurableObjectNamespace<SemanticIndex>;
+  /** Embedded rate limiter: one per tenant ("tenant:<id>") and one "global" (worker/ratelimit/embedded.ts). */
+  RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
   ADMIN_TOKEN?: string;
   /** Upstash Redis REST token, when [upstash].redis_url is set (the secret's name is [upstash].redis_token_secret; this is its default). */
   UPSTASH_REDIS_REST_TOKEN?: string;
+  /** Upstash Vector REST token, when [upstash].vector_url is set (the secret's name is [upstash].vector_token_secret; this is its default). */
+  UPSTASH_VECTOR_REST_TOKEN?: string;
   [secret: string]: unknown;
 }
 
@@ -29,6 +41,8 @@ export interface Variables {
   key: KeyRecord;
   /** Set on a cache hit: the request is not billed; usage records note what it saved. */
   cacheSavings?: CacheSavings;
+  /** Set after the rate-limit check: its x-ratelimit-* headers go on every answer (middleware/rate-limit-headers.ts). */
+  rateLimit?: RateLimitHold;
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };

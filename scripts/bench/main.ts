@@ -16,6 +16,9 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'routing-failover': async () => (await import('./routing-failover')).routingFailover,
   'budget-overhead': async () => (await import('./budget-overhead')).budgetOverhead,
   cache: async () => (await import('./cache')).cache,
+  'scale-day': async () => (await import('./scale-day')).scaleDay,
+  semantic: async () => (await import('./semantic')).semantic,
+  'ratelimit-overhead': async () => (await import('./ratelimit-overhead')).ratelimitOverhead,
 };
 
 async function main(): Promise<void> {

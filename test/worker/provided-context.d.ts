@@ -1,5 +1,5 @@
 // What the global setups provide to the workerd tests (vitest's provide/inject):
-// test/setup/sim-spawner.ts and test/setup/redis.ts.
+// test/setup/sim-spawner.ts, test/setup/redis.ts and test/setup/upstash-vector.ts.
 declare module 'vitest' {
   export interface ProvidedContext {
     simSpawner: string;
@@ -7,6 +7,8 @@ declare module 'vitest' {
     upstash: { url: string; token: string };
     /** Control server for bridges of a test's own (stop/start them mid-test). */
     upstashControl: string;
+    /** Control server for Upstash Vector contract stand-ins (test/setup/upstash-vector.ts). */
+    upstashVectorControl: string;
   }
 }
 export {};

@@ -1,11 +1,17 @@
 import type { BackendConfig } from '../config/schema';
+import { modalAdapter } from './modal';
 import { openAICompatibleAdapter } from './openai-compatible';
+import { replicateAdapter } from './replicate';
+import { tritonAdapter } from './triton';
 import type { BackendAdapter } from './types';
 
 const adapters: Record<BackendConfig['kind'], BackendAdapter> = {
   vllm: openAICompatibleAdapter,
   trtllm: openAICompatibleAdapter,
   openai: openAICompatibleAdapter,
+  modal: modalAdapter,
+  replicate: replicateAdapter,
+  triton: tritonAdapter,
 };
 
 export function adapterFor(backend: BackendConfig): BackendAdapter {
@@ -17,4 +23,15 @@ export function backendSecret(backend: BackendConfig, env: Record<string, unknow
   if (!backend.auth_secret) return undefined;
   const value = env[backend.auth_secret];
   return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/**
+ * Where the backend's load metrics are scraped, or null when it is not scraped: `metrics_url`
+ * if set, else `<url>/metrics` for the kinds that serve it there (vllm, trtllm, openai). Modal
+ * and Replicate have none by default (a scrape of a Modal endpoint would keep a GPU container
+ * awake and see one container of many); Triton serves Prometheus on another port.
+ */
+export function metricsUrlOf(backend: BackendConfig): string | null {
+  if (backend.metrics_url) return backend.metrics_url;
+  return backend.kind === 'vllm' || backend.kind === 'trtllm' || backend.kind === 'openai' ? backend.url.replace(/\/+$/, '') + '/metrics' : null;
 }

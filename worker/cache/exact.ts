@@ -203,7 +203,8 @@ function parseStored(value: string, endpoint: EndpointKind): CachedAnswer | null
 
 const includeUsage = (body: Record<string, unknown>) => (body.stream_options as { include_usage?: boolean } | null | undefined)?.include_usage === true;
 
-function usdCost(config: CompiledConfig, modelId: string, usage: Usage): number {
+/** What a usage costs at today's [prices] (cached prompt tokens at cached_input); 0 without a price. */
+export function usdCost(config: CompiledConfig, modelId: string, usage: Usage): number {
   const p = config.raw.prices[modelId];
   if (!p) return 0;
   const cached = Math.min(usage.cached_tokens ?? 0, usage.prompt_tokens);
@@ -222,7 +223,8 @@ async function safely<T>(op: string, fn: () => Promise<T>): Promise<T | null> {
 
 const pendingWrites = new Set<Promise<unknown>>();
 
-function track(ctx: { waitUntil(p: Promise<unknown>): void }, p: Promise<unknown>) {
+/** Runs a cache write in the background (waitUntil), visible to cacheWritesSettled(). */
+export function track(ctx: { waitUntil(p: Promise<unknown>): void }, p: Promise<unknown>) {
   pendingWrites.add(p);
   const done = p.finally(() => pendingWrites.delete(p));
   ctx.waitUntil(done);

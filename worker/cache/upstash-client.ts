@@ -16,8 +16,8 @@ const clients = new Map<string, Redis>();
  * failing Upstash is the fallback wrapper's business, not a reason to make the request wait),
  * a per-call timeout, no telemetry headers, values returned as stored (no JSON parsing).
  */
-export function upstashRedis(s: UpstashRedisSettings): Redis {
-  const id = `${s.url}\n${s.token}\n${s.timeoutMs}`;
+export function upstashRedis(s: UpstashRedisSettings, opts: { autoPipeline?: boolean } = {}): Redis {
+  const id = `${s.url}\n${s.token}\n${s.timeoutMs}\n${opts.autoPipeline === true}`;
   let client = clients.get(id);
   if (!client) {
     client = new Redis({
@@ -29,6 +29,8 @@ export function upstashRedis(s: UpstashRedisSettings): Redis {
       readYourWrites: false,
       keepAlive: true,
       signal: () => AbortSignal.timeout(s.timeoutMs),
+      // Commands issued together go in one /pipeline request (rate limits ask several buckets at once).
+      enableAutoPipelining: opts.autoPipeline === true,
     });
     clients.set(id, client);
   }

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { modalSchema, replicateSchema, tritonSchema } from './backend-kinds';
 import { scalingSchema } from './scaling';
+import { limitsSchema, tenantLimitsSchema } from './limits';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
 // Types elsewhere come from it through z.infer; nothing is written twice.
@@ -87,7 +89,10 @@ export const breakerSchema = z.strictObject({
 /** A backend's own breaker thresholds: any key of [breaker], the rest inherited. */
 export const breakerOverrideSchema = z.strictObject(breakerKeys).partial();
 
-export const backendKinds = ['vllm', 'trtllm', 'openai'] as const;
+export const backendKinds = ['vllm', 'trtllm', 'openai', 'modal', 'replicate', 'triton'] as const;
+/** Kinds whose backends serve chat (and legacy completions) only, through a translation (worker/backends/). */
+export const chatOnlyKinds: readonly BackendKind[] = ['replicate', 'triton'];
+export type BackendKind = (typeof backendKinds)[number];
 
 export const backendSchema = z.strictObject({
   id,
@@ -109,6 +114,16 @@ export const backendSchema = z.strictObject({
   cold_start_ms: z.number().int().min(0).max(30 * 60_000).optional(),
   /** Scale-to-zero policy for the scale scripts (worker/config/scaling.ts). */
   scaling: scalingSchema.optional(),
+  /**
+   * Where the backend's load metrics are scraped (Prometheus text or trtllm-serve JSON). Default:
+   * `<url>/metrics` for vllm, trtllm and openai; none for modal, replicate and triton (not
+   * scraped). See README "Backends".
+   */
+  metrics_url: z.url({ protocol: /^https?$/ }).optional(),
+  /** Kind-specific settings (worker/config/backend-kinds.ts): each only on a backend of that kind. */
+  modal: modalSchema.optional(),
+  replicate: replicateSchema.optional(),
+  triton: tritonSchema.optional(),
 });
 
 export const tierSchema = z.strictObject({
@@ -234,6 +249,8 @@ export const tenantSchema = z.strictObject({
   cache_nondeterministic: z.boolean().default(false),
   /** Token and money budget; absent: none (and no cost on the hot path). Unset keys take [budgets]. */
   budget: tenantBudgetSchema.optional(),
+  /** Rate limits of its own: each dimension's table replaces the [limits] one (worker/config/limits.ts). */
+  limits: tenantLimitsSchema.optional(),
 });
 
 export const priceSchema = z.strictObject({
@@ -251,6 +268,28 @@ const cacheTtl = z.number().int().min(1).max(604_800, 'must be at most 7 days (6
 export const cacheTierSchema = z.strictObject({
   /** How long this tier's answers stay cached; [cache].ttl_seconds otherwise. */
   ttl_seconds: cacheTtl.optional(),
+  /** Semantic cache for this tier: answer from a similar earlier prompt (worker/cache/semantic/). Off by default. */
+  semantic: z.boolean().default(false),
+  /** Cosine similarity a stored prompt must reach to answer (guards apply on top). */
+  semantic_threshold: z.number().min(0.5).max(1).default(0.95),
+});
+
+/** [cache.semantic]: how the semantic cache embeds and where its index lives (tiers opt in with `semantic = true`). */
+export const semanticCacheSchema = z.strictObject({
+  /** A model of type "embedding" in [[models]] whose backends embed prompts for the embedded index; unset: the local lexical embedding. */
+  embedding_model: id.optional(),
+  /** "auto": Upstash Vector when [upstash].vector_url is set, else the per-tenant Durable Object index. */
+  index: z.enum(['auto', 'durable-object', 'upstash']).default('auto'),
+  /** The embedded index keeps at most this many prompts per tenant (least recently used go first). */
+  max_entries_per_tenant: z.number().int().min(10).max(20_000).default(5_000), // the object keeps vectors in memory too: 20,000 × 2 KiB
+  /** Nearest stored prompts (above the threshold) checked against the guards per lookup. */
+  top_k: z.number().int().min(1).max(10).default(3),
+  /** Last user messages longer than this are not semantically cached (a long document differing in one clause still looks similar). */
+  max_prompt_chars: z.number().int().min(16).max(32_768).default(2_000),
+  /** Answers larger than this (serialized) are not put in the semantic index (they stay in the exact cache). */
+  max_answer_bytes: z.number().int().min(256).max(1024 * 1024).default(32 * 1024),
+  /** Time allowed for the embedding backend's answer; slower: the lookup is skipped (a miss). */
+  embedding_timeout_ms: z.number().int().min(10).max(30_000).default(1_000),
 });
 
 export const cacheSchema = z.strictObject({
@@ -272,6 +311,7 @@ export const cacheSchema = z.strictObject({
   max_entry_bytes: z.number().int().positive().max(16 * 1024 * 1024).default(1024 * 1024),
   /** Embeddings are deterministic, so they are cached like a temperature-0 request; false: never. */
   embeddings: z.boolean().default(true),
+  semantic: semanticCacheSchema.prefault({}),
 });
 
 /** Upstash (production stores): Redis over its REST API. The token is a Worker secret, named here. */
@@ -286,6 +326,10 @@ export const upstashSchema = z.strictObject({
   retry_after_ms: z.number().int().min(0).max(300_000).default(5_000),
   /** Prefix of every key the router writes, so a database can be shared. */
   key_prefix: z.string().max(64).default('er:'),
+  /** Upstash Vector's REST URL (UPSTASH_VECTOR_REST_URL), an index created with an embedding model: the semantic cache's production index. */
+  vector_url: z.url({ protocol: /^https?$/ }).optional(),
+  /** Name of the Worker secret holding the Vector REST token. */
+  vector_token_secret: z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name').default('UPSTASH_VECTOR_REST_TOKEN'),
 });
 
 export const routerConfigSchema = z
@@ -308,6 +352,7 @@ export const routerConfigSchema = z
     prices: z.record(z.string(), priceSchema).default({}),
     cache: cacheSchema.prefault({}),
     upstash: upstashSchema.optional(),
+    limits: limitsSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -333,8 +378,19 @@ export const routerConfigSchema = z
       if (!regionIds.has(b.region)) issue(['backends', i, 'region'], `unknown region "${b.region}"`);
       b.models.forEach((m, j) => {
         if (!modelIds.has(m)) issue(['backends', i, 'models', j], `unknown model "${m}" (models are declared in [[models]])`);
+        else if (chatOnlyKinds.includes(b.kind) && cfg.models.find((x) => x.id === m)?.type !== 'chat') issue(['backends', i, 'models', j], `a ${b.kind} backend serves chat models only`);
         served.add(m);
       });
+      // Kind-specific tables: each only on its own kind; replicate and triton cannot do without theirs.
+      for (const k of ['modal', 'replicate', 'triton'] as const) {
+        if (b[k] !== undefined && b.kind !== k) issue(['backends', i, k], `[${k}] settings on a backend of kind "${b.kind}"`);
+      }
+      if (b.kind === 'replicate' && !b.replicate) issue(['backends', i, 'replicate'], 'kind "replicate" needs a replicate table (model or deployment)');
+      if (b.kind === 'triton' && !b.triton) issue(['backends', i, 'triton'], 'kind "triton" needs a triton table (at least { model = "…" })');
+      if (b.kind === 'replicate' && b.metrics_url) issue(['backends', i, 'metrics_url'], 'Replicate serves no load metrics');
+      // The router tracks requests (last request, in flight, wake-ups) only for backends with
+      // cold_start_ms; the scale scripts must not park one whose traffic nobody watches.
+      if (b.scaling && b.scaling.driver !== 'none' && b.cold_start_ms === undefined) issue(['backends', i, 'cold_start_ms'], `scaling with driver "${b.scaling.driver}" needs cold_start_ms (the router tracks traffic only for backends that have it)`);
     });
     if (cfg.breaker.cooldown_max_ms < cfg.breaker.cooldown_ms) issue(['breaker', 'cooldown_max_ms'], 'must be at least cooldown_ms');
     cfg.backends.forEach((b, i) => {
@@ -383,6 +439,14 @@ export const routerConfigSchema = z
       if (!cfg.tiers[name]) issue(['cache', 'tiers', name], `unknown tier "${name}"`);
     }
     if (cfg.cache.store === 'upstash' && !cfg.upstash?.redis_url) issue(['cache', 'store'], '"upstash" needs [upstash].redis_url');
+    const semantic = cfg.cache.semantic;
+    if (semantic.embedding_model !== undefined) {
+      const m = cfg.models.find((x) => x.id === names.get(semantic.embedding_model!));
+      if (!m) issue(['cache', 'semantic', 'embedding_model'], `unknown model "${semantic.embedding_model}"`);
+      else if (m.type !== 'embedding') issue(['cache', 'semantic', 'embedding_model'], `"${semantic.embedding_model}" is not an embedding model (type = "embedding")`);
+    }
+    if (semantic.index === 'upstash' && !cfg.upstash?.vector_url) issue(['cache', 'semantic', 'index'], '"upstash" needs [upstash].vector_url');
+    if (cfg.limits.store === 'upstash' && !cfg.upstash?.redis_url) issue(['limits', 'store'], '"upstash" needs [upstash].redis_url');
     for (const name of Object.keys(cfg.prices)) {
       if (!modelIds.has(name)) issue(['prices', name], `price for unknown model "${name}"`);
     }
@@ -406,4 +470,5 @@ export type TenantBudget = z.infer<typeof tenantBudgetSchema>;
 export type BudgetPatch = z.infer<typeof budgetPatchSchema>;
 export type SoftLimitPolicy = (typeof softLimitPolicies)[number];
 export type CacheConfig = RouterConfig['cache'];
+export type SemanticCacheConfig = CacheConfig['semantic'];
 export type UpstashConfig = z.infer<typeof upstashSchema>;

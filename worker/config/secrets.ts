@@ -20,8 +20,13 @@ export function configSecrets(c: RouterConfig): NamedSecret[] {
   };
   add('ADMIN_TOKEN', 'admin API token', true);
   for (const b of c.backends) add(b.auth_secret, `API key of backend ${b.id}`, true);
+  for (const b of c.backends) {
+    add(b.modal?.key_secret, `Modal proxy auth token id (Modal-Key) of backend ${b.id}`, false);
+    add(b.modal?.secret_secret, `Modal proxy auth token secret (Modal-Secret) of backend ${b.id}`, false);
+  }
   add(c.budgets.alert_webhook_secret, 'HMAC key of budget alert webhooks', true);
   for (const [id, t] of Object.entries(c.tenants)) add(t.budget?.alert_webhook_secret, `HMAC key of tenant ${id}'s budget alerts`, true);
   if (c.upstash?.redis_url) add(c.upstash.redis_token_secret, 'Upstash Redis REST token', false);
+  if (c.upstash?.vector_url) add(c.upstash.vector_token_secret, 'Upstash Vector REST token', false);
   return [...out.values()];
 }

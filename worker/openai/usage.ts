@@ -4,6 +4,12 @@ export interface Usage {
   completion_tokens: number;
   total_tokens: number;
   cached_tokens?: number;
+  /**
+   * The router counted these tokens itself (a backend that reports none: Triton, some Replicate
+   * models): an estimate, not the backend's count. On the wire it is a non-standard
+   * `"estimated": true` inside `usage`, which OpenAI's SDKs keep as an extra field.
+   */
+  estimated?: true;
 }
 
 export function readUsage(value: unknown): Usage | null {
@@ -19,6 +25,7 @@ export function readUsage(value: unknown): Usage | null {
     completion_tokens: completion,
     total_tokens: num(u.total_tokens) ?? prompt + completion,
     ...(cached !== undefined ? { cached_tokens: cached } : {}),
+    ...(u.estimated === true ? { estimated: true as const } : {}),
   };
 }
 

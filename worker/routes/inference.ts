@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { exactCache } from '../cache/exact';
+import { semanticCache, type SemanticCache } from '../cache/semantic/semantic';
 import type { AppEnv } from '../env';
 import { BUDGET_WARNING_HEADER, DOWNGRADED_HEADER } from '../budget/errors';
 import { budgetFor, type Reservation } from '../budget/lease';
@@ -12,9 +13,12 @@ import { execute, type ExecuteResult } from '../routing/execute';
 import { clientLocation } from '../routing/geo';
 import { loadOf } from '../routing/load';
 import { refreshBreakers } from '../routing/breaker-view';
+import { COLD_START_HEADER, coldStartHeader, planColdStarts } from '../routing/cold-start';
 import { refreshLoad } from '../routing/load-snapshot';
 import { planCandidates } from '../routing/plan';
 import { prefixKey } from '../routing/prefix-key';
+import { settledBy } from '../routing/settled';
+import { rateLimit } from '../ratelimit/request';
 import { resolveRoute, type ResolvedRoute } from '../routing/resolve-model';
 
 /** POST /v1/chat/completions, /v1/completions, /v1/embeddings: validate, resolve, plan, execute. */
@@ -28,6 +32,21 @@ export function inferenceRoute(kind: EndpointKind) {
     const tenantId = c.get('key').tenant;
     const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
     let route = resolveRoute(config, tenantId, body, spec.modelType, user);
+    // Rate limits (worker/ratelimit/): the request is taken and its tokens reserved in one call to
+    // the limiter, before the budget and the cache; null, with no I/O, when no limit applies.
+    // Throws 429 when a requests limit refuses; a tokens refusal waits for requireTokens() below.
+    const limits = await rateLimit({
+      config,
+      env: c.env,
+      ctx: c.executionCtx,
+      key: c.get('key'),
+      user,
+      featureHeader: c.req.header(FEATURE_HEADER),
+      endpoint: kind,
+      body,
+      models: route.stages.flatMap((s) => s.targets.map((t) => t.model)),
+    });
+    if (limits) c.set('rateLimit', limits); // headers on every answer from here; a reservation never used goes back
     // Budget soft limit (worker/budget/): null for a tenant without a budget, no further cost; else
     // from memory (a hop only on an isolate's first request or a new period). Before the cache, as
     // a downgrade changes the route the cache keys on.
@@ -36,11 +55,22 @@ export function inferenceRoute(kind: EndpointKind) {
     if (downgradeTo) route = resolveRoute(config, tenantId, { ...body, model: downgradeTo }, spec.modelType, user);
     // Response cache (worker/cache/): keep it before any budget reservation. A hit answers here:
     // nothing goes upstream, nothing is reserved or billed (cacheSavings says what it saved).
-    const cache = await exactCache({ config, env: c.env, ctx: c.executionCtx, tenantId, endpoint: kind, body, route, headers: c.req.raw.headers });
+    // An exact miss asks the semantic cache (tiers with `semantic = true`); every answer the exact
+    // cache stores is stored in the semantic index too (onAnswer, after the response).
+    let semantic: SemanticCache | null = null;
+    const cacheInput = { config, env: c.env, ctx: c.executionCtx, tenantId, endpoint: kind, body, route, headers: c.req.raw.headers };
+    const cache = await exactCache({ ...cacheInput, onAnswer: (answer) => semantic?.store(answer) });
     if (cache.hit) {
       c.set('cacheSavings', cache.hit.savings);
       return cache.hit.response;
     }
+    if (cache.status === 'miss') semantic = await semanticCache(cacheInput);
+    if (semantic?.hit) {
+      c.set('cacheSavings', semantic.hit.savings);
+      return semantic.hit.response;
+    }
+    // Every cache lookup missed: 429 now if the tokens did not fit (a hit above needed none).
+    limits?.requireTokens();
     refreshLoad(c.env, c.executionCtx, config); // background: never awaited here
     const candidates = planCandidates({
       config,
@@ -51,6 +81,8 @@ export function inferenceRoute(kind: EndpointKind) {
       loadOf,
     });
     refreshBreakers(c.env, c.executionCtx, config); // background: due reports, and copies older than refresh_ms
+    // Cold backends (only those with cold_start_ms): wait for the start if the deadline allows, else behind warm ones.
+    const cold = planColdStarts({ config, env: c.env, ctx: c.executionCtx, candidates, deadline, stream: body.stream === true });
 
     // The worst case is reserved before anything goes upstream; settled with the real usage, or released.
     const reservation: Reservation | null = budget && candidates.length > 0 ? await budget.admit(kind, body, candidates.map((x) => x.model)) : null;
@@ -61,24 +93,29 @@ export function inferenceRoute(kind: EndpointKind) {
         env: c.env,
         endpoint: kind,
         body,
-        candidates,
+        candidates: cold.candidates,
         requestId: c.get('requestId'),
         clientSignal: c.req.raw.signal,
         deadline,
         ctx: c.executionCtx,
         onStreamEvent: cache.onStreamEvent,
-        ...(reservation ? { onSettled: reservation.settle } : {}),
+        ...settledBy(reservation?.settle, limits?.settle),
       });
     } catch (e) {
       reservation?.release();
+      limits?.release();
       throw e;
     }
 
     const response = result.upstreamFailed && kind !== 'embeddings' && config.raw.degraded_answer ? degraded(config.raw.degraded_answer, kind, body) : result.response;
     const isDegraded = response !== result.response;
     // A relayed stream settles when it ends; anything else not settled by now used nothing.
-    reservation?.finish(body.stream === true && !isDegraded && result.served !== null && response.status === 200);
+    const relayed = body.stream === true && !isDegraded && result.served !== null && response.status === 200;
+    reservation?.finish(relayed);
+    limits?.finish(relayed);
     setRouterHeaders(response.headers, route, result, isDegraded);
+    const coldStart = coldStartHeader(cold, isDegraded ? null : result.served);
+    if (coldStart) response.headers.set(COLD_START_HEADER, coldStart);
     response.headers.set('x-router-cache', cache.status);
     if (budget) {
       const warning = budget.warning();

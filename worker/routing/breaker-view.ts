@@ -16,6 +16,7 @@
 
 import type { BreakerSettings, BreakerState, BreakerStatus, CircuitBreaker } from '../../durable-objects/circuit-breaker';
 import type { CompiledConfig } from '../config/compiled';
+import { background as backgroundTask, errorMessage as message, GIVE_UP_MS, type WaitUntil } from './isolate-sync';
 
 export type { BreakerDetails, BreakerSettings, BreakerState, BreakerStatus } from '../../durable-objects/circuit-breaker';
 
@@ -27,15 +28,12 @@ export interface ProbePermit {
   id: string;
 }
 
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 type Stub = DurableObjectStub<CircuitBreaker>;
 
 /** A failure waits at most this long for the report in flight before it (or its own gap) is over. */
 export const FAILURE_FLUSH_MS = 50;
 /** After a denied probe permit, this isolate skips the half-open backend this long without asking. */
 export const PROBE_DENIED_MS = 500;
-/** A report or refresh that has not settled after this long is taken as lost (its waitUntil was cut). */
-const GIVE_UP_MS = 15_000;
 /** Breakers consulted within this long are kept fresh by refreshBreakers(). */
 const IN_USE_MS = 60_000;
 
@@ -278,13 +276,7 @@ function stubOf(ns: DurableObjectNamespace<CircuitBreaker>, backendId: string): 
   return ns.get(ns.idFromName(backendId));
 }
 
-function background(ctx: WaitUntil, p: Promise<unknown>): void {
-  try {
-    ctx.waitUntil(p);
-  } catch (err) {
-    console.warn(`breaker: waitUntil refused: ${message(err)}`);
-  }
-}
+const background = (ctx: WaitUntil, p: Promise<unknown>): void => backgroundTask(ctx, p, 'breaker');
 
 function due(e: Entry, s: BreakerSettings, now: number): boolean {
   const b = e.batch;
@@ -349,8 +341,4 @@ function apply(e: Entry, status: BreakerStatus, now: number): void {
   e.openUntil = status.state === 'open' ? now + Math.max(0, status.retry_in_ms) : 0;
   e.fetchedAt = now;
   if (status.state !== 'half-open') e.probeDeniedUntil = 0;
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

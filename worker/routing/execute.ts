@@ -1,10 +1,13 @@
 import { adapterFor, backendSecret } from '../backends';
+import { USAGE_HEADER } from '../backends/types';
 import type { CompiledConfig } from '../config/compiled';
 import type { Timeouts } from '../config/schema';
 import { errors, RouterError, type ErrorStatus } from '../http/errors';
 import type { EndpointKind } from '../openai/schemas';
 import { readUsage, type Usage } from '../openai/usage';
 import { acquireProbe, breakerAllows, breakerOutcomeOf, reportOutcome, type ProbePermit } from './breaker-view';
+import { lifecycleAnswered, lifecycleBegin, lifecycleEnd, lifecycleFailed } from './backend-lifecycle-view';
+import { withColdStart } from './cold-start';
 import { isolateState } from './isolate-state';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
@@ -145,7 +148,7 @@ type AttemptOutcome = { response: Response } | { failure: Failure; final?: Route
 
 async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
   const { backend, model } = candidate;
-  const t: Timeouts = { ...input.config.raw.timeouts, ...backend.timeouts };
+  const t: Timeouts = withColdStart({ ...input.config.raw.timeouts, ...backend.timeouts }, candidate.coldStartWaitMs);
   const started = Date.now();
   const totalEnd = Math.min(started + t.total_ms, input.deadline);
   const controller = new AbortController();
@@ -153,6 +156,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   const onClientAbort = () => abort('client closed');
   input.clientSignal.addEventListener('abort', onClientAbort);
   const release = isolateState.begin(backend.id);
+  const lifecycle = lifecycleBegin(input.ctx, input.env, input.config, backend, stream, started); // null unless cold_start_ms is set
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut: string | null = null;
   const arm = (ms: number, phase: string) => {
@@ -166,12 +170,14 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     clearTimeout(timer ?? null);
     input.clientSignal.removeEventListener('abort', onClientAbort);
     release();
+    lifecycleEnd(lifecycle);
   };
   const fail = (failure: Failure, final?: RouterError): AttemptOutcome => {
     cleanup();
     // A client that left says nothing about the backend; nor does a request it judged invalid.
     const counts = !final && !input.clientSignal.aborted;
     if (counts) isolateState.failure(backend.id);
+    if (counts) lifecycleFailed(lifecycle, failure);
     const verdict = counts ? breakerOutcomeOf(input.config, backend.id, failure) : 'ignore';
     reportOutcome(input.ctx, input.env, input.config, backend.id, verdict, { probe, cause: failure.message });
     return { failure, ...(final ? { final } : {}) };
@@ -193,6 +199,9 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     res = await adapterFor(backend).send(backend, { endpoint: input.endpoint, body, stream, requestId: input.requestId }, {
       signal: controller.signal,
       secret: backendSecret(backend, input.env),
+      env: input.env,
+      deadline: totalEnd,
+      waitUntil: (p) => input.ctx.waitUntil(p),
     });
   } catch (e) {
     return thrown(e);
@@ -219,12 +228,13 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     } catch (e) {
       return thrown(e);
     }
+    lifecycleAnswered(lifecycle);
     cleanup();
     isolateState.success(backend.id);
     reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
     const totalMs = Date.now() - started;
     input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: null, totalMs });
-    return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json' } }) };
+    return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
   }
 
   // Streamed: wait for the first chunk before committing to this backend.
@@ -241,6 +251,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   const ttftMs = Date.now() - started;
   clearTimeout(timer ?? null);
   isolateState.success(backend.id);
+  lifecycleAnswered(lifecycle);
   reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
 
   let rejectDeadline: (e: Error) => void = () => {};
@@ -264,9 +275,15 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   return {
     response: new Response(relayed, {
       status: 200,
-      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
+      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...usageHeader(res) },
     }),
   };
+}
+
+/** An adapter's x-router-usage (its usage is the router's estimate), kept on the answer. */
+function usageHeader(res: Response): Record<string, string> {
+  const value = res.headers.get(USAGE_HEADER);
+  return value ? { [USAGE_HEADER]: value } : {};
 }
 
 function usageOf(text: string): Usage | null {

@@ -32,7 +32,7 @@ export interface BackendLoad {
   scrapedAt: number;
 }
 
-/** A backend kind from the config: `vllm`, `trtllm` or `openai`. */
+/** A backend kind from the config (`vllm`, `trtllm`, `openai`, `modal`, `replicate`, `triton`). */
 export type MetricsKind = BackendConfig['kind'];
 
 /** Bodies beyond this are not parsed (a real vLLM /metrics is well under 1 MiB). */
@@ -265,8 +265,9 @@ function looksLikeJson(contentType: string | null | undefined, body: string): bo
  * The load in a backend's /metrics answer, by backend kind:
  * - `vllm`: vLLM's Prometheus names;
  * - `trtllm`: trtllm-serve's JSON iteration stats, or TensorRT-LLM's Prometheus names;
- * - `openai` (any OpenAI-compatible server): vLLM's names if it has them.
- * Null when the body says nothing usable; never throws.
+ * - `openai` (any OpenAI-compatible server) and `modal` (vLLM on Modal): vLLM's names if it has them;
+ * - `triton` (its metrics_url): TensorRT-LLM's names or JSON, as for `trtllm`.
+ * Replicate is never scraped. Null when the body says nothing usable; never throws.
  */
 export function parseMetrics(kind: MetricsKind, contentType: string | null | undefined, body: string, now: number = Date.now()): BackendLoad | null {
   try {
@@ -274,8 +275,10 @@ export function parseMetrics(kind: MetricsKind, contentType: string | null | und
     switch (kind) {
       case 'vllm':
       case 'openai':
+      case 'modal':
         return looksLikeJson(contentType, body) ? null : parseVllmMetrics(body, now);
       case 'trtllm':
+      case 'triton':
         return looksLikeJson(contentType, body) ? parseTrtllmStats(body, now) : parseTrtllmPrometheus(body, now);
       default:
         return null;

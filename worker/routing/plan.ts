@@ -16,6 +16,8 @@ export interface Candidate {
   split?: string;
   /** Why this backend: how the replica policy chose it, or which kind of fallback it is. */
   reason: ReplicaOrder['decision'] | 'replica-fallback' | 'region-fallback' | 'tier-fallback' | 'last-resort';
+  /** The backend is believed cold: its attempt waits this long for the start (cold-start.ts), on top of its timeouts. */
+  coldStartWaitMs?: number;
 }
 
 export interface PlanInput {

@@ -1,4 +1,5 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { UpstreamStreamError } from '../backends/types';
 import { readUsage, type Usage } from '../openai/usage';
 
 export interface StreamOutcome {
@@ -112,7 +113,8 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
         flush(controller);
       } catch (e) {
         const timedOut = e instanceof DeadlineError;
-        const message = timedOut ? 'The upstream stream exceeded its time limit.' : 'The upstream connection failed mid-stream.';
+        // A backend's own error event (an adapter's UpstreamStreamError, e.g. Triton's error after a 200) says what failed.
+        const message = timedOut ? 'The upstream stream exceeded its time limit.' : e instanceof UpstreamStreamError ? `The upstream failed mid-stream: ${e.message}` : 'The upstream connection failed mid-stream.';
         opts.abort(timedOut ? 'timeout' : 'upstream error');
         flush(controller);
         controller.enqueue(errorEvent(message, timedOut ? 'upstream_timeout' : 'upstream_stream_error'));

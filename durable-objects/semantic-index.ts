@@ -1,0 +1,235 @@
+import { DurableObject } from 'cloudflare:workers';
+import { guardAllows, type GuardReason } from '../worker/cache/semantic/guard';
+
+// The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
+// their answers in SQLite, vectors as Float32 blobs. worker/cache/semantic/ computes the vector in
+// the Worker (the local embedding, or an embedding backend) and makes ONE call per lookup.
+//
+// Why the embedding is not computed here: a backend embedding is a network call, and this object
+// is single-threaded per tenant; embedding in the Worker keeps the object busy only for the scan,
+// and the same vector is reused for the store after the answer (no second embedding).
+//
+// Why a brute-force scan: an index holds at most max_entries_per_tenant prompts (5,000 by default),
+// and a lookup scans only the rows of its scope (same model, system prompt, earlier turns and
+// parameters). 5,000 × 512 floats is ~2.5 M multiply-adds, a few milliseconds, with exact results
+// and nothing to rebuild or tune; an ANN structure (HNSW, IVF) pays off from hundreds of
+// thousands of vectors, which is Upstash Vector's job (the production index). SQLite is the
+// record; the scan runs over a copy of each scope's vectors in one contiguous Float32Array, built
+// on the scope's first lookup and kept in step by store and eviction (reading and decoding 5,000
+// blobs per lookup was what cost, not the arithmetic). 5,000 × 2 KiB = 10 MiB, at most twice that
+// with the arrays' spare room.
+//
+// Bounded: expired rows (the cache tier's TTL) are dropped on every store, and above
+// max_entries the least recently used go. Every method is synchronous (SQLite in a Durable Object
+// is), so calls never interleave. `now` is injectable for tests.
+
+export interface SemanticLookup {
+  /** Everything but the embedded text, hashed (and the embedder's id): only rows of the same scope are compared. */
+  scope: string;
+  vector: Float32Array;
+  /** The text and depth of the prompt being answered, for the guards. */
+  text: string;
+  depth: number;
+  /** Cosine similarity a row must reach. */
+  minSimilarity: number;
+  /** How many of the nearest rows above minSimilarity are offered to the guards. */
+  topK: number;
+  now?: number;
+}
+
+export interface SemanticMatch {
+  id: string;
+  similarity: number;
+  /** The stored prompt's text (for logs and tests). */
+  text: string;
+  /** The stored answer (a serialized CachedAnswer). */
+  answer: string;
+  storedAt: number;
+}
+
+export interface SemanticLookupResult {
+  match: SemanticMatch | null;
+  /** Rows of the scope that reached the threshold, and why the guards refused the ones they did. */
+  above: number;
+  refused: GuardReason[];
+}
+
+export interface SemanticEntry {
+  id: string;
+  scope: string;
+  vector: Float32Array;
+  text: string;
+  depth: number;
+  answer: string;
+  ttlSeconds: number;
+  maxEntries: number;
+  now?: number;
+}
+
+type Row = Record<string, SqlStorageValue>;
+
+/** One scope's vectors, contiguous: slot i is ids[i], data[i*dim … (i+1)*dim). */
+interface ScopeVectors {
+  dim: number;
+  ids: string[];
+  expires: number[];
+  data: Float32Array;
+  slot: Map<string, number>;
+}
+
+export class SemanticIndex extends DurableObject<Record<string, unknown>> {
+  private readonly sql: SqlStorage;
+  private readonly scopes = new Map<string, ScopeVectors>();
+
+  constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS entries (
+      id TEXT PRIMARY KEY,
+      scope TEXT NOT NULL,
+      vec BLOB NOT NULL,
+      text TEXT NOT NULL,
+      depth INTEGER NOT NULL,
+      answer TEXT NOT NULL,
+      stored_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      used_at INTEGER NOT NULL
+    )`);
+    this.sql.exec('CREATE INDEX IF NOT EXISTS entries_scope ON entries (scope)');
+    this.sql.exec('CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_at)');
+    this.sql.exec('CREATE INDEX IF NOT EXISTS entries_used ON entries (used_at)');
+  }
+
+  /** The most similar stored prompt of the scope that reaches the threshold and passes the guards, with its answer. */
+  lookup(q: SemanticLookup): SemanticLookupResult {
+    const now = q.now ?? Date.now();
+    const near: { id: string; similarity: number }[] = [];
+    const sv = this.vectors(q.scope);
+    if (sv.dim === q.vector.length) {
+      const { dim, data } = sv;
+      for (let i = 0; i < sv.ids.length; i++) {
+        if (sv.expires[i]! <= now) continue;
+        let similarity = 0;
+        for (let j = 0, o = i * dim; j < dim; j++) similarity += q.vector[j]! * data[o + j]!;
+        if (similarity >= q.minSimilarity) near.push({ id: sv.ids[i]!, similarity });
+      }
+    }
+    near.sort((a, b) => b.similarity - a.similarity);
+    const refused: GuardReason[] = [];
+    for (const { id, similarity } of near.slice(0, q.topK)) {
+      const row = this.sql.exec<Row>('SELECT text, depth, answer, stored_at FROM entries WHERE id = ? AND scope = ?', id, q.scope).toArray()[0];
+      if (!row) continue;
+      const verdict = guardAllows({ text: q.text, depth: q.depth }, { text: row.text as string, depth: row.depth as number });
+      if (!verdict.ok) {
+        refused.push(verdict.reason);
+        continue;
+      }
+      this.sql.exec('UPDATE entries SET used_at = ? WHERE id = ?', now, id);
+      return { match: { id, similarity, text: row.text as string, answer: row.answer as string, storedAt: row.stored_at as number }, above: near.length, refused };
+    }
+    return { match: null, above: near.length, refused };
+  }
+
+  /** Stores (or replaces) a prompt and its answer, then drops expired rows and the least recently used above maxEntries. */
+  store(e: SemanticEntry): { evicted: number } {
+    const now = e.now ?? Date.now();
+    const vec = e.vector.buffer.slice(e.vector.byteOffset, e.vector.byteOffset + e.vector.byteLength) as ArrayBuffer;
+    this.sql.exec(
+      `INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, vec = excluded.vec, text = excluded.text, depth = excluded.depth,
+         answer = excluded.answer, stored_at = excluded.stored_at, expires_at = excluded.expires_at, used_at = excluded.used_at`,
+      e.id,
+      e.scope,
+      vec,
+      e.text,
+      e.depth,
+      e.answer,
+      now,
+      now + e.ttlSeconds * 1000,
+      now,
+    );
+    this.remember(e.scope, e.id, e.vector, now + e.ttlSeconds * 1000);
+    const gone = this.sql.exec<Row>('DELETE FROM entries WHERE expires_at <= ? RETURNING id, scope', now).toArray();
+    const count = this.size();
+    if (count > e.maxEntries) {
+      gone.push(...this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', count - e.maxEntries).toArray());
+    }
+    for (const row of gone) this.forget(row.scope as string, row.id as string);
+    return { evicted: gone.length };
+  }
+
+  /** Rows held (expired ones not yet dropped included). */
+  size(): number {
+    return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n;
+  }
+
+  /** Drops every row (admin and tests). */
+  clear(): void {
+    this.sql.exec('DELETE FROM entries');
+    this.scopes.clear();
+  }
+
+  /** The scope's vectors in memory, read from SQLite on first use. A scope holds one embedder's vectors, so one size. */
+  private vectors(scope: string): ScopeVectors {
+    let sv = this.scopes.get(scope);
+    if (sv) return sv;
+    const rows = this.sql.exec<Row>('SELECT id, vec, expires_at FROM entries WHERE scope = ?', scope).toArray();
+    const dim = rows.length ? (rows[0]!.vec as ArrayBuffer).byteLength / 4 : 0;
+    sv = { dim, ids: [], expires: [], data: new Float32Array(rows.length * dim), slot: new Map() };
+    for (const row of rows) {
+      const blob = row.vec as ArrayBuffer;
+      if (blob.byteLength !== dim * 4) continue;
+      sv.data.set(new Float32Array(blob), sv.ids.length * dim);
+      sv.slot.set(row.id as string, sv.ids.length);
+      sv.ids.push(row.id as string);
+      sv.expires.push(row.expires_at as number);
+    }
+    // Many small scopes (multi-turn conversations) must not pile up: past a thousand, start over
+    // (each is re-read on its next lookup, which for a small scope is cheap).
+    if (this.scopes.size >= 1_000) this.scopes.clear();
+    this.scopes.set(scope, sv);
+    return sv;
+  }
+
+  private remember(scope: string, id: string, vector: Float32Array, expires: number) {
+    const sv = this.scopes.get(scope);
+    if (!sv) return; // not loaded yet: the first lookup reads it from SQLite
+    if (sv.ids.length === 0) sv.dim = vector.length;
+    if (vector.length !== sv.dim) {
+      this.scopes.delete(scope); // cannot happen within a scope; rebuilt from SQLite if it does
+      return;
+    }
+    let i = sv.slot.get(id);
+    if (i === undefined) {
+      i = sv.ids.length;
+      if ((i + 1) * sv.dim > sv.data.length) {
+        const grown = new Float32Array(Math.max(4, (i + 1) * 2) * sv.dim);
+        grown.set(sv.data);
+        sv.data = grown;
+      }
+      sv.slot.set(id, i);
+      sv.ids.push(id);
+      sv.expires.push(expires);
+    }
+    sv.expires[i] = expires;
+    sv.data.set(vector, i * sv.dim);
+  }
+
+  /** Swap-remove: the last slot moves into the freed one. */
+  private forget(scope: string, id: string) {
+    const sv = this.scopes.get(scope);
+    const i = sv?.slot.get(id);
+    if (!sv || i === undefined) return;
+    const last = sv.ids.length - 1;
+    if (i !== last) {
+      const moved = sv.ids[last]!;
+      sv.ids[i] = moved;
+      sv.expires[i] = sv.expires[last]!;
+      sv.data.copyWithin(i * sv.dim, last * sv.dim, (last + 1) * sv.dim);
+      sv.slot.set(moved, i);
+    }
+    sv.ids.pop();
+    sv.expires.pop();
+    sv.slot.delete(id);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The semantic cache's decisions on the labelled pairs (test/fixtures/semantic-pairs.json): hit
+ * rate (labelled paraphrases answered from their pair) and wrong-hit rate (wrong answers among all
+ * hits), over a threshold sweep, with and without the guards, pairwise and with every prompt in
+ * one shared index. The code is the Worker's own (prompt split, local lexical embedding, guards),
+ * imported directly; no stack is started. Then what a lookup computes: embedding + guards, and the
+ * Durable Object's brute-force scan over a full index (in Node: the arithmetic, not SQLite's reads).
+ */
+import os from 'node:os';
+import { guardAllows } from '../../worker/cache/semantic/guard';
+import { cosine, LOCAL_DIMENSIONS, localEmbedding } from '../../worker/cache/semantic/local-embedding';
+import type { BenchSection, BenchTable } from './lib/section';
+import { evaluateIndex, evaluatePairs, loadPairs, type EvalResult } from './lib/semantic-pairs';
+import { percentile } from './lib/stats';
+
+const THRESHOLDS = [0.8, 0.85, 0.9, 0.95, 0.98];
+const DEFAULT_THRESHOLD = 0.95;
+const RUNS = Number(process.env.BENCH_SEMANTIC_RUNS ?? 2_000);
+
+export const semantic: BenchSection = {
+  name: 'semantic',
+  description: 'semantic cache: hit rate and wrong-hit rate on the labelled pairs (threshold sweep, guards on/off); lookup compute',
+  async run() {
+    const pairs = loadPairs();
+    const hits = pairs.filter((p) => p.label === 'hit').length;
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+    const cell = (r: EvalResult) => `${pct(r.hitRate)} / ${pct(r.wrongHitRate)} (${r.wrongHits} of ${r.hits})`;
+
+    const sweep = THRESHOLDS.map((t) => ({
+      threshold: t,
+      pairwise: { guards: evaluatePairs(pairs, { threshold: t, guards: true }), none: evaluatePairs(pairs, { threshold: t, guards: false }) },
+      index: { guards: evaluateIndex(pairs, { threshold: t, guards: true }), none: evaluateIndex(pairs, { threshold: t, guards: false }) },
+    }));
+    const sweepTable: BenchTable = {
+      title: `Semantic cache on ${pairs.length} labelled pairs (${hits} paraphrases, ${pairs.length - hits} near-misses), local lexical embedding: hit rate / wrong-hit rate (wrong of hits)`,
+      columns: ['threshold', 'pairwise, guards', 'pairwise, no guards', 'shared index, guards', 'shared index, no guards'],
+      rows: sweep.map((s) => [s.threshold.toFixed(2) + (s.threshold === DEFAULT_THRESHOLD ? ' (default)' : ''), cell(s.pairwise.guards), cell(s.pairwise.none), cell(s.index.guards), cell(s.index.none)]),
+      notes: [
+        'hit rate = labelled paraphrases answered from their own pair / all labelled paraphrases; wrong-hit rate = wrong answers / all hits (aim: < 1%).',
+        'pairwise: a stored, b looked up. shared index: every a in one index, each b takes the nearest stored prompts above the threshold (top_k 3) and the first the guards accept; a hit on another pair counts as wrong.',
+        "the fixture's 'synonym' paraphrases use other words: a lexical embedding is not expected to catch them (see the per-kind table). The fixture was written alongside the guards: expect fewer hits and more wrong hits on real traffic.",
+      ],
+    };
+
+    const at = sweep.find((s) => s.threshold === DEFAULT_THRESHOLD)!;
+    const kinds = [...new Set(pairs.map((p) => `${p.label}\n${p.kind}`))];
+    const refusedNoGuard = evaluatePairs(pairs, { threshold: DEFAULT_THRESHOLD, guards: false });
+    const kindRows = kinds.map((k) => {
+      const [label, kind] = k.split('\n') as ['hit' | 'miss', string];
+      const subset = pairs.filter((p) => p.label === label && p.kind === kind);
+      const g = evaluatePairs(subset, { threshold: DEFAULT_THRESHOLD, guards: true });
+      const n = evaluatePairs(subset, { threshold: DEFAULT_THRESHOLD, guards: false });
+      return [label === 'hit' ? 'paraphrase' : 'near-miss', kind, String(subset.length), String(label === 'hit' ? g.correctHits : g.hits), String(label === 'hit' ? n.correctHits : n.hits)];
+    });
+    const kindTable: BenchTable = {
+      title: `By kind at threshold ${DEFAULT_THRESHOLD} (pairwise): pairs answered from their pair`,
+      columns: ['label', 'kind', 'pairs', 'hits with guards', 'hits without guards'],
+      rows: kindRows,
+      notes: [
+        `near-miss hits are wrong answers. Without guards at ${DEFAULT_THRESHOLD}: ${refusedNoGuard.wrongHits} wrong (${refusedNoGuard.wrong.join(', ') || 'none'}).`,
+        `guards refused at ${DEFAULT_THRESHOLD}: ${fmtCounts(at.pairwise.guards.refusedByGuard.miss)} among near-misses; ${fmtCounts(at.pairwise.guards.refusedByGuard.hit)} among paraphrases (the hit rate they cost).`,
+      ],
+    };
+
+    const lookup = measureLookup(pairs.flatMap((p) => [p.a, p.b]));
+    const costTable: BenchTable = {
+      title: `What a lookup computes (${RUNS.toLocaleString('en-US')} runs after warm-up, ${os.cpus().length} cores, node ${process.version})`,
+      columns: ['step', 'p50', 'p99'],
+      rows: lookup.map((l) => [l.step, fmtMs(l.p50), fmtMs(l.p99)]),
+      notes: [
+        `the scan is the Durable Object's loop (dot products over ${LOCAL_DIMENSIONS}-float vectors) on random unit vectors, without SQLite's row reads; it runs only over the rows of the request's scope.`,
+        `1-min load average ${os.loadavg()[0]!.toFixed(1)}.`,
+      ],
+    };
+
+    const strip = (r: EvalResult) => ({ ...r, wrong: r.wrong, missedByKind: r.missedByKind });
+    const json = {
+      date: new Date().toISOString(),
+      fixture: { path: 'test/fixtures/semantic-pairs.json', pairs: pairs.length, paraphrases: hits, near_misses: pairs.length - hits },
+      embedding: 'local-lexical-v1',
+      default_threshold: DEFAULT_THRESHOLD,
+      sweep: sweep.map((s) => ({ threshold: s.threshold, pairwise_guards: strip(s.pairwise.guards), pairwise_no_guards: strip(s.pairwise.none), index_guards: strip(s.index.guards), index_no_guards: strip(s.index.none) })),
+      by_kind: kindRows.map(([label, kind, n, g, ng]) => ({ label, kind, pairs: Number(n), hits_guards: Number(g), hits_no_guards: Number(ng) })),
+      lookup_ms: lookup,
+      machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version, loadavg_1m: os.loadavg()[0] },
+    };
+    return { tables: [sweepTable, kindTable, costTable], json };
+  },
+};
+
+function measureLookup(texts: string[]) {
+  const time = (fn: (i: number) => void) => {
+    for (let i = 0; i < 200; i++) fn(i);
+    const ms: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const t0 = performance.now();
+      fn(i);
+      ms.push(performance.now() - t0);
+    }
+    return { p50: percentile(ms, 50), p99: percentile(ms, 99) };
+  };
+  const out: { step: string; p50: number; p99: number }[] = [];
+  out.push({ step: 'local embedding of the last user message', ...time((i) => localEmbedding(texts[i % texts.length]!)) });
+  out.push({ step: 'guards, one candidate (features of both prompts)', ...time((i) => guardAllows({ text: texts[i % texts.length]!, depth: 1 }, { text: `${texts[(i + 1) % texts.length]!} ${i}`, depth: 1 })) });
+  for (const n of [1_000, 5_000]) {
+    const vectors = Array.from({ length: n }, (_, i) => localEmbedding(`random entry ${i} ${Math.random()}`)!);
+    const q = localEmbedding('How do I reset my password?')!;
+    out.push({ step: `scan of ${n.toLocaleString('en-US')} stored vectors`, ...time(() => {
+      let best = -1;
+      for (const v of vectors) best = Math.max(best, cosine(q, v));
+      if (best > 2) throw new Error('unreachable');
+    }) });
+  }
+  return out;
+}
+
+const fmtMs = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`);
+const fmtCounts = (m: Partial<Record<string, number>>) => Object.entries(m).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
