@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { ALERT_EVENT, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signWebhook } from '../worker/budget/webhook';
+import { ALERT_EVENT } from '../worker/budget/webhook';
+import { sendSignedWebhook, webhookSecret } from '../worker/http/signed-webhook';
 
 // One budget per tenant (or per tenant and feature): `QUOTAS.idFromName("<tenant>")` or
 // `"<tenant>/<feature>"`. It is the authority on usage; edge isolates (worker/budget/lease.ts)
@@ -657,21 +658,16 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
     const s = this.settings();
     const attempt = row.attempts + 1;
     try {
-      const secret = row.secret ? this.env[row.secret] : null;
-      if (row.secret && (typeof secret !== 'string' || secret === '')) throw new Error(`the secret ${row.secret} is not set`);
-      const ts = Math.floor(Date.now() / 1000);
-      const headers: Record<string, string> = {
-        'content-type': 'application/json',
-        'user-agent': 'edge-router-budget-alerts',
-        [EVENT_HEADER]: ALERT_EVENT,
-        [DELIVERY_HEADER]: row.id,
-        [TIMESTAMP_HEADER]: String(ts),
-        'x-router-attempt': String(attempt),
-      };
-      if (typeof secret === 'string') headers[SIGNATURE_HEADER] = await signWebhook(secret, ts, row.body);
-      const res = await fetch(row.url, { method: 'POST', headers, body: row.body, signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS) });
-      await res.body?.cancel().catch(() => {});
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      await sendSignedWebhook({
+        url: row.url,
+        event: ALERT_EVENT,
+        deliveryId: row.id,
+        body: row.body,
+        secret: webhookSecret(this.env, row.secret),
+        attempt,
+        userAgent: 'edge-router-budget-alerts',
+        timeoutMs: WEBHOOK_TIMEOUT_MS,
+      });
       this.sql.exec("UPDATE outbox SET status = 'delivered', attempts = ?, last_error = NULL WHERE id = ?", attempt, row.id);
     } catch (e) {
       const error = clip(e instanceof Error ? e.message : String(e));

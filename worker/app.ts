@@ -11,9 +11,13 @@ import { adminBreakers } from './routes/admin-breakers';
 import { adminBudgets } from './routes/admin-budgets';
 import { adminKeyLimits } from './routes/admin-key-limits';
 import { adminKeys } from './routes/admin-keys';
+import { adminUsage } from './routes/admin-usage';
+import { usageRecorder } from './middleware/usage';
+import { dashboard } from './routes/dashboard';
 import { health } from './routes/health';
 import { inferenceRoute } from './routes/inference';
 import { listModels } from './routes/models';
+import { metricsRoute, requireMetricsToken } from './routes/metrics';
 
 export const app = new Hono<AppEnv>();
 
@@ -21,6 +25,8 @@ app.use(requestId({ headerName: 'x-request-id', limitLength: 128, generator: () 
 app.use(requireConfig);
 
 app.route('/', health);
+// Prometheus scrape: the admin token or the metrics token (README "Metrics").
+app.get('/metrics', requireMetricsToken, metricsRoute);
 
 app.use('/admin/*', requireAdminToken);
 app.route('/admin/keys', adminKeys);
@@ -28,12 +34,16 @@ app.route('/admin/keys', adminKeyLimits);
 app.route('/admin/breakers', adminBreakers);
 app.route('/admin/backends', adminBackends);
 app.route('/admin/tenants', adminBudgets);
+app.route('/admin/usage', adminUsage);
+
+// The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
+app.route('/dashboard', dashboard);
 
 app.use('/v1/*', routerHeaderDefaults, rateLimitHeaders, requireApiKey);
 app.get('/v1/models', listModels);
-app.post('/v1/chat/completions', inferenceRoute('chat'));
-app.post('/v1/completions', inferenceRoute('completions'));
-app.post('/v1/embeddings', inferenceRoute('embeddings'));
+app.post('/v1/chat/completions', usageRecorder('chat'), inferenceRoute('chat'));
+app.post('/v1/completions', usageRecorder('completions'), inferenceRoute('completions'));
+app.post('/v1/embeddings', usageRecorder('embeddings'), inferenceRoute('embeddings'));
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

@@ -5,6 +5,10 @@ import type { KeyRegistry } from '../durable-objects/key-registry';
 import type { TenantQuota } from '../durable-objects/tenant-quota';
 import type { SemanticIndex } from '../durable-objects/semantic-index';
 import type { RateLimiter } from '../durable-objects/rate-limiter';
+import type { UsageLedger } from '../durable-objects/usage-ledger';
+import type { UsageDraft } from './telemetry/usage-draft';
+import type { MetricsAggregator } from '../durable-objects/metrics-aggregator';
+import type { AlertState } from '../durable-objects/alert-state';
 import type { RateLimitHold } from './ratelimit/request';
 import type { CompiledConfig } from './config/compiled';
 import type { KeyRecord } from '../durable-objects/key-registry';
@@ -26,6 +30,14 @@ export interface Env {
   SEMANTIC_INDEX: DurableObjectNamespace<SemanticIndex>;
   /** Embedded rate limiter: one per tenant ("tenant:<id>") and one "global" (worker/ratelimit/embedded.ts). */
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
+  /** Usage ledger, one per tenant, idFromName("tenant:<id>") (worker/telemetry/record.ts, /admin/usage). */
+  USAGE_LEDGER: DurableObjectNamespace<UsageLedger>;
+  /** Workers Analytics Engine dataset for usage records (production; absent locally). */
+  USAGE?: AnalyticsEngineDataset;
+  /** GET /metrics: the service-wide sums, "global" (and "shard-<n>") (worker/telemetry/metrics.ts). */
+  METRICS: DurableObjectNamespace<MetricsAggregator>;
+  /** Alerts in force and webhook messages owed, "global" (worker/alerts/scheduled.ts). */
+  ALERTS: DurableObjectNamespace<AlertState>;
   ADMIN_TOKEN?: string;
   /** Upstash Redis REST token, when [upstash].redis_url is set (the secret's name is [upstash].redis_token_secret; this is its default). */
   UPSTASH_REDIS_REST_TOKEN?: string;
@@ -43,6 +55,8 @@ export interface Variables {
   cacheSavings?: CacheSavings;
   /** Set after the rate-limit check: its x-ratelimit-* headers go on every answer (middleware/rate-limit-headers.ts). */
   rateLimit?: RateLimitHold;
+  /** The request's usage record being filled in (worker/middleware/usage.ts); absent when [usage] is off. */
+  usage?: UsageDraft;
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };

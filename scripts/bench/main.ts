@@ -19,6 +19,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'scale-day': async () => (await import('./scale-day')).scaleDay,
   semantic: async () => (await import('./semantic')).semantic,
   'ratelimit-overhead': async () => (await import('./ratelimit-overhead')).ratelimitOverhead,
+  'usage-overhead': async () => (await import('./usage-overhead')).usageOverhead,
 };
 
 async function main(): Promise<void> {

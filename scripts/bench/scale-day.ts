@@ -389,6 +389,7 @@ interface Summary {
   p99_ms: number;
   /** Without the first request each backend served after each time it was parked. */
   p95_excl_first_ms: number;
+  p99_excl_first_ms: number;
   excluded: number;
   parks: number;
   wakes: number;
@@ -426,6 +427,7 @@ function summarize(r: RunResult, hourMs: number): Summary {
     p95_ms: round(percentile(lat(r.samples), 95), 1),
     p99_ms: round(percentile(lat(r.samples), 99), 1),
     p95_excl_first_ms: round(percentile(lat(r.samples.filter((s) => !excluded.has(s))), 95), 1),
+    p99_excl_first_ms: round(percentile(lat(r.samples.filter((s) => !excluded.has(s))), 99), 1),
     excluded: excluded.size,
     parks: Object.values(r.parks).reduce((n, p) => n + p.length, 0),
     wakes: Object.values(r.wakes).reduce((n, w) => n + w, 0),
@@ -441,11 +443,11 @@ function tables(runs: RunResult[], summary: Summary[], aims: { gpu_hours_ratio: 
   const [s2z, on] = [runs[0]!, runs[1]!];
   const main: BenchTable = {
     title: `A compressed day, scale-to-zero vs always-on (7 simulated backends, 3 regions, ${os.cpus().length} cores)`,
-    columns: ['policy', 'backend-h', 'GPU-h', 'requests', 'failed', 'p50', 'p95', 'p95 w/o 1st after park', 'p99', 'parks', 'wakes', 'waited', 'avoided'],
-    rows: summary.map((s) => [s.policy, s.backend_hours.toFixed(1), s.gpu_hours.toFixed(1), String(s.requests), String(s.failed), ms(s.p50_ms), ms(s.p95_ms), `${ms(s.p95_excl_first_ms)} (−${s.excluded})`, ms(s.p99_ms), String(s.parks), String(s.wakes), String(s.waited), String(s.avoided)]),
+    columns: ['policy', 'backend-h', 'GPU-h', 'requests', 'failed', 'p50', 'p95', 'p99', 'p95 w/o 1st after park', 'p99 w/o', 'parks', 'wakes', 'waited', 'avoided'],
+    rows: summary.map((s) => [s.policy, s.backend_hours.toFixed(1), s.gpu_hours.toFixed(1), String(s.requests), String(s.failed), ms(s.p50_ms), ms(s.p95_ms), ms(s.p99_ms), `${ms(s.p95_excl_first_ms)} (−${s.excluded})`, ms(s.p99_excl_first_ms), String(s.parks), String(s.wakes), String(s.waited), String(s.avoided)]),
     notes: [
       `aim 1, GPU-hours ≤ ${AIM_GPU_RATIO * 100}% of always-on: ${(aims.gpu_hours_ratio * 100).toFixed(1)}% → ${aims.gpu_aim_met ? 'met' : 'NOT met'} (backend-hours: ${((summary[0]!.backend_hours / summary[1]!.backend_hours) * 100).toFixed(1)}%)`,
-      `aim 2, p95 without the first request after each park ≤ ${AIM_P95_RATIO}× always-on's p95: ${aims.p95_ratio.toFixed(3)}× → ${aims.p95_aim_met ? 'met' : 'NOT met'}`,
+      `aim 2, p95 without the first request after each park ≤ ${AIM_P95_RATIO}× always-on's p95: ${aims.p95_ratio.toFixed(3)}× → ${aims.p95_aim_met ? 'met' : 'NOT met'}; those first requests are ${((summary[0]!.excluded / summary[0]!.requests) * 100).toFixed(1)}% of all (a share near or above 5% empties p95's tail by construction: see p99 w/o)`,
       `compression: a day of ${(24 * hourMs) / 1000} s, an hour of ${hourMs / 1000} s (×${Math.round(factor)}): traffic rates and the ${IDLE_MINUTES}-min idle window (${round(idleMs / 1000, 2)} s) are compressed; request latencies (dev sim profile) are not; cold starts are 0.5 / 1 / 2 s wall (${[500, 1000, 2000].map((x) => `${round((x * factor) / 60_000, 1)} min`).join(' / ')} of the day) for 8B / 70B / 405B`,
       `GPU-hours: time each sim was warm or waking (sampled every ${SAMPLE_MS} ms) × 1 / 4 / 8 GPUs for 8B / 70B / 405B backends; backend-h counts each backend as one`,
       `scale-to-zero: scripts/scale applyRound every ${ROUND_MS} ms (policy.ts: idle ${IDLE_MINUTES} min compressed, min_replicas 0, wake_replicas 1) with a sim driver; wakes = starts counted by the sims; waited / avoided = x-router-cold-start`,

@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { modalSchema, replicateSchema, tritonSchema } from './backend-kinds';
 import { scalingSchema } from './scaling';
 import { limitsSchema, tenantLimitsSchema } from './limits';
+import { usageSchema } from './usage';
+import { alertsSchema, sloSchema } from './alerts';
+import { metricsSchema } from './metrics';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
 // Types elsewhere come from it through z.infer; nothing is written twice.
@@ -353,6 +356,12 @@ export const routerConfigSchema = z
     cache: cacheSchema.prefault({}),
     upstash: upstashSchema.optional(),
     limits: limitsSchema.prefault({}),
+    usage: usageSchema.prefault({}),
+    /** SLOs and the scheduled alert detectors (worker/config/alerts.ts, worker/alerts/). */
+    slo: sloSchema.prefault({}),
+    alerts: alertsSchema.prefault({}),
+    /** GET /metrics and the isolates' metric flushes (worker/config/metrics.ts, worker/telemetry/metrics.ts). */
+    metrics: metricsSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });

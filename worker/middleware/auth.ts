@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { authenticateKey } from '../auth/key-cache';
 import { secretsEqual } from '../auth/hash';
+import { hasValidSession } from '../dashboard/session';
 import type { AppEnv } from '../env';
 import { errors } from '../http/errors';
 
@@ -19,11 +20,18 @@ export const requireApiKey: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/** Admin routes: `Authorization: Bearer <ADMIN_TOKEN>` (a Worker secret), compared in constant time. */
+/**
+ * Admin routes: `Authorization: Bearer <ADMIN_TOKEN>` (a Worker secret), compared in constant time.
+ * Without an Authorization header, a GET/HEAD may instead carry the dashboard's session cookie
+ * (worker/dashboard/session.ts: HttpOnly, SameSite=Strict, signed with the token): the browser
+ * page reads the admin API with it, and read-only is all it can do.
+ */
 export const requireAdminToken: MiddlewareHandler<AppEnv> = async (c, next) => {
   const expected = c.env.ADMIN_TOKEN;
   if (!expected) throw errors.unauthorized('The admin API is disabled: the ADMIN_TOKEN secret is not set.', 'admin_disabled');
-  const token = bearer(c.req.header('authorization'));
+  const header = c.req.header('authorization');
+  if (header === undefined && (c.req.method === 'GET' || c.req.method === 'HEAD') && (await hasValidSession(c.req.header('cookie'), expected))) return next();
+  const token = bearer(header);
   if (!token || !(await secretsEqual(token, expected))) throw errors.unauthorized('Missing or incorrect admin token.', 'invalid_admin_token');
   await next();
 };

@@ -32,6 +32,8 @@ export function inferenceRoute(kind: EndpointKind) {
     const tenantId = c.get('key').tenant;
     const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
     let route = resolveRoute(config, tenantId, body, spec.modelType, user);
+    const usage = c.get('usage'); // the request's usage record (worker/middleware/usage.ts); absent when [usage] is off
+    usage?.noteRequest(body.model, user, route);
     // Rate limits (worker/ratelimit/): the request is taken and its tokens reserved in one call to
     // the limiter, before the budget and the cache; null, with no I/O, when no limit applies.
     // Throws 429 when a requests limit refuses; a tokens refusal waits for requireTokens() below.
@@ -53,6 +55,7 @@ export function inferenceRoute(kind: EndpointKind) {
     const budget = budgetFor(config, tenantId, c.req.header(FEATURE_HEADER), c.env, c.executionCtx);
     const downgradeTo = budget ? await budget.softLimit(tenantId, route.stages[0]?.tier ?? null, kind) : null;
     if (downgradeTo) route = resolveRoute(config, tenantId, { ...body, model: downgradeTo }, spec.modelType, user);
+    if (downgradeTo) usage?.noteRequest(body.model, user, route);
     // Response cache (worker/cache/): keep it before any budget reservation. A hit answers here:
     // nothing goes upstream, nothing is reserved or billed (cacheSavings says what it saved).
     // An exact miss asks the semantic cache (tiers with `semantic = true`); every answer the exact
@@ -99,7 +102,7 @@ export function inferenceRoute(kind: EndpointKind) {
         deadline,
         ctx: c.executionCtx,
         onStreamEvent: cache.onStreamEvent,
-        ...settledBy(reservation?.settle, limits?.settle),
+        ...settledBy(reservation?.settle, limits?.settle, usage?.settle),
       });
     } catch (e) {
       reservation?.release();
@@ -111,6 +114,7 @@ export function inferenceRoute(kind: EndpointKind) {
     const isDegraded = response !== result.response;
     // A relayed stream settles when it ends; anything else not settled by now used nothing.
     const relayed = body.stream === true && !isDegraded && result.served !== null && response.status === 200;
+    usage?.executed(result, isDegraded, relayed);
     reservation?.finish(relayed);
     limits?.finish(relayed);
     setRouterHeaders(response.headers, route, result, isDegraded);

@@ -5,10 +5,12 @@ import type { Timeouts } from '../config/schema';
 import { errors, RouterError, type ErrorStatus } from '../http/errors';
 import type { EndpointKind } from '../openai/schemas';
 import { readUsage, type Usage } from '../openai/usage';
+import { estimateStreamUsage } from './stream-usage';
 import { acquireProbe, breakerAllows, breakerOutcomeOf, reportOutcome, type ProbePermit } from './breaker-view';
 import { lifecycleAnswered, lifecycleBegin, lifecycleEnd, lifecycleFailed } from './backend-lifecycle-view';
 import { withColdStart } from './cold-start';
 import { isolateState } from './isolate-state';
+import { countAttemptFailure } from '../telemetry/metrics';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 
@@ -178,6 +180,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     const counts = !final && !input.clientSignal.aborted;
     if (counts) isolateState.failure(backend.id);
     if (counts) lifecycleFailed(lifecycle, failure);
+    if (counts) countAttemptFailure(backend.id, failure); // router_attempt_failures_total: why retries and fallbacks happened
     const verdict = counts ? breakerOutcomeOf(input.config, backend.id, failure) : 'ignore';
     reportOutcome(input.ctx, input.env, input.config, backend.id, verdict, { probe, cause: failure.message });
     return { failure, ...(final ? { final } : {}) };
@@ -269,7 +272,9 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     ...(input.onStreamEvent ? { onEvent: input.onStreamEvent } : {}),
     onDone: (outcome) => {
       cleanup();
-      input.onSettled?.({ candidate, status: outcome.status, usage: outcome.usage, ttftMs, totalMs: Date.now() - started });
+      // No usage chunk (the client left, the stream failed, or a backend that sends none): count what was relayed.
+      const usage = outcome.usage ?? estimateStreamUsage(input.endpoint, input.body, outcome.contentChunks);
+      input.onSettled?.({ candidate, status: outcome.status, usage, ttftMs, totalMs: Date.now() - started });
     },
   });
   return {

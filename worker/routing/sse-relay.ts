@@ -6,6 +6,8 @@ export interface StreamOutcome {
   usage: Usage | null;
   /** Content chunks seen (a fallback count when the upstream sends no usage). */
   chunks: number;
+  /** Chunks that carried generated text (a non-empty content or text): about one token each from vLLM and trtllm-serve. */
+  contentChunks: number;
   status: 'completed' | 'client_closed' | 'upstream_error' | 'timeout';
   error?: string;
 }
@@ -26,6 +28,8 @@ export interface RelayOptions {
 }
 
 const encoder = new TextEncoder();
+/** A chunk with generated text: a non-empty "content" (chat delta) or "text" (completions). */
+const HAS_TEXT = /"(?:content|text)":\s?"(?!")/;
 
 /**
  * Relays an OpenAI SSE stream to the client one event at a time, with no buffering beyond
@@ -39,6 +43,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
   const decoder = new TextDecoder();
   let usage: Usage | null = null;
   let chunks = 0;
+  let contentChunks = 0;
   let finished = false;
   let sawDone = false;
   let pending: Uint8Array[] = [];
@@ -46,7 +51,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
   const finish = (status: StreamOutcome['status'], error?: string) => {
     if (finished) return;
     finished = true;
-    opts.onDone({ usage, chunks, status, ...(error ? { error } : {}) });
+    opts.onDone({ usage, chunks, contentChunks, status, ...(error ? { error } : {}) });
   };
 
   const parser = createParser({
@@ -58,6 +63,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
         pending.push(encoder.encode('data: [DONE]\n\n'));
         return;
       }
+      if (HAS_TEXT.test(data)) contentChunks++;
       // Only chunks that mention usage are parsed; the rest go through as text.
       if (data.includes('"usage"')) {
         try {

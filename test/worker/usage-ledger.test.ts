@@ -1,0 +1,140 @@
+import { env as testEnv, runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import type { UsageLedger } from '../../durable-objects/usage-ledger';
+import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
+import type { Env } from '../../worker/env';
+import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
+import { ledgerName, recordUsage } from '../../worker/telemetry/record';
+import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import { baseConfig, envWith } from './support';
+import { admin, uid } from './usage-support';
+
+const env = testEnv as unknown as Env;
+const ledger = (tenant: string) => env.USAGE_LEDGER.get(env.USAGE_LEDGER.idFromName(ledgerName(tenant)));
+const waitUntil = { waitUntil: (_: Promise<unknown>) => {} }; // usageWritesSettled() tracks the writes
+
+function record(tenant: string, i: number, over: Partial<UsageRecord> = {}): UsageRecord {
+  return {
+    v: 1, request_id: `r-${tenant}-${i}`, ts: Date.UTC(2026, 4, 1, 10, 0, 0) + i, tenant, key_id: 'k1', user: null, feature: null, endpoint: 'chat',
+    requested_model: 'm', model: 'm', backend: 'b', region: 'here', tier: 'fast', prompt_tokens: 10, cached_tokens: 0, completion_tokens: 5,
+    tokens_estimated: false, cost_usd: 0.001, saved_usd: 0, latency_ms: 100, ttft_ms: null, tokens_per_s: null, status: 200, outcome: 'ok',
+    cache: 'miss', attempts: 1, path: ['b'], error_code: null, ...over,
+  };
+}
+
+function compiled(usage: Record<string, unknown>, tenants: string[] = []): CompiledConfig {
+  const cfg = baseConfig();
+  cfg.usage = usage;
+  for (const t of tenants) cfg.tenants[t] = { models: ['*'] };
+  const r = compileConfig(cfg);
+  if (!r.ok) throw new Error(r.errors.join('\n'));
+  return r.config;
+}
+
+describe('usage ledger: idempotent, nothing lost', () => {
+  it('a batch written twice lands once (INSERT OR IGNORE by request_id)', async () => {
+    const t = `led-${uid()}`;
+    const batch = [0, 1, 2].map((i) => record(t, i));
+    expect(await ledger(t).append(batch, 90)).toEqual({ inserted: 3 });
+    expect(await ledger(t).append([...batch, record(t, 3)], 90)).toEqual({ inserted: 1 });
+    expect((await ledger(t).records()).map((r) => r.request_id)).toEqual([0, 1, 2, 3].map((i) => `r-${t}-${i}`));
+  });
+
+  it('a writer killed mid-batch: part of it is stored, and the retry lands every record exactly once', async () => {
+    const t = `kill-${uid()}`;
+    const stub = ledger(t);
+    const batch = Array.from({ length: 10 }, (_, i) => record(t, i));
+    // Direct: the object aborts after 4 rows; those 4 stay, the caller sees a failure.
+    await runInDurableObject(stub, (o: UsageLedger) => void (o.faultAfterRows = 4));
+    const failed = await stub.append(batch, 90).then(() => null, (e: unknown) => e);
+    expect(String(failed)).toContain('injected fault');
+    expect(await ledger(t).records()).toHaveLength(4);
+    expect(await ledger(t).append(batch, 90)).toEqual({ inserted: 6 });
+  });
+
+  it('the isolate queue retries a batch whose writer died mid-flight: every record exactly once', async () => {
+    // Through the isolate's queue (recordUsage): the first write dies after 3 rows, the queue retries.
+    const t2 = `kill-${uid()}`;
+    await runInDurableObject(ledger(t2), (o: UsageLedger) => void (o.faultAfterRows = 3));
+    const config = compiled({ flush_interval_ms: 0, max_batch: 50, retry_base_ms: 5 }, [t2]);
+    const records = Array.from({ length: 12 }, (_, i) => record(t2, i));
+    for (const r of records) recordUsage(env, waitUntil, config, r);
+    await usageWritesSettled();
+    const stored = await ledger(t2).records();
+    expect(stored.map((r) => r.request_id).sort()).toEqual(records.map((r) => r.request_id).sort());
+    expect(new Set(stored.map((r) => r.request_id)).size).toBe(12);
+    expect(stored.find((r) => r.request_id === records[5]!.request_id)).toEqual(records[5]);
+  });
+
+  it('[usage] enabled = false: nothing is written', async () => {
+    const t = `off-${uid()}`;
+    recordUsage(env, waitUntil, compiled({ enabled: false }), record(t, 0));
+    await usageWritesSettled();
+    expect(await ledger(t).records()).toHaveLength(0);
+  });
+});
+
+describe('GET /admin/usage', () => {
+  const a = `rep-a-${uid()}`;
+  const b = `rep-b-${uid()}`;
+  const cfg = baseConfig();
+  cfg.tenants[a] = { models: ['*'] };
+  cfg.tenants[b] = { models: ['*'] };
+  const e = envWith(cfg);
+  const H = 3_600_000;
+  const t0 = Date.UTC(2026, 4, 1, 10, 0, 0);
+  let seeded: Promise<unknown> | null = null;
+  // a: 10 requests on m (costs 0.001..0.010, latencies 10..100), one of them a 502; b: 4 on m-big in the next hour.
+  const seed = () =>
+    (seeded ??= Promise.all([
+      ledger(a).append(Array.from({ length: 10 }, (_, i) => record(a, i, { cost_usd: (i + 1) / 1000, latency_ms: (i + 1) * 10, ...(i === 9 ? { status: 502, outcome: 'error' as const } : {}) })), 90),
+      ledger(b).append(Array.from({ length: 4 }, (_, i) => record(b, i, { ts: t0 + H + i, model: 'm-big', cost_usd: 0.5, saved_usd: 0.25, latency_ms: 1000, prompt_tokens: 100, completion_tokens: 50 })), 90),
+    ]));
+  const range = `from=${new Date(t0 - H).toISOString()}&to=${t0 + 3 * H}`;
+  const get = async (q: string) => {
+    await seed();
+    return admin(`/admin/usage?${q}`, e);
+  };
+
+  it('group_by=tenant,model: sums and exact percentiles per group', async () => {
+    const res = await get(`group_by=tenant,model&${range}`);
+    expect(res.status).toBe(200);
+    const { rows } = (await res.json()) as { rows: Record<string, any>[] };
+    const ra = rows.find((r) => r.tenant === a)!;
+    expect(ra).toMatchObject({ tenant: a, model: 'm', requests: 10, prompt_tokens: 100, completion_tokens: 50, errors: 1, saved_usd: 0, cost_per_request_p50: 0.005, cost_per_request_p95: 0.01, cost_per_request_p99: 0.01, latency_ms_p50: 50, latency_ms_p95: 100, latency_ms_p99: 100 });
+    expect(ra.cost_usd).toBeCloseTo(0.055, 12);
+    expect(rows.find((r) => r.tenant === b)).toMatchObject({ model: 'm-big', requests: 4, prompt_tokens: 400, cost_usd: 2, saved_usd: 1, errors: 0, latency_ms_p50: 1000 });
+  });
+
+  it('groups merge across tenants (model only), and granularity=hour buckets them', async () => {
+    const all = ((await (await get(`group_by=tier&${range}`)).json()) as { rows: Record<string, any>[] }).rows;
+    expect(all).toHaveLength(1);
+    expect(all[0]).toMatchObject({ tier: 'fast', requests: 14, errors: 1, latency_ms_p50: 70, latency_ms_p99: 1000 });
+    const hourly = ((await (await get(`group_by=tier&granularity=hour&${range}`)).json()) as { rows: Record<string, any>[] }).rows;
+    expect(hourly.map((r) => [r.bucket, r.requests])).toEqual([[new Date(t0).toISOString(), 10], [new Date(t0 + H).toISOString(), 4]]);
+  });
+
+  it('format=csv: a header row, one line per row, quoted where needed', async () => {
+    const res = await get(`group_by=tenant&granularity=day&format=csv&${range}&tenant=${a}`);
+    expect(res.headers.get('content-type')).toContain('text/csv');
+    const lines = (await res.text()).trimEnd().split('\r\n');
+    expect(lines[0]).toBe('bucket,tenant,requests,prompt_tokens,completion_tokens,cost_usd,saved_usd,errors,cost_per_request_p50,cost_per_request_p95,cost_per_request_p99,latency_ms_p50,latency_ms_p95,latency_ms_p99');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toBe(`2026-05-01T00:00:00.000Z,${a},10,100,50,0.055,0,1,0.005,0.01,0.01,50,100,100`);
+  });
+
+  it('bad input is a 400 in OpenAI format; no admin token is a 401', async () => {
+    for (const q of ['group_by=prompt', 'granularity=minute', 'from=yesterday', `from=${t0}&to=${t0 - 1}`, 'format=xml', 'colour=blue']) {
+      const res = await get(q);
+      expect(res.status, q).toBe(400);
+      const body = (await res.json()) as { error: { type: string; code: string } };
+      expect(body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_value' });
+    }
+    expect((await fetchNoToken()).status).toBe(401);
+  });
+});
+
+async function fetchNoToken() {
+  const { call } = await import('./support');
+  return call('/admin/usage');
+}

@@ -1,0 +1,55 @@
+// Every metric GET /metrics exposes: name, type, help and label names (in order). The isolates'
+// deltas and the aggregator key series by [name, ...label values] in this order, so a label is
+// never written twice. README "Metrics" lists the same table for operators.
+//
+// Cardinality: every label value comes from the config (tenants, models, regions, backends, tiers)
+// or a small fixed set (status, outcome, code, result); never a user, key or request id.
+
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricDef {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help: string;
+  readonly labels: readonly string[];
+}
+
+const def = <const L extends readonly string[]>(name: string, type: MetricType, help: string, labels: L) => ({ name, type, help, labels }) as const;
+
+/** Counted per request (from its usage record) in the isolates, summed by the aggregator. */
+export const REQUEST_METRICS = {
+  requests: def('router_requests_total', 'counter', 'Requests answered, by the HTTP status the client got and how the request ended.', ['tenant', 'model', 'region', 'backend', 'status', 'outcome']),
+  errors: def('router_errors_total', 'counter', 'Requests that ended with an OpenAI error code, by code.', ['tenant', 'model', 'code']),
+  duration: def('router_request_duration_seconds', 'histogram', 'Total request latency, arrival to last byte.', ['tenant', 'model', 'region', 'backend']),
+  ttft: def('router_ttft_seconds', 'histogram', 'Time to first token (streams) or to the answer (non-streamed).', ['tenant', 'model', 'region', 'backend']),
+  tokens: def('router_tokens_total', 'counter', 'Tokens in (prompt) and out (completion).', ['tenant', 'model', 'direction']),
+  cachedTokens: def('router_cached_prompt_tokens_total', 'counter', 'Prompt tokens the backend served from its prefix cache (part of direction="in").', ['tenant', 'model']),
+  cost: def('router_cost_usd_total', 'counter', 'Cost in USD, priced from [prices].', ['tenant', 'model']),
+  saved: def('router_cache_saved_usd_total', 'counter', 'Cost in USD that response-cache hits saved.', ['tenant', 'model']),
+  cache: def('router_cache_requests_total', 'counter', 'Response-cache lookups by result (hit, semantic-hit, miss, bypass).', ['tenant', 'tier', 'result']),
+  rateLimited: def('router_rate_limited_total', 'counter', 'Requests refused with 429 by a rate limit or a budget, by code.', ['tenant', 'code']),
+  retries: def('router_retries_total', 'counter', 'Attempts that retried a backend already tried for the same request.', ['model', 'backend']),
+  fallbacks: def('router_fallbacks_total', 'counter', 'Moves from one backend to another (or to the degraded answer) within a request.', ['model', 'from', 'to']),
+  attemptFailures: def('router_attempt_failures_total', 'counter', 'Backend attempts that failed, by cause: the causes of retries and fallbacks.', ['backend', 'cause']),
+  upstashErrors: def('router_upstash_errors_total', 'counter', 'Upstash calls that failed (error or timeout).', ['component', 'op']),
+  upstashFallbacks: def('router_upstash_fallbacks_total', 'counter', 'Operations the embedded store served because Upstash failed or was resting.', ['component', 'op']),
+} as const;
+
+/** Read at scrape time from the objects that own them. */
+export const STATE_METRICS = {
+  breaker: def('router_breaker_state', 'gauge', 'Circuit breaker state per backend: 1 for the current state, 0 for the others.', ['backend', 'state']),
+  breakerTrips: def('router_breaker_trips', 'gauge', 'Trips of the backend\'s breaker since it was created or reset.', ['backend']),
+  backend: def('router_backend_state', 'gauge', 'Backend lifecycle state (warm, cold, waking, unknown): 1 for the current state, 0 for the others.', ['backend', 'region', 'state']),
+  backendInFlight: def('router_backend_in_flight', 'gauge', 'Requests in flight to the backend, as isolates last reported (backends with cold_start_ms only).', ['backend']),
+  scrapeErrors: def('router_metrics_source_errors', 'gauge', 'Sources this scrape could not read (their metrics are missing from it).', ['source']),
+} as const;
+
+export type RequestMetric = (typeof REQUEST_METRICS)[keyof typeof REQUEST_METRICS];
+
+/** The identity of one series: [name, ...label values], as the deltas and the aggregator store it. */
+export const seriesKey = (name: string, values: readonly string[]): string => JSON.stringify([name, ...values]);
+
+export function parseSeriesKey(key: string): { name: string; values: string[] } {
+  const [name, ...values] = JSON.parse(key) as string[];
+  return { name: name!, values };
+}

@@ -1,0 +1,150 @@
+// What an isolate counted since its last flush: counters, fixed-bucket histograms and minute
+// buckets, all additive, so the aggregator can sum deltas from any number of isolates.
+
+import type { UsageRecord } from './usage-record';
+import { REQUEST_METRICS as M, seriesKey, type RequestMetric } from './metric-catalog';
+import { addBuckets, bucketIndex, emptyBuckets, mergeMinute, minuteKey, minuteOf, type MinuteBucket } from './minute-series';
+
+/** One isolate's flush. (isolate, seq) makes a resent flush harmless: the aggregator applies each seq once. */
+export interface MetricsDelta {
+  isolate: string;
+  seq: number;
+  /** [series key, increment]. */
+  counters: [string, number][];
+  /** [series key, counts per bucket (LATENCY_BUCKETS_MS + overflow), sum of the values in seconds]. */
+  histograms: [string, number[], number][];
+  minutes: MinuteBucket[];
+}
+
+export type DeltaBody = Omit<MetricsDelta, 'isolate' | 'seq'>;
+
+/** Codes of 429s that a limit or a budget gave (not the backend's). */
+const LIMIT_CODES = new Set(['rate_limit_exceeded', 'budget_exceeded', 'insufficient_quota']);
+/** Outcomes the minute series count as errors: the service failed the request (client-side ones are not). */
+const ERROR_OUTCOMES = new Set<UsageRecord['outcome']>(['error', 'stream_error', 'degraded']);
+
+const none = (v: string | null): string => v ?? 'none';
+
+export class MetricsAccumulator {
+  private counters = new Map<string, number>();
+  private histograms = new Map<string, { buckets: number[]; sum: number }>();
+  private minutes = new Map<string, MinuteBucket>();
+  /** Requests observed since the last take(). */
+  records = 0;
+
+  get empty(): boolean {
+    return this.counters.size === 0 && this.histograms.size === 0 && this.minutes.size === 0;
+  }
+
+  add(metric: RequestMetric, values: readonly string[], by = 1): void {
+    if (by === 0 || !Number.isFinite(by)) return;
+    const k = seriesKey(metric.name, values);
+    this.counters.set(k, (this.counters.get(k) ?? 0) + by);
+  }
+
+  observe(metric: RequestMetric, values: readonly string[], ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    const k = seriesKey(metric.name, values);
+    let h = this.histograms.get(k);
+    if (!h) this.histograms.set(k, (h = { buckets: emptyBuckets(), sum: 0 }));
+    h.buckets[bucketIndex(ms)]!++;
+    h.sum += ms / 1000;
+  }
+
+  /** Everything one usage record counts for. */
+  observeRecord(r: UsageRecord): void {
+    this.records++;
+    const model = none(r.model);
+    const where = [r.tenant, model, none(r.region), none(r.backend)];
+    this.add(M.requests, [...where, String(r.status), r.outcome]);
+    if (r.error_code) this.add(M.errors, [r.tenant, model, r.error_code]);
+    this.observe(M.duration, where, r.latency_ms);
+    if (r.ttft_ms !== null) this.observe(M.ttft, where, r.ttft_ms);
+    this.add(M.tokens, [r.tenant, model, 'in'], r.prompt_tokens);
+    this.add(M.tokens, [r.tenant, model, 'out'], r.completion_tokens);
+    this.add(M.cachedTokens, [r.tenant, model], r.cached_tokens);
+    this.add(M.cost, [r.tenant, model], r.cost_usd);
+    this.add(M.saved, [r.tenant, model], r.saved_usd);
+    this.add(M.cache, [r.tenant, none(r.tier), r.cache]);
+    if (r.outcome === 'rate_limited' || (r.status === 429 && r.error_code !== null && LIMIT_CODES.has(r.error_code))) {
+      this.add(M.rateLimited, [r.tenant, r.error_code ?? 'rate_limit_exceeded']);
+    }
+    this.observePath(r, model);
+    this.observeMinute(r);
+  }
+
+  /**
+   * Retries and fallbacks from the attempts' path: a backend seen earlier in the path is a retry;
+   * a change of backend a fallback (from → to); a degraded answer after attempts, a fallback to
+   * "degraded". Their causes are router_attempt_failures_total (the executor's count).
+   */
+  private observePath(r: UsageRecord, model: string): void {
+    const seen = new Set<string>();
+    r.path.forEach((backend, i) => {
+      if (seen.has(backend)) this.add(M.retries, [model, backend]);
+      seen.add(backend);
+      const prev = i > 0 ? r.path[i - 1]! : null;
+      if (prev !== null && prev !== backend) this.add(M.fallbacks, [model, prev, backend]);
+    });
+    if (r.outcome === 'degraded' && r.path.length > 0) this.add(M.fallbacks, [model, r.path[r.path.length - 1]!, 'degraded']);
+  }
+
+  private observeMinute(r: UsageRecord): void {
+    const key = { minute: minuteOf(r.ts), tenant: r.tenant, key_id: r.key_id, model: r.model };
+    const k = minuteKey(key);
+    let b = this.minutes.get(k);
+    if (!b) {
+      b = { ...key, requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0, cost_usd: 0, ttft_ms_buckets: emptyBuckets(), latency_ms_buckets: emptyBuckets() };
+      this.minutes.set(k, b);
+    }
+    b.requests++;
+    if (ERROR_OUTCOMES.has(r.outcome)) b.errors++;
+    b.prompt_tokens += r.prompt_tokens;
+    b.completion_tokens += r.completion_tokens;
+    b.cost_usd += r.cost_usd;
+    b.latency_ms_buckets[bucketIndex(r.latency_ms)]!++;
+    if (r.ttft_ms !== null) b.ttft_ms_buckets[bucketIndex(r.ttft_ms)]!++;
+  }
+
+  /** Hands over what was counted and starts again from zero. */
+  take(): DeltaBody {
+    const body: DeltaBody = {
+      counters: [...this.counters],
+      histograms: [...this.histograms].map(([k, h]) => [k, h.buckets, h.sum]),
+      minutes: [...this.minutes.values()],
+    };
+    this.counters = new Map();
+    this.histograms = new Map();
+    this.minutes = new Map();
+    this.records = 0;
+    return body;
+  }
+}
+
+/** Adds a delta body into cumulative maps (the aggregator's, or a test's). */
+export function applyDelta(
+  into: { counters: Map<string, number>; histograms: Map<string, { buckets: number[]; sum: number }>; minutes: Map<string, MinuteBucket> },
+  d: DeltaBody,
+): { counters: Set<string>; histograms: Set<string>; minutes: Set<string> } {
+  const touched = { counters: new Set<string>(), histograms: new Set<string>(), minutes: new Set<string>() };
+  for (const [k, v] of d.counters) {
+    into.counters.set(k, (into.counters.get(k) ?? 0) + v);
+    touched.counters.add(k);
+  }
+  for (const [k, buckets, sum] of d.histograms) {
+    const h = into.histograms.get(k);
+    if (h) {
+      addBuckets(h.buckets, buckets);
+      h.sum += sum;
+    } else into.histograms.set(k, { buckets: addBuckets(emptyBuckets(), buckets), sum });
+    touched.histograms.add(k);
+  }
+  for (const m of d.minutes) {
+    const k = minuteKey(m);
+    const have = into.minutes.get(k);
+    if (have) mergeMinute(have, m);
+    else into.minutes.set(k, { ...m, ttft_ms_buckets: addBuckets(emptyBuckets(), m.ttft_ms_buckets), latency_ms_buckets: addBuckets(emptyBuckets(), m.latency_ms_buckets) });
+    touched.minutes.add(k);
+  }
+  return touched;
+}
