@@ -5,9 +5,10 @@ import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig } from '../config/schema';
 import type { AppEnv, Env } from '../env';
 import { readJsonBody } from '../http/body';
-import { errors, RouterError } from '../http/errors';
+import { errors } from '../http/errors';
 import { noteLifecycle } from '../routing/backend-lifecycle-view';
 import { lifecycleSettings, tracked } from '../routing/lifecycle-rules';
+import { objectCall } from '../http/object-call';
 
 /**
  * /admin/backends (issue 6; wire contract in worker/admin/backends-api.ts): each configured
@@ -29,16 +30,7 @@ function backendOr404(config: CompiledConfig, id: string): BackendConfig {
   return backend;
 }
 
-/** The object's answer, or 503 when it cannot be reached (never a 500). */
-async function rpc<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (e) {
-    if (e instanceof RouterError) throw e;
-    console.error(JSON.stringify({ msg: 'backend lifecycle call failed', error: String(e) }));
-    throw errors.unavailable('The backend lifecycle service is unreachable; retry shortly.', 'lifecycle_unavailable');
-  }
-}
+const rpc = objectCall('backend lifecycle service', 'lifecycle_unavailable');
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 

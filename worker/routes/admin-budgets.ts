@@ -5,7 +5,8 @@ import { budgetScope, FEATURE_HEADER, quotaStub, tenantBudget, type TenantBudget
 import { budgetPatchSchema } from '../config/schema';
 import type { AppEnv } from '../env';
 import { readJsonBody } from '../http/body';
-import { errors, RouterError } from '../http/errors';
+import { errors } from '../http/errors';
+import { objectCall } from '../http/object-call';
 
 /**
  * /admin/tenants/:tenant/budget: a tenant's budget (limits, usage, state), admin changes to its
@@ -36,16 +37,7 @@ function enabledBudget(c: Context<AppEnv>) {
 
 const shape = (d: BudgetDetails, tenant: string) => ({ ...d, tenant, enabled: true });
 
-/** The tenant's object, or 503 when it cannot be reached. */
-async function rpc<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (e) {
-    if (e instanceof RouterError) throw e;
-    console.error(JSON.stringify({ msg: 'budget object call failed', error: String(e) }));
-    throw errors.unavailable('The budget service is unreachable; retry shortly.', 'budget_unavailable');
-  }
-}
+const rpc = objectCall('budget service', 'budget_unavailable');
 
 adminBudgets.get('/:tenant/budget', async (c) => {
   const { b, tenant } = budgetOf(c);

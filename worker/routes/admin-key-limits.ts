@@ -4,8 +4,9 @@ import { keyLimitsSchema } from '../config/limits';
 import { forgetKey, registry } from '../auth/key-cache';
 import type { AppEnv } from '../env';
 import { readJsonBody } from '../http/body';
-import { errors, RouterError } from '../http/errors';
+import { errors } from '../http/errors';
 import { mergeKeyLimit, tenantLimits } from '../ratelimit/settings';
+import { objectCall } from '../http/object-call';
 
 /**
  * /admin/keys/:id/limits: a key's own rate limit, merged over its tenant's `key` limit
@@ -32,16 +33,7 @@ function shape(c: Context<AppEnv>, id: string, found: { tenant: string; limits: 
   };
 }
 
-/** The registry, or 503 when it cannot be reached. */
-async function rpc<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (e) {
-    if (e instanceof RouterError) throw e;
-    console.error(JSON.stringify({ msg: 'key registry call failed', error: String(e) }));
-    throw errors.unavailable('The key registry is unreachable; retry shortly.', 'key_registry_unavailable');
-  }
-}
+const rpc = objectCall('key registry', 'key_registry_unavailable');
 
 const notFound = (id: string) => errors.notFound(`No key with id "${id}".`, 'key_not_found', 'id');
 
