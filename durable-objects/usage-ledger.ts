@@ -9,7 +9,7 @@ import type { UsageRecord } from '../worker/telemetry/usage-record';
 // its range, and one object takes thousands of batched inserts a second, far above what one
 // tenant's edge isolates send (they batch). Rows older than retention_days go on a daily alarm.
 //
-// Reports group in SQL and return each group's raw cost and latency values too, so the Worker can
+// Reports group in SQL and return each group's raw cost, latency and TTFT values too, so the Worker can
 // merge groups from several tenants and still compute exact percentiles (no sketch: the values
 // of the range are read once per report; fine at ledger scale, Analytics Engine is the scale path).
 
@@ -35,8 +35,12 @@ export interface LedgerGroup {
   cost_usd: number;
   saved_usd: number;
   errors: number;
+  /** Requests answered from the cache (exact or semantic hits). */
+  cache_hits: number;
   costs: number[];
   latencies: number[];
+  /** TTFT of the group's records that have one (streams that produced a first token). */
+  ttfts: number[];
 }
 
 const DAY_MS = 86_400_000;
@@ -97,7 +101,8 @@ export class UsageLedger extends DurableObject {
         count(*) AS requests, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
         sum(cost_usd) AS cost_usd, sum(saved_usd) AS saved_usd,
         sum(CASE WHEN status >= 400 OR outcome = 'stream_error' THEN 1 ELSE 0 END) AS errors,
-        json_group_array(cost_usd) AS costs, json_group_array(latency_ms) AS latencies
+        sum(CASE WHEN cache IN ('hit', 'semantic-hit') THEN 1 ELSE 0 END) AS cache_hits,
+        json_group_array(cost_usd) AS costs, json_group_array(latency_ms) AS latencies, json_group_array(ttft_ms) AS ttfts
        FROM usage WHERE ts >= ? AND ts < ?${groupCols.length ? ` GROUP BY ${groupCols.join(', ')}` : ''}`,
       q.from,
       q.to,
@@ -113,8 +118,10 @@ export class UsageLedger extends DurableObject {
         cost_usd: Number(r.cost_usd),
         saved_usd: Number(r.saved_usd),
         errors: Number(r.errors),
+        cache_hits: Number(r.cache_hits),
         costs: JSON.parse(String(r.costs)) as number[],
         latencies: JSON.parse(String(r.latencies)) as number[],
+        ttfts: (JSON.parse(String(r.ttfts)) as (number | null)[]).filter((v): v is number => v !== null),
       }));
   }
 

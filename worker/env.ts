@@ -55,7 +55,7 @@ export interface Variables {
   cacheSavings?: CacheSavings;
   /** Set after the rate-limit check: its x-ratelimit-* headers go on every answer (middleware/rate-limit-headers.ts). */
   rateLimit?: RateLimitHold;
-  /** The request's usage record being filled in (worker/middleware/usage.ts); absent when [usage] is off. */
+  /** The request's usage record being filled in (worker/middleware/usage.ts), whatever [usage] enabled says; absent off the inference routes. */
   usage?: UsageDraft;
 }
 

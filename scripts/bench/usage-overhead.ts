@@ -2,9 +2,10 @@
  * What usage recording adds to a healthy request: the same non-streamed chat completion through
  * two routers that differ only in [usage].enabled (each with its own instant simulators), one
  * run each in interleaved slices (budget-overhead.ts's `interleaved`). Latency at c=1 (p50, p99)
- * and throughput at c=32 with autocannon. With usage on, every request builds a record and hands
- * it to the isolate's batch for the tenant's UsageLedger (written in waitUntil, off the hot path);
- * the ledger's row count afterwards shows the records really were written.
+ * and throughput at c=32 with autocannon. Both build every request's record (/metrics counts it
+ * either way); with usage on, it also goes to the isolate's batch for the tenant's UsageLedger
+ * (written in waitUntil, off the hot path), so the difference is the sinks' cost. The ledger's row
+ * count afterwards shows the records really were written.
  */
 import os from 'node:os';
 import type { RouterConfigInput } from '../../worker/config/schema';

@@ -55,7 +55,7 @@ beforeAll(async () => {
     configPatch: (r) => ({ ...r, budgets: { ...r.budgets, enabled: true }, tenants: { ...r.tenants, demo: { ...r.tenants!.demo!, budget: { monthly_tokens: 100_000 } } } }),
   });
 
-  // Two tenants, two models, two features; repeated deterministic prompts (cache hits); one error.
+  // Two tenants, two models, two features; repeated deterministic prompts (cache hits); one error; streams (TTFT).
   const { demo, acme } = stack.keys;
   expect((await chat(demo, { model: 'small', temperature: 0 })).headers.get('x-router-cache')).toBe('miss');
   // The cache is filled after the answer (waitUntil): ask again until the replay comes from it.
@@ -64,6 +64,8 @@ beforeAll(async () => {
   expect((await chat(demo, { model: 'small', temperature: 9 })).status).toBe(400);
   for (let i = 0; i < 3; i++) await chat(acme, { model: 'small', seed: i }, { 'x-router-feature': 'chat' });
   for (let i = 0; i < 2; i++) await chat(acme, { model: 'large', seed: i }, { 'x-router-feature': 'search' });
+  // Two streams: the requests with a TTFT.
+  for (let i = 0; i < 2; i++) expect((await chat(acme, { model: 'small', seed: 100 + i, stream: true }, { 'x-router-feature': 'chat' })).status).toBe(200);
 
   // Records are written after the response, in batches: wait until the ledger has them all.
   await until('the usage records', async () => ((await usage('group_by=')).reduce((a, r) => a + Number(r.requests), 0) === seeded ? true : undefined));
@@ -139,6 +141,15 @@ describe('GET /dashboard', () => {
     expect(Number(v['cache-saved'])).toBeGreaterThan(0);
     expect(Number(v['latency-p50'])).toBe(total!.latency_ms_p50);
     expect(Number(v['latency-p95'])).toBe(total!.latency_ms_p95);
+    // TTFT (the streams) and the cache hit rate: as reported, never n/a once there is data.
+    expect(total!.ttft_ms_p50).toEqual(expect.any(Number));
+    expect(total!.ttft_ms_p95).toEqual(expect.any(Number));
+    expect(v['ttft-p50']).toBe(String(total!.ttft_ms_p50));
+    expect(v['ttft-p95']).toBe(String(total!.ttft_ms_p95));
+    expect(Number(total!.cache_hits)).toBeGreaterThan(0);
+    expect(Number(v['cache-hit-rate'])).toBe(total!.cache_hit_rate);
+    expect(Number(v['cache-hit-rate'])).toBe(Number(total!.cache_hits) / Number(total!.requests));
+    for (const id of ['ttft-p50', 'ttft-p95', 'cache-hit-rate']) expect(await page.textContent(`[data-testid="${id}"]`), id).not.toContain('n/a');
 
     for (const dim of ['tenant', 'model', 'feature'] as const) {
       const rows = await usage(`group_by=${dim}&${range}`);
@@ -174,7 +185,6 @@ describe('GET /dashboard', () => {
     expect(share).toBeGreaterThanOrEqual(0);
     expect(share).toBeLessThanOrEqual(1);
     expect(v['budget:acme']).toBe(''); // no budget: n/a
-    expect(v['cache-hit-rate']).toBe(''); // the usage API reports no cache counts (yet): n/a, never guessed
   });
 
   it('refreshes itself and made no request off this machine', async () => {

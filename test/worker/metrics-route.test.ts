@@ -7,6 +7,7 @@ import { observeRequest } from '../../worker/telemetry/metrics';
 import { parseExposition, record, valueOf } from './metrics-support';
 import { spawnSim } from './sims';
 import { ADMIN_TOKEN, baseConfig, call, chat, createKey, envWith } from './support';
+import { ledgerRecords } from './usage-support';
 
 const env = testEnv as unknown as Env;
 const METRICS_TOKEN = 'scrape-token-for-tests';
@@ -118,5 +119,41 @@ describe('through the router', () => {
     expect(valueOf(parsed, 'router_attempt_failures_total', { backend: a, cause: 'http_5xx' })).toBe(1);
     expect(valueOf(parsed, 'router_fallbacks_total', { model: 'm', from: a, to: b })).toBe(1);
     expect(valueOf(parsed, 'router_tokens_total', { tenant, model: 'm', direction: 'out' })).toBeGreaterThan(0);
+  });
+
+  it('[usage] enabled = false: the request is still counted in /metrics, and not in the ledger', async () => {
+    const sim = await spawnSim({ name: 'met-off', models: ['m'] });
+    const tenant = `off${crypto.randomUUID().slice(0, 8)}`;
+    const backend = `met-${tenant}`;
+    const router = (usage: boolean) => ({
+      models: [{ id: 'm' }],
+      backends: [{ id: backend, kind: 'vllm', region: 'here', url: sim.url, models: ['m'] }],
+      regions: [{ id: 'here', latitude: 0, longitude: 0 }],
+      tenants: { [tenant]: { models: ['*'] } },
+      metrics: { flush_interval_ms: 0 },
+      usage: { enabled: usage, flush_interval_ms: 0 },
+    });
+    const off = envWith(router(false));
+    const key = (await createKey(tenant, off)).key;
+    const ok = await chat(key, { model: 'm', messages: hi, max_tokens: 2 }, { env: off });
+    expect(ok.status).toBe(200);
+    await ok.text();
+    // Refused by the route (a 400 after authentication): counted too.
+    const bad = await chat(key, { model: 'm', messages: hi, temperature: 9 }, { env: off });
+    expect(bad.status).toBe(400);
+    await bad.text();
+
+    const parsed = parseExposition(await (await scrape(ADMIN_TOKEN, off)).text());
+    expect(valueOf(parsed, 'router_requests_total', { tenant, model: 'm', backend, status: '200', outcome: 'ok' })).toBe(1);
+    expect(parsed.samples.filter((x) => x.name === 'router_requests_total' && x.labels.tenant === tenant && x.labels.status === '400').reduce((n, x) => n + x.value, 0)).toBe(1);
+    expect(valueOf(parsed, 'router_tokens_total', { tenant, model: 'm', direction: 'out' })).toBeGreaterThan(0);
+    expect(await ledgerRecords(tenant)).toHaveLength(0);
+
+    // The control: the same request with [usage] on lands in the ledger.
+    const on = envWith(router(true));
+    const res = await chat(key, { model: 'm', messages: hi, max_tokens: 2 }, { env: on });
+    expect(res.status).toBe(200);
+    await res.text();
+    expect((await ledgerRecords(tenant)).map((r) => [r.tenant, r.backend, r.status])).toEqual([[tenant, backend, 200]]);
   });
 });

@@ -84,11 +84,15 @@ describe('GET /admin/usage', () => {
   const H = 3_600_000;
   const t0 = Date.UTC(2026, 4, 1, 10, 0, 0);
   let seeded: Promise<unknown> | null = null;
-  // a: 10 requests on m (costs 0.001..0.010, latencies 10..100), one of them a 502; b: 4 on m-big in the next hour.
+  // a: 10 requests on m (costs 0.001..0.010, latencies 10..100), one of them a 502; four have a TTFT
+  // (40, 10, 30, 20: streams), one is an exact cache hit and one a semantic hit.
+  // b: 4 on m-big in the next hour, none with a TTFT, the last a semantic hit.
+  const aTtft = [40, 10, 30, 20];
+  const aCache = (i: number) => (i === 5 ? 'hit' : i === 6 ? 'semantic-hit' : 'miss') as UsageRecord['cache'];
   const seed = () =>
     (seeded ??= Promise.all([
-      ledger(a).append(Array.from({ length: 10 }, (_, i) => record(a, i, { cost_usd: (i + 1) / 1000, latency_ms: (i + 1) * 10, ...(i === 9 ? { status: 502, outcome: 'error' as const } : {}) })), 90),
-      ledger(b).append(Array.from({ length: 4 }, (_, i) => record(b, i, { ts: t0 + H + i, model: 'm-big', cost_usd: 0.5, saved_usd: 0.25, latency_ms: 1000, prompt_tokens: 100, completion_tokens: 50 })), 90),
+      ledger(a).append(Array.from({ length: 10 }, (_, i) => record(a, i, { cost_usd: (i + 1) / 1000, latency_ms: (i + 1) * 10, ttft_ms: aTtft[i] ?? null, cache: aCache(i), ...(i === 9 ? { status: 502, outcome: 'error' as const } : {}) })), 90),
+      ledger(b).append(Array.from({ length: 4 }, (_, i) => record(b, i, { ts: t0 + H + i, model: 'm-big', cost_usd: 0.5, saved_usd: 0.25, latency_ms: 1000, prompt_tokens: 100, completion_tokens: 50, cache: i === 3 ? 'semantic-hit' : 'miss' })), 90),
     ]));
   const range = `from=${new Date(t0 - H).toISOString()}&to=${t0 + 3 * H}`;
   const get = async (q: string) => {
@@ -106,6 +110,19 @@ describe('GET /admin/usage', () => {
     expect(rows.find((r) => r.tenant === b)).toMatchObject({ model: 'm-big', requests: 4, prompt_tokens: 400, cost_usd: 2, saved_usd: 1, errors: 0, latency_ms_p50: 1000 });
   });
 
+  it('TTFT percentiles over the records that have one (null when none does); cache hits and hit rate', async () => {
+    const { rows } = (await (await get(`group_by=tenant&${range}`)).json()) as { rows: Record<string, any>[] };
+    // a: TTFTs 10, 20, 30, 40 (nearest rank); 2 hits (exact + semantic) of 10 requests.
+    expect(rows.find((r) => r.tenant === a)).toMatchObject({ ttft_ms_p50: 20, ttft_ms_p95: 40, ttft_ms_p99: 40, cache_hits: 2, cache_hit_rate: 0.2 });
+    // b: no TTFT at all is null, not 0.
+    expect(rows.find((r) => r.tenant === b)).toMatchObject({ ttft_ms_p50: null, ttft_ms_p95: null, ttft_ms_p99: null, cache_hits: 1, cache_hit_rate: 0.25 });
+    // Merged across tenants: the TTFTs pool (b's missing ones do not count as 0), hits add up.
+    const [all] = ((await (await get(`group_by=&${range}`)).json()) as { rows: Record<string, any>[] }).rows;
+    expect(all).toMatchObject({ requests: 14, ttft_ms_p50: 20, ttft_ms_p95: 40, ttft_ms_p99: 40, cache_hits: 3, cache_hit_rate: 3 / 14 });
+    const hourly = ((await (await get(`group_by=&granularity=hour&${range}`)).json()) as { rows: Record<string, any>[] }).rows;
+    expect(hourly.map((r) => [r.ttft_ms_p50, r.cache_hits, r.cache_hit_rate])).toEqual([[20, 2, 0.2], [null, 1, 0.25]]);
+  });
+
   it('groups merge across tenants (model only), and granularity=hour buckets them', async () => {
     const all = ((await (await get(`group_by=tier&${range}`)).json()) as { rows: Record<string, any>[] }).rows;
     expect(all).toHaveLength(1);
@@ -118,9 +135,12 @@ describe('GET /admin/usage', () => {
     const res = await get(`group_by=tenant&granularity=day&format=csv&${range}&tenant=${a}`);
     expect(res.headers.get('content-type')).toContain('text/csv');
     const lines = (await res.text()).trimEnd().split('\r\n');
-    expect(lines[0]).toBe('bucket,tenant,requests,prompt_tokens,completion_tokens,cost_usd,saved_usd,errors,cost_per_request_p50,cost_per_request_p95,cost_per_request_p99,latency_ms_p50,latency_ms_p95,latency_ms_p99');
+    expect(lines[0]).toBe('bucket,tenant,requests,prompt_tokens,completion_tokens,cost_usd,saved_usd,errors,cost_per_request_p50,cost_per_request_p95,cost_per_request_p99,latency_ms_p50,latency_ms_p95,latency_ms_p99,ttft_ms_p50,ttft_ms_p95,ttft_ms_p99,cache_hits,cache_hit_rate');
     expect(lines).toHaveLength(2);
-    expect(lines[1]).toBe(`2026-05-01T00:00:00.000Z,${a},10,100,50,0.055,0,1,0.005,0.01,0.01,50,100,100`);
+    expect(lines[1]).toBe(`2026-05-01T00:00:00.000Z,${a},10,100,50,0.055,0,1,0.005,0.01,0.01,50,100,100,20,40,40,2,0.2`);
+    // No TTFT in the group: empty cells, as JSON's null.
+    const other = (await (await get(`group_by=tenant&format=csv&${range}&tenant=${b}`)).text()).trimEnd().split('\r\n');
+    expect(other[1]).toBe(`${b},4,400,200,2,1,0,0.5,0.5,0.5,1000,1000,1000,,,,1,0.25`);
   });
 
   it('bad input is a 400 in OpenAI format; no admin token is a 401', async () => {

@@ -13,13 +13,13 @@ const CACHE_RESULTS = new Set(['hit', 'semantic-hit', 'miss', 'bypass']);
  * One usage record per inference request that got past authentication: around the route, so a
  * request refused later (400, 403, 429, a failed upstream) is recorded too, with the status and
  * error code the client got. The route fills the draft in (c.get('usage')); the record leaves
- * when the response is made or, for a relayed stream, when the stream ends. Costs nothing but a
- * `next()` when [usage] enabled = false; never fails the request.
+ * when the response is made or, for a relayed stream, when the stream ends. Built whatever
+ * [usage] enabled says: /metrics (which has no off switch) counts every request from it, and
+ * recordUsage() sends it to the usage sinks only when they are on. Never fails the request.
  */
 export function usageRecorder(endpoint: EndpointKind): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const config = c.get('config');
-    if (!config.raw.usage.enabled) return next();
     const key = c.get('key');
     const feature = c.req.header(FEATURE_HEADER);
     const ctx = c.executionCtx;

@@ -32,7 +32,7 @@ export function inferenceRoute(kind: EndpointKind) {
     const tenantId = c.get('key').tenant;
     const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
     let route = resolveRoute(config, tenantId, body, spec.modelType, user);
-    const usage = c.get('usage'); // the request's usage record (worker/middleware/usage.ts); absent when [usage] is off
+    const usage = c.get('usage'); // the request's usage record (worker/middleware/usage.ts), [usage] on or off (/metrics counts it)
     usage?.noteRequest(body.model, user, route);
     // Rate limits (worker/ratelimit/): the request is taken and its tokens reserved in one call to
     // the limiter, before the budget and the cache; null, with no I/O, when no limit applies.

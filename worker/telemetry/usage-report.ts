@@ -9,7 +9,7 @@ export const DAY_MS = 86_400_000;
 
 /**
  * Merges the groups of several ledgers (one per tenant) into report rows: sums add up, the raw
- * cost and latency values are pooled, so the percentiles are exact over the whole group
+ * cost, latency and TTFT values are pooled, so the percentiles are exact over the whole group
  * (nearest rank). Rows are sorted by bucket, then by their group fields.
  */
 export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn[], bucketed: boolean): ReportRow[] {
@@ -18,7 +18,7 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
     const id = JSON.stringify([g.bucket, ...groupBy.map((k) => g.keys[k] ?? null)]);
     const m = merged.get(id);
     if (!m) {
-      merged.set(id, { ...g, costs: [...g.costs], latencies: [...g.latencies] });
+      merged.set(id, { ...g, costs: [...g.costs], latencies: [...g.latencies], ttfts: [...g.ttfts] });
       continue;
     }
     m.requests += g.requests;
@@ -27,12 +27,16 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
     m.cost_usd += g.cost_usd;
     m.saved_usd += g.saved_usd;
     m.errors += g.errors;
+    m.cache_hits += g.cache_hits;
     m.costs.push(...g.costs);
     m.latencies.push(...g.latencies);
+    m.ttfts.push(...g.ttfts);
   }
   const rows = [...merged.values()].map((g) => {
     const costs = g.costs.sort((a, b) => a - b);
     const lat = g.latencies.sort((a, b) => a - b);
+    const ttft = g.ttfts.sort((a, b) => a - b);
+    const ttftAt = (p: number) => (ttft.length ? percentile(ttft, p) : null);
     const row: ReportRow = {};
     if (bucketed) row.bucket = g.bucket === null ? null : new Date(g.bucket).toISOString();
     for (const k of groupBy) row[k] = g.keys[k] ?? null;
@@ -49,6 +53,12 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
       latency_ms_p50: percentile(lat, 0.5),
       latency_ms_p95: percentile(lat, 0.95),
       latency_ms_p99: percentile(lat, 0.99),
+      // Over the records with a TTFT (streams that got a first token); null when none has one.
+      ttft_ms_p50: ttftAt(0.5),
+      ttft_ms_p95: ttftAt(0.95),
+      ttft_ms_p99: ttftAt(0.99),
+      cache_hits: g.cache_hits,
+      cache_hit_rate: g.requests ? g.cache_hits / g.requests : 0,
     });
     return row;
   });
@@ -83,4 +93,5 @@ export function toCsv(rows: readonly ReportRow[], columns: readonly string[]): s
 export const METRIC_COLUMNS = [
   'requests', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'saved_usd', 'errors',
   'cost_per_request_p50', 'cost_per_request_p95', 'cost_per_request_p99', 'latency_ms_p50', 'latency_ms_p95', 'latency_ms_p99',
+  'ttft_ms_p50', 'ttft_ms_p95', 'ttft_ms_p99', 'cache_hits', 'cache_hit_rate',
 ] as const;
