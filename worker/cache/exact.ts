@@ -25,7 +25,8 @@ export interface CacheSavings {
   saved_cost_usd: number;
 }
 
-export interface ExactCacheInput {
+/** What every response-cache layer (exact, semantic) is asked with. */
+export interface CacheLookupInput {
   config: CompiledConfig;
   env: Record<string, unknown>;
   ctx: { waitUntil(p: Promise<unknown>): void };
@@ -36,6 +37,10 @@ export interface ExactCacheInput {
   /** The resolved route: its first model is part of the key (`auto` is resolved first). */
   route: ResolvedRoute;
   headers: Headers;
+  now?: () => number;
+}
+
+export interface ExactCacheInput extends CacheLookupInput {
   /** Overrides the store (tests); by default the config's (stores.ts). */
   store?: CacheStore;
   /**
@@ -44,7 +49,6 @@ export interface ExactCacheInput {
    * cacheable; never for hits, bypasses, failures or degraded answers. Must not throw.
    */
   onAnswer?: (answer: CachedAnswer) => void;
-  now?: () => number;
 }
 
 export interface ExactCache {

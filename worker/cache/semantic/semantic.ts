@@ -1,27 +1,16 @@
-import type { CompiledConfig } from '../../config/compiled';
 import type { EndpointKind } from '../../openai/schemas';
-import type { ResolvedRoute } from '../../routing/resolve-model';
 import { replayAnswer, type CachedAnswer } from '../answer';
 import { sha256Hex } from '../canonical';
-import { cachePolicy, exactKeyHash, track, usdCost, type CacheSavings } from '../exact';
+import { cachePolicy, exactKeyHash, track, usdCost, type CacheLookupInput, type CacheSavings } from '../exact';
 import { embedderFor, type Embedder } from './embedder';
 import type { SemanticIndexStore } from './index-store';
 import { semanticIndexFor } from './indexes';
 import { semanticPrompt } from './prompt';
 
-export interface SemanticCacheInput {
-  config: CompiledConfig;
-  env: Record<string, unknown>;
-  ctx: { waitUntil(p: Promise<unknown>): void };
-  tenantId: string;
-  endpoint: EndpointKind;
-  body: Record<string, unknown>;
-  route: ResolvedRoute;
-  headers: Headers;
+export interface SemanticCacheInput extends CacheLookupInput {
   /** Overrides (tests); by default the config's (indexes.ts, embedder.ts). */
   index?: SemanticIndexStore | null;
   embedder?: Embedder;
-  now?: () => number;
 }
 
 export interface SemanticCache {
