@@ -17,7 +17,7 @@ export const usageSchema = z.strictObject({
   /** Name of a Worker secret sent as `authorization: Bearer <secret>` to the collector. */
   collector_secret: z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name').optional(),
   /** How long an isolate gathers records for one ledger (or the collector) before it writes them; 0: at once, and records that arrive while a write is in flight go in the next batch. */
-  flush_interval_ms: z.number().int().min(0).max(10_000).default(0),
+  flush_interval_ms: z.number().int().min(0).max(10_000).default(25),
   /** A batch this large is written at once, without waiting for the interval. */
   max_batch: z.number().int().min(1).max(1_000).default(100),
   /** Failed writes are retried with exponential backoff (full jitter) from this base... */
