@@ -1,3 +1,4 @@
+import { cacheWritesSettled } from '../../worker/cache/exact';
 import { env as testEnv, evictDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
 import type { QuotaSettings, SyncRequest } from '../../durable-objects/tenant-quota';
@@ -316,6 +317,25 @@ describe('budgets on the request path', () => {
     for (const [i, c] of reports.entries()) await stub.sync({ ...(c.arg as SyncRequest), lease: `replay-${i}`, create: true, need: undefined });
     expect((await budget()).used_tokens).toBe(reported);
   }, 60_000);
+
+  it('a tenant blocked by its soft limit still gets cached answers (a hit costs nothing); anything else is refused', async () => {
+    // 20 answers' worth (smaller budgets refuse earlier: the worst case must fit under the hard limit).
+    const { ask, budget } = await budgetStack({ budget: { monthly_tokens: 20 * U } });
+    const cached = { temperature: 0 };
+    expect((await ask(cached)).headers.get('x-router-cache')).toBe('miss');
+    await cacheWritesSettled();
+    expect((await ask(cached)).headers.get('x-router-cache')).toBe('hit');
+    for (let i = 0; i < 19; i++) expect((await ask()).status).toBe(200);
+    expect(await budget()).toMatchObject({ state: 'soft_limited', used_tokens: 20 * U });
+
+    const hit = await ask(cached);
+    expect(hit.status).toBe(200);
+    expect(hit.headers.get('x-router-cache')).toBe('hit');
+    const refused = await ask({ temperature: 0, max_tokens: 19 }); // cacheable, but never asked before
+    expect(refused.status).toBe(429);
+    expect(await errorOf(refused)).toMatchObject({ code: 'budget_exceeded' });
+    expect(await budget()).toMatchObject({ used_tokens: 20 * U });
+  });
 
   it('alerts fire once per threshold, HMAC-signed, and are retried when the webhook fails; warning header from 80%; soft then hard limit', async () => {
     const hook = await spawnWebhook({ fail_first: 2 });

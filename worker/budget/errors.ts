@@ -28,12 +28,15 @@ export function hardLimitError(scope: string, limit: LimitName | null, warning: 
 }
 
 /** Soft limit (100%) under policy "block", until an admin approves overage or the period ends. */
+/** The error code of a soft-limit block (the route lets cache hits through it). */
+export const SOFT_LIMIT_CODE = 'budget_exceeded';
+
 export function softLimitError(scope: string, limit: LimitName | null, warning: string | null): QuotaError {
   const what = limit ? ` (${limit})` : '';
   return new QuotaError(
     429,
     `The budget of "${scope}" is used up${what}: requests are blocked until the next period or until an admin approves overage.`,
-    'budget_exceeded',
+    SOFT_LIMIT_CODE,
     null,
     warning ? { [WARNING]: warning } : {},
   );

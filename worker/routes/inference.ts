@@ -2,11 +2,11 @@ import type { Context } from 'hono';
 import { exactCache } from '../cache/exact';
 import { semanticCache, type SemanticCache } from '../cache/semantic/semantic';
 import type { AppEnv } from '../env';
-import { BUDGET_WARNING_HEADER, DOWNGRADED_HEADER } from '../budget/errors';
+import { BUDGET_WARNING_HEADER, DOWNGRADED_HEADER, SOFT_LIMIT_CODE } from '../budget/errors';
 import { budgetFor, type Reservation } from '../budget/lease';
 import { FEATURE_HEADER } from '../budget/settings';
 import { readJsonBody } from '../http/body';
-import { errors } from '../http/errors';
+import { errors, RouterError } from '../http/errors';
 import { endpoints, type EndpointKind } from '../openai/schemas';
 import { synthesize } from '../openai/synthesize';
 import { execute, type ExecuteResult } from '../routing/execute';
@@ -51,9 +51,11 @@ export function inferenceRoute(kind: EndpointKind) {
     if (limits) c.set('rateLimit', limits); // headers on every answer from here; a reservation never used goes back
     // Budget soft limit (worker/budget/): null for a tenant without a budget, no further cost; else
     // from memory (a hop only on an isolate's first request or a new period). Before the cache, as
-    // a downgrade changes the route the cache keys on.
+    // a downgrade changes the route the cache keys on. A soft-limit block waits for the caches: a
+    // hit costs the tenant nothing, so a blocked tenant still gets its cached answers.
     const budget = budgetFor(config, tenantId, c.req.header(FEATURE_HEADER), c.env, c.executionCtx);
-    const downgradeTo = budget ? await budget.softLimit(tenantId, route.stages[0]?.tier ?? null, kind) : null;
+    let softBlock: RouterError | null = null;
+    const downgradeTo = budget ? await budget.softLimit(tenantId, route.stages[0]?.tier ?? null, kind).catch((e: unknown) => deferSoftBlock(e, (b) => (softBlock = b))) : null;
     if (downgradeTo) route = resolveRoute(config, tenantId, { ...body, model: downgradeTo }, spec.modelType, user);
     if (downgradeTo) usage?.noteRequest(body.model, user, route);
     // Response cache (worker/cache/): keep it before any budget reservation. A hit answers here:
@@ -72,7 +74,8 @@ export function inferenceRoute(kind: EndpointKind) {
       c.set('cacheSavings', semantic.hit.savings);
       return semantic.hit.response;
     }
-    // Every cache lookup missed: 429 now if the tokens did not fit (a hit above needed none).
+    // Every cache lookup missed: 429 now if the budget's soft limit blocks, or if the tokens did not fit (a hit above needed neither).
+    if (softBlock) throw softBlock;
     limits?.requireTokens();
     refreshLoad(c.env, c.executionCtx, config); // background: never awaited here
     const candidates = planCandidates({
@@ -129,6 +132,13 @@ export function inferenceRoute(kind: EndpointKind) {
     cache.settle({ response, servedModel: result.served?.model.id ?? null, degraded: isDegraded }); // stores a complete answer in the background
     return response;
   };
+}
+
+/** Keeps a soft-limit block (429 budget_exceeded) for after the cache lookups; anything else is thrown at once. */
+function deferSoftBlock(e: unknown, keep: (block: RouterError) => void): null {
+  if (!(e instanceof RouterError) || e.code !== SOFT_LIMIT_CODE) throw e;
+  keep(e);
+  return null;
 }
 
 /** x-router-timeout-ms may shorten the configured deadline, never lengthen it. */
