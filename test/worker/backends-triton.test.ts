@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cacheWritesSettled } from '../../worker/cache/exact';
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
+import { FAST, spawnSim } from './sims';
 import { ADMIN_TOKEN, call } from './support';
 import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText, type FakeServer } from './fakes';
 
@@ -137,6 +138,31 @@ describe('triton backend', () => {
       expect(error.message).toContain('triton');
     }
     expect((await triton.calls()).length).toBe(before);
+  });
+
+  it('a request a text endpoint cannot serve goes to a backend in the chain that can (here a vLLM one, in the next region)', async () => {
+    const sim = await spawnSim({ name: 'tools-fallback', models: ['org/sl-model'], latency: FAST });
+    const r = await fakeRouter(tritonBackend(), {
+      extra: {
+        regions: [
+          { id: 'here', latitude: 0, longitude: 0 },
+          { id: 'far', latitude: 50, longitude: 50 },
+        ],
+        backends: [
+          { id: 'triton-near', region: 'here', models: ['sl'], ...tritonBackend() },
+          { id: 'vllm-far', kind: 'vllm', region: 'far', url: sim.url, models: ['sl'] },
+        ],
+      },
+    });
+    const before = (await triton.calls()).length;
+    const tools = [{ type: 'function', function: { name: 'f', parameters: {} } }];
+    const res = await r.chat({ messages: conversation, tools });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-router-backend')).toBe('vllm-far');
+    expect((await triton.calls()).length).toBe(before); // not even tried
+    // What it can serve still goes to the nearest backend.
+    const plain = await r.chat({ messages: conversation, max_tokens: 5 });
+    expect(plain.headers.get('x-router-backend')).toBe('triton-near');
   });
 
   it('chatml and custom templates, renamed and dropped parameters, fixed extras, a pinned version', async () => {

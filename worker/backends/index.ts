@@ -14,6 +14,10 @@ const adapters: Record<BackendConfig['kind'], BackendAdapter> = {
   triton: tritonAdapter,
 };
 
+/** Kinds that take text and give text (translate.ts): no tools, n > 1, logprobs, JSON modes or images. */
+const TEXT_ONLY = new Set<BackendConfig['kind']>(['replicate', 'triton']);
+export const servesTextOnly = (backend: BackendConfig) => TEXT_ONLY.has(backend.kind);
+
 export function adapterFor(backend: BackendConfig): BackendAdapter {
   return adapters[backend.kind];
 }

@@ -32,6 +32,35 @@ type Body = Record<string, unknown>;
 const present = (v: unknown) => v !== undefined && v !== null && v !== false;
 const numOrNull = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+function singlePrompt(b: Body): string | null {
+  const p = Array.isArray(b.prompt) && b.prompt.length === 1 ? b.prompt[0] : b.prompt;
+  return typeof p === 'string' ? p : null;
+}
+
+/**
+ * What of this request a text-in, text-out backend cannot serve (null: it can serve it all).
+ * The planner asks it too (worker/routing/capabilities.ts), to send such a request elsewhere.
+ */
+export function textUnsupported(endpoint: UpstreamRequest['endpoint'], b: Body): { what: string; param: string } | null {
+  if (endpoint === 'embeddings') return { what: 'embeddings', param: 'model' };
+  if (typeof b.n === 'number' && b.n > 1) return { what: 'more than one choice (n > 1)', param: 'n' };
+  if (present(b.logprobs) || present(b.top_logprobs)) return { what: 'logprobs', param: 'logprobs' };
+  if (Array.isArray(b.tools) && b.tools.length > 0) return { what: 'tools', param: 'tools' };
+  const format = (b.response_format as { type?: unknown } | null | undefined)?.type;
+  if (format !== undefined && format !== 'text') return { what: `response_format "${String(format)}"`, param: 'response_format' };
+  if (endpoint === 'completions') {
+    if (singlePrompt(b) === null) return { what: 'a prompt that is not one string', param: 'prompt' };
+    if (present(b.echo) || present(b.suffix) || (typeof b.best_of === 'number' && b.best_of > 1)) return { what: 'echo, suffix or best_of', param: 'prompt' };
+  }
+  if (endpoint === 'chat' && Array.isArray(b.messages)) {
+    for (const [i, m] of (b.messages as Body[]).entries()) {
+      if (Array.isArray(m.tool_calls) && m.tool_calls.length > 0) return { what: 'assistant tool calls in the conversation', param: `messages[${i}].tool_calls` };
+      if (textOf(m.content) === null) return { what: 'non-text content (images, audio, files)', param: `messages[${i}].content` };
+    }
+  }
+  return null;
+}
+
 /**
  * The request as text, or a 400 in OpenAI's format naming what this kind of backend cannot do
  * (tools, several choices, logprobs, structured output, images). A 400 is the client's to fix:
@@ -40,32 +69,25 @@ const numOrNull = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ?
 export function textRequest(request: UpstreamRequest, kind: string): TextRequest | Response {
   const b = request.body;
   const reject = (what: string, param: string) => openAIError(400, `Backend kind "${kind}" cannot serve ${what}.`, 'unsupported_by_backend', param);
-  if (request.endpoint === 'embeddings') return reject('embeddings', 'model');
-  if (typeof b.n === 'number' && b.n > 1) return reject('more than one choice (n > 1)', 'n');
-  if (present(b.logprobs) || present(b.top_logprobs)) return reject('logprobs', 'logprobs');
-  if (Array.isArray(b.tools) && b.tools.length > 0) return reject('tools', 'tools');
-  const format = (b.response_format as { type?: unknown } | null | undefined)?.type;
-  if (format !== undefined && format !== 'text') return reject(`response_format "${String(format)}"`, 'response_format');
+  const unsupported = textUnsupported(request.endpoint, b);
+  if (unsupported) return reject(unsupported.what, unsupported.param);
+  const endpoint = request.endpoint;
+  if (endpoint === 'embeddings') return reject('embeddings', 'model'); // (refused above; this narrows the type)
   let messages: TextMessage[] = [];
   let prompt = '';
-  if (request.endpoint === 'chat') {
+  if (endpoint === 'chat') {
     const list = Array.isArray(b.messages) ? (b.messages as Body[]) : [];
-    for (const [i, m] of list.entries()) {
-      if (Array.isArray(m.tool_calls) && m.tool_calls.length > 0) return reject('assistant tool calls in the conversation', `messages[${i}].tool_calls`);
-      const content = textOf(m.content);
-      if (content === null) return reject('non-text content (images, audio, files)', `messages[${i}].content`);
+    for (const m of list) {
+      const content = textOf(m.content) ?? ''; // textUnsupported() refused anything but text above
       const role = m.role === 'developer' ? 'system' : (m.role as TextMessage['role']);
       messages.push({ role, content });
     }
   } else {
-    const p = Array.isArray(b.prompt) && b.prompt.length === 1 ? b.prompt[0] : b.prompt;
-    if (typeof p !== 'string') return reject('a prompt that is not one string', 'prompt');
-    if (present(b.echo) || present(b.suffix) || (typeof b.best_of === 'number' && b.best_of > 1)) return reject('echo, suffix or best_of', 'prompt');
-    prompt = p;
+    prompt = singlePrompt(b) ?? ''; // textUnsupported() refused anything but one string above
   }
   const stop = typeof b.stop === 'string' ? [b.stop] : Array.isArray(b.stop) ? b.stop.filter((s): s is string => typeof s === 'string') : [];
   return {
-    endpoint: request.endpoint,
+    endpoint,
     model: String(b.model),
     messages,
     prompt,

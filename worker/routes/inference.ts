@@ -16,6 +16,7 @@ import { refreshBreakers } from '../routing/breaker-view';
 import { COLD_START_HEADER, coldStartHeader, planColdStarts } from '../routing/cold-start';
 import { refreshLoad } from '../routing/load-snapshot';
 import { planCandidates } from '../routing/plan';
+import { servableChain } from '../routing/capabilities';
 import { prefixKey } from '../routing/prefix-key';
 import { settledBy } from '../routing/settled';
 import { rateLimit } from '../ratelimit/request';
@@ -78,14 +79,14 @@ export function inferenceRoute(kind: EndpointKind) {
     if (softBlock) throw softBlock;
     limits?.requireTokens();
     refreshLoad(c.env, c.executionCtx, config); // background: never awaited here
-    const candidates = planCandidates({
+    const candidates = servableChain(planCandidates({
       config,
       route,
       tenant: config.raw.tenants[tenantId]!,
       location: clientLocation(c.req.raw, config.raw),
       prefixKey: kind === 'embeddings' || config.raw.routing.policy !== 'prefix-affinity' ? null : prefixKey(body, config.raw.routing),
       loadOf,
-    });
+    }), kind, body);
     refreshBreakers(c.env, c.executionCtx, config); // background: due reports, and copies older than refresh_ms
     // Cold backends (only those with cold_start_ms): wait for the start if the deadline allows, else behind warm ones.
     const cold = planColdStarts({ config, env: c.env, ctx: c.executionCtx, candidates, deadline, stream: body.stream === true });
