@@ -14,7 +14,7 @@
 import os from 'node:os';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { startStack, type Stack } from '../dev/stack';
-import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
+import { interleaved, runLoad, SLICES, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
 import { round } from './lib/stats';
 
@@ -22,7 +22,6 @@ const BACKEND = 'vllm-us-east-8b';
 const MODEL = 'llama-3.1-8b';
 const MESSAGES = [{ role: 'user', content: 'Reply with a short greeting.' }];
 const AIM_ADDED_P50_MS = 0.2;
-const SLICES = 3;
 
 const VARIANTS = ['off', 'breakers', 'both'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -146,31 +145,6 @@ function tenantTable(lat: Record<'acme' | 'demo', LoadResult>, thr: Record<'acme
   };
 }
 
-/**
- * Runs `keys` in turn, `SLICES` times, `sliceS` seconds each, and merges each key's slices:
- * requests and errors add up, percentiles are the mean of the slices'.
- */
-export async function interleaved<K extends string>(keys: readonly K[], target: (k: K) => HttpTarget, connections: number, sliceS: number): Promise<Record<K, LoadResult>> {
-  const runs = Object.fromEntries(keys.map((k) => [k, [] as LoadResult[]])) as unknown as Record<K, LoadResult[]>;
-  for (let i = 0; i < SLICES; i++) for (const k of keys) runs[k].push(await runLoad(target(k), connections, sliceS));
-  const out = {} as Record<K, LoadResult>;
-  for (const k of keys) {
-    const rs = runs[k];
-    const mean = (f: (r: LoadResult) => number) => rs.reduce((n, r) => n + f(r), 0) / rs.length;
-    const duration = rs.reduce((n, r) => n + r.duration_s, 0);
-    const requests = rs.reduce((n, r) => n + r.requests, 0);
-    out[k] = {
-      connections,
-      duration_s: duration,
-      requests,
-      req_per_s: requests / duration,
-      non_2xx: rs.reduce((n, r) => n + r.non_2xx, 0),
-      errors: rs.reduce((n, r) => n + r.errors, 0),
-      latency_ms: { p50: mean((r) => r.latency_ms.p50), p90: mean((r) => r.latency_ms.p90), p99: mean((r) => r.latency_ms.p99), mean: mean((r) => r.latency_ms.mean) },
-    };
-  }
-  return out;
-}
 
 async function check(t: HttpTarget, v: Variant): Promise<void> {
   const res = await fetch(t.url, { method: 'POST', headers: t.headers, body: t.body });

@@ -14,8 +14,7 @@
 import os from 'node:os';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { startStack, type Stack } from '../dev/stack';
-import { interleaved } from './budget-overhead';
-import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
+import { interleaved, runLoad, SLICES, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
 import { round } from './lib/stats';
 import { startLocalUpstash, type LocalUpstash } from './lib/upstash';
@@ -23,7 +22,6 @@ import { startLocalUpstash, type LocalUpstash } from './lib/upstash';
 const BACKEND = 'vllm-us-east-8b';
 const MODEL = 'llama-3.1-8b';
 const MESSAGES = [{ role: 'user', content: 'Reply with a short greeting.' }];
-const SLICES = 3;
 /** Far above anything the bench sends: every request is admitted and counted. */
 const LIMITS = { key: { requests: 1e9, tokens: 1e12, window_s: 60 }, tenant: { requests: 1e9, window_s: 60 } };
 

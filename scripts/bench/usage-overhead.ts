@@ -1,7 +1,7 @@
 /**
  * What usage recording adds to a healthy request: the same non-streamed chat completion through
  * two routers that differ only in [usage].enabled (each with its own instant simulators), one
- * run each in interleaved slices (budget-overhead.ts's `interleaved`). Latency at c=1 (p50, p99)
+ * run each in interleaved slices (lib/load.ts's `interleaved`). Latency at c=1 (p50, p99)
  * and throughput at c=32 with autocannon. Both build every request's record (/metrics counts it
  * either way); with usage on, it also goes to the isolate's batch for the tenant's UsageLedger
  * (written in waitUntil, off the hot path), so the difference is the sinks' cost. The ledger's row
@@ -10,8 +10,7 @@
 import os from 'node:os';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { startStack, type Stack } from '../dev/stack';
-import { interleaved } from './budget-overhead';
-import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
+import { interleaved, runLoad, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
 import { round } from './lib/stats';
 

@@ -53,3 +53,32 @@ export async function runLoad(target: HttpTarget, connections: number, durationS
     },
   };
 }
+
+/** Slices per variant in interleaved(): drift (thermal, other load) then hits every variant alike. */
+export const SLICES = 3;
+
+/**
+ * Runs `keys` in turn, `SLICES` times, `sliceS` seconds each, and merges each key's slices:
+ * requests and errors add up, percentiles are the mean of the slices'.
+ */
+export async function interleaved<K extends string>(keys: readonly K[], target: (k: K) => HttpTarget, connections: number, sliceS: number): Promise<Record<K, LoadResult>> {
+  const runs = Object.fromEntries(keys.map((k) => [k, [] as LoadResult[]])) as unknown as Record<K, LoadResult[]>;
+  for (let i = 0; i < SLICES; i++) for (const k of keys) runs[k].push(await runLoad(target(k), connections, sliceS));
+  const out = {} as Record<K, LoadResult>;
+  for (const k of keys) {
+    const rs = runs[k];
+    const mean = (f: (r: LoadResult) => number) => rs.reduce((n, r) => n + f(r), 0) / rs.length;
+    const duration = rs.reduce((n, r) => n + r.duration_s, 0);
+    const requests = rs.reduce((n, r) => n + r.requests, 0);
+    out[k] = {
+      connections,
+      duration_s: duration,
+      requests,
+      req_per_s: requests / duration,
+      non_2xx: rs.reduce((n, r) => n + r.non_2xx, 0),
+      errors: rs.reduce((n, r) => n + r.errors, 0),
+      latency_ms: { p50: mean((r) => r.latency_ms.p50), p90: mean((r) => r.latency_ms.p90), p99: mean((r) => r.latency_ms.p99), mean: mean((r) => r.latency_ms.mean) },
+    };
+  }
+  return out;
+}
