@@ -32,6 +32,7 @@ import { applyRound, type ScaleContext } from '../scale/run';
 import type { BenchSection, BenchTable } from './lib/section';
 import { percentile, round } from './lib/stats';
 import { answeredOk, callChat, type ChatResult } from './lib/workload-client';
+import { rng } from './lib/workload-chat';
 
 const DAY_S = 240;
 /** The policy's idle window (scripts' default); BENCH_SCALE_IDLE_MINUTES overrides it for experiments. */
@@ -333,7 +334,7 @@ function sampleOf(a: Arrival, hour: number, r: ChatResult): Sample {
 
 /** Poisson arrivals (by thinning) under each region's diurnal curve, plus the bursts; seeded. */
 function schedule(dayMs: number, hourMs: number): Arrival[] {
-  const rnd = mulberry32(SEED);
+  const rnd = rng(SEED);
   const out: Arrival[] = [];
   const pick = (region: RegionKey, t: number, burst: string | null, model: string | null, interactive: boolean | null): Arrival => {
     const inter = interactive ?? rnd() < INTERACTIVE_SHARE;
@@ -362,17 +363,6 @@ function schedule(dayMs: number, hourMs: number): Arrival[] {
     for (let i = 0; i < b.requests; i++) out.push(pick(b.region, start + rnd() * span, b.name, b.model, b.interactive));
   }
   return out.sort((x, y) => x.t - y.t);
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 // ------------------------------------------------------------------ results
