@@ -38,8 +38,9 @@ export class MetricsIsolate {
   private lastFlushAt = 0;
   /** Since when a flush has been in flight (null: none). */
   private sending: number | null = null;
-  /** The armed flush timer (null: none). */
+  /** The armed flush timer (null: none), and what fires it early. */
   private timer: Promise<void> | null = null;
+  wake: (() => void) | null = null;
   /** Upstash counts already handed over, to send only what grew (they are per-isolate totals). */
   private upstashSent = new Map<string, number>();
 
@@ -58,8 +59,13 @@ export class MetricsIsolate {
       // the interval is up, so a scrape sees them with no further traffic.
       if (this.timer) return;
       const wait = Math.max(0, this.lastFlushAt + s.flush_interval_ms - now);
-      const timer = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
+      const timer = new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, wait);
+        this.wake = () => (clearTimeout(t), resolve());
+      }).then(() => {
         this.timer = null;
+        this.wake = null;
+        this.lastFlushAt = 0; // due now, whatever woke it
         this.schedule(ctx, s, send);
       });
       this.timer = timer;
@@ -165,6 +171,14 @@ export async function readSnapshots(env: Env, config: CompiledConfig): Promise<M
 export async function readMinutes(env: Env, config: CompiledConfig, sinceMs: number): Promise<MinuteBucket[]> {
   const lists = await Promise.all(shardNames(config.raw.metrics.shards).map((n) => aggregator(env, n).minutes(sinceMs)));
   return lists.length === 1 ? lists[0]! : mergeMinuteLists(lists);
+}
+
+/**
+ * Fires the armed flush timer now. For the in-process tests, whose helper waits for every request's
+ * waitUntil (the timer included) before it returns the answer.
+ */
+export function flushMetricsSoon(): void {
+  isolate.wake?.();
 }
 
 /** For tests: a fresh isolate's state (what was not flushed is dropped). */
