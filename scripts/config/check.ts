@@ -6,6 +6,7 @@
 import { parse, TomlError } from 'smol-toml';
 import { compileConfig } from '../../worker/config/compiled';
 import { configSecrets } from '../../worker/config/secrets';
+import { tenantRouteWarnings } from '../../worker/routing/resolve-model';
 import { isPrivateHost } from './private-hosts';
 
 export const TOP_LEVEL = 'top-level';
@@ -54,6 +55,7 @@ function checkEnv(name: string, table: Table, top: Table): EnvReport {
       plural(Object.keys(c.tiers).length, 'tier'),
       plural(Object.keys(c.tenants).length, 'tenant'),
     ].join(', ');
+    report.warnings.push(...tenantRouteWarnings(result.config));
   } else {
     report.errors.push(...result.errors);
   }
