@@ -26,7 +26,8 @@ import type { Usage } from '../openai/usage';
 import { bucketsFor } from './dimensions';
 import { rateLimitError } from './errors';
 import { rateLimitHeaders, type Described } from './headers';
-import { hasLimits, limitsFor } from './settings';
+import { hasLimits, limitsFor, userRequired } from './settings';
+import { RouterError } from '../http/errors';
 import type { Adjustment, Bucket, BucketState, LimitResult, LimiterStore } from './store';
 import { limiterFor } from './stores';
 
@@ -62,10 +63,14 @@ export async function rateLimitCorrectionsSettled(): Promise<void> {
 /**
  * Takes the request's units. Null when no limit applies (no I/O at all) or when no store could
  * decide (let through). Throws 429 when a requests limit refuses (nothing is taken then), or 400
- * for a malformed x-router-feature under a feature limit.
+ * for a malformed x-router-feature under a feature limit, or for a request without a user when
+ * the tenant's `limits.user.required` is set.
  */
 export async function rateLimit(input: RateLimitInput): Promise<RateLimitHold | null> {
   const { config, key } = input;
+  if (!input.user && userRequired(config, key.tenant)) {
+    throw new RouterError(400, 'This key\'s tenant requires an end-user id: set `user` in the body (or the x-router-user header).', 'user_required', 'user');
+  }
   const limits = limitsFor(config, key.tenant, key.limits);
   if (!hasLimits(limits)) return null;
   const needsTokens = Object.values(limits).some((l) => l.tokens !== null);
