@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { formatPath } from '../config/format-issues';
 import { errors, RouterError } from './errors';
+import { jsonDepthExceeded, MAX_JSON_DEPTH } from './json-depth';
 
 /**
  * Reads a JSON body of at most `limit` bytes and validates it. Hono's bodyLimit middleware
@@ -15,6 +16,9 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
   // (it cannot deliver more than the length); a chunked body is counted as it streams.
   const text = Number.isFinite(declared) ? await request.text() : await readText(request, limit);
   if (text.trim() === '') throw errors.badRequest('The request body is empty; expected a JSON object.', null, 'invalid_json');
+  if (jsonDepthExceeded(text) >= 0) {
+    throw errors.badRequest(`The request body nests JSON more than ${MAX_JSON_DEPTH} levels deep.`, null, 'json_too_deep');
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

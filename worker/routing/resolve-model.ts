@@ -72,6 +72,7 @@ export function resolveRoute(
     const target = pickSplitTarget(requested, split, user);
     const model = config.modelsByName.get(target.model)!;
     checkType(model, requested, modelType);
+    if (modelType === 'embedding') checkEmbeddingContext(model, body.input);
     return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [toTarget(requested, target, model)] }], complexity: null };
   }
 
@@ -79,6 +80,7 @@ export function resolveRoute(
   if (!model) throw errors.notFound(`The model "${requested}" does not exist.`, 'model_not_found', 'model');
   if (!tenantMayUse(tenant, [model.id, ...model.aliases])) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
   checkType(model, requested, modelType);
+  if (modelType === 'embedding') checkEmbeddingContext(model, body.input);
   return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [{ model }] }], complexity: null };
 }
 
@@ -86,6 +88,16 @@ function checkType(model: ModelConfig, requested: string, modelType: 'chat' | 'e
   if (model.type === modelType) return;
   const what = model.type === 'embedding' ? 'an embedding model; use /v1/embeddings' : 'not an embedding model';
   throw errors.badRequest(`The model "${requested}" is ${what}.`, 'model', 'model_not_supported');
+}
+
+/** Token-id embedding inputs longer than the model's context (when the config knows it) are refused here, not by every backend in turn. */
+function checkEmbeddingContext(model: ModelConfig, input: unknown) {
+  const max = model.max_model_len;
+  if (max === undefined || !Array.isArray(input) || input.length === 0) return;
+  const items = (Array.isArray(input[0]) ? input : [input]) as unknown[][];
+  const i = items.findIndex((ids) => ids.length > max);
+  if (i < 0) return;
+  throw errors.badRequest(`Input ${i} has ${items[i]!.length} tokens; the context of "${model.id}" is ${max} tokens.`, 'input', 'context_length_exceeded');
 }
 
 const tenantMayUse = (tenant: TenantConfig, names: string[]) => tenant.models.includes('*') || names.some((n) => tenant.models.includes(n));
