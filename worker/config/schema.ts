@@ -123,6 +123,11 @@ export const backendSchema = z.strictObject({
    * scraped). See README "Backends".
    */
   metrics_url: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * Whether the scrape of metrics_url carries the backend's auth_secret: "same-origin" (default)
+   * only when metrics_url has the scheme, host and port of `url`; "always"; "never".
+   */
+  metrics_auth: z.enum(['same-origin', 'always', 'never']).default('same-origin'),
   /** Kind-specific settings (worker/config/backend-kinds.ts): each only on a backend of that kind. */
   modal: modalSchema.optional(),
   replicate: replicateSchema.optional(),

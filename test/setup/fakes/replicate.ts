@@ -21,10 +21,13 @@ import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from
 //   [stream-hold]  the stream sends one output event, then waits until the client leaves
 //   [bad-json]     the create call answers 201 with a body that is not JSON
 //   [no-metrics]   no token counts in metrics
-// Options: token (bearer required when set, on every route but the stream URL).
+// Options: token (bearer required when set, on every route but the stream URL); urls_origin (the
+// origin the prediction's urls name instead of this server's: another server, to check the router
+// follows only origins it trusts).
 
 export interface ReplicateFakeOptions {
   token?: string;
+  urls_origin?: string;
 }
 
 interface Prediction {
@@ -80,6 +83,7 @@ export function startReplicateFake(opts: ReplicateFakeOptions = {}): Promise<Fak
       const prompt: string = b.input.prompt;
       if (prompt.includes('[hold]')) await ctx.hold();
       const id = `p${++n}${Math.random().toString(36).slice(2, 8)}`;
+      const origin = opts.urls_origin ?? ctx.url;
       const model = path.split('/').slice(3, 5).join('/');
       const p: Prediction = {
         id,
@@ -91,7 +95,7 @@ export function startReplicateFake(opts: ReplicateFakeOptions = {}): Promise<Fak
         status: 'starting',
         logs: '',
         created_at: new Date().toISOString(),
-        urls: { get: `${ctx.url}/v1/predictions/${id}`, cancel: `${ctx.url}/v1/predictions/${id}/cancel`, stream: `${ctx.url}/stream/${id}` },
+        urls: { get: `${origin}/v1/predictions/${id}`, cancel: `${origin}/v1/predictions/${id}/cancel`, stream: `${origin}/stream/${id}` },
         metrics: {},
         gets: 0,
       };
