@@ -338,6 +338,8 @@ export const upstashSchema = z.strictObject({
   vector_url: z.url({ protocol: /^https?$/ }).optional(),
   /** Name of the Worker secret holding the Vector REST token. */
   vector_token_secret: z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name').default('UPSTASH_VECTOR_REST_TOKEN'),
+  /** The [[regions]] id the Vector index lives in: a tenant with allowed_regions uses it only when that region is allowed (README "Security model"). */
+  vector_region: id.optional(),
 });
 
 export const routerConfigSchema = z
@@ -460,6 +462,7 @@ export const routerConfigSchema = z
       else if (m.type !== 'embedding') issue(['cache', 'semantic', 'embedding_model'], `"${semantic.embedding_model}" is not an embedding model (type = "embedding")`);
     }
     if (semantic.index === 'upstash' && !cfg.upstash?.vector_url) issue(['cache', 'semantic', 'index'], '"upstash" needs [upstash].vector_url');
+    if (cfg.upstash?.vector_region !== undefined && !regionIds.has(cfg.upstash.vector_region)) issue(['upstash', 'vector_region'], `unknown region "${cfg.upstash.vector_region}"`);
     if (cfg.limits.store === 'upstash' && !cfg.upstash?.redis_url) issue(['limits', 'store'], '"upstash" needs [upstash].redis_url');
     for (const name of Object.keys(cfg.prices)) {
       if (!modelIds.has(name)) issue(['prices', name], `price for unknown model "${name}"`);
