@@ -47,6 +47,8 @@ export interface RateLimitInput {
 }
 
 const LOG_INTERVAL_MS = 60_000;
+/** The longest end-user id (OpenAI's `user` is bounded the same way in the body schema). */
+const MAX_USER_CHARS = 256;
 let failOpen = 0;
 let lastFailOpenLog = Number.NEGATIVE_INFINITY;
 
@@ -68,6 +70,10 @@ export async function rateLimitCorrectionsSettled(): Promise<void> {
  */
 export async function rateLimit(input: RateLimitInput): Promise<RateLimitHold | null> {
   const { config, key } = input;
+  // body.user is bounded by its schema (256); the x-router-user header is the other way in.
+  if (input.user && input.user.length > MAX_USER_CHARS) {
+    throw new RouterError(400, `x-router-user must be at most ${MAX_USER_CHARS} characters.`, 'invalid_header', 'x-router-user');
+  }
   if (!input.user && userRequired(config, key.tenant)) {
     throw new RouterError(400, 'This key\'s tenant requires an end-user id: set `user` in the body (or the x-router-user header).', 'user_required', 'user');
   }
