@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { formatPath } from '../config/format-issues';
 import { errors, RouterError } from './errors';
-import { jsonDepthExceeded, MAX_JSON_DEPTH } from './json-depth';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth';
 
 /**
  * Reads a JSON body of at most `limit` bytes and validates it. Hono's bodyLimit middleware
@@ -28,15 +28,13 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
     throw clientClosed();
   }
   if (text.trim() === '') throw errors.badRequest('The request body is empty; expected a JSON object.', null, 'invalid_json');
-  if (jsonDepthExceeded(text) >= 0) {
-    throw errors.badRequest(`The request body nests JSON more than ${MAX_JSON_DEPTH} levels deep.`, null, 'json_too_deep');
-  }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
     throw errors.badRequest(`The request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
   }
+  if (exceedsJsonDepth(value)) throw errors.badRequest(`The request body nests JSON more than ${MAX_JSON_DEPTH} levels deep.`, null, 'json_too_deep');
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw schemaError(parsed.error);
   return parsed.data;
