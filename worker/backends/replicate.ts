@@ -248,7 +248,9 @@ class ReplicateCall {
 
   /** Why the prediction cannot be followed: it names a URL on an origin the config does not trust (null when it names none). */
   private foreign(p: Prediction): string | null {
-    for (const [name, url] of Object.entries(p.urls ?? {})) {
+    // Only the URLs the router would call: urls.web (Replicate's page for humans) is never fetched.
+    for (const name of ['get', 'stream', 'cancel'] as const) {
+      const url = p.urls?.[name];
       const parsed = typeof url === 'string' ? parseUrl(url) : null;
       if (!parsed) continue;
       const origin = parsed.origin;
