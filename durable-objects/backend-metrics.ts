@@ -1,5 +1,5 @@
 import { DurableObject } from 'cloudflare:workers';
-import { backendSecret, metricsUrlOf } from '../worker/backends/index';
+import { metricsSecret, metricsUrlOf } from '../worker/backends/index';
 import { loadConfig } from '../worker/config/compiled';
 import type { BackendConfig } from '../worker/config/schema';
 import { MAX_METRICS_BODY_CHARS, parseMetrics, type BackendLoad } from '../worker/routing/metrics-parse';
@@ -154,7 +154,7 @@ export class BackendMetrics extends DurableObject<Record<string, unknown>> {
     // Backends without load metrics (Modal, Replicate, Triton unless metrics_url says where) are not scraped.
     return result.config.raw.backends.flatMap((b) => {
       const metricsUrl = metricsUrlOf(b);
-      return metricsUrl === null ? [] : [{ id: b.id, url: b.url, metrics_url: metricsUrl, kind: b.kind, auth_header: b.auth_header, secret: backendSecret(b, this.env) }];
+      return metricsUrl === null ? [] : [{ id: b.id, url: b.url, metrics_url: metricsUrl, kind: b.kind, auth_header: b.auth_header, secret: metricsSecret(b, this.env) }];
     });
   }
 

@@ -30,6 +30,19 @@ export function backendSecret(backend: BackendConfig, env: Record<string, unknow
 }
 
 /**
+ * The secret to send with the backend's metrics scrape: its API key only where the config says
+ * the metrics live with the API (same scheme, host and port as `url`), or `metrics_auth = "always"`.
+ * A metrics_url on another host never receives the key by default.
+ */
+export function metricsSecret(backend: BackendConfig, env: Record<string, unknown>): string | undefined {
+  if (backend.metrics_auth === 'never') return undefined;
+  const target = metricsUrlOf(backend);
+  if (target === null) return undefined;
+  if (backend.metrics_auth !== 'always' && new URL(target).origin !== new URL(backend.url).origin) return undefined;
+  return backendSecret(backend, env);
+}
+
+/**
  * Where the backend's load metrics are scraped, or null when it is not scraped: `metrics_url`
  * if set, else `<url>/metrics` for the kinds that serve it there (vllm, trtllm, openai). Modal
  * and Replicate have none by default (a scrape of a Modal endpoint would keep a GPU container

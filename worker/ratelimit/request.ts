@@ -26,7 +26,8 @@ import type { Usage } from '../openai/usage';
 import { bucketsFor } from './dimensions';
 import { rateLimitError } from './errors';
 import { rateLimitHeaders, type Described } from './headers';
-import { hasLimits, limitsFor } from './settings';
+import { hasLimits, limitsFor, userRequired } from './settings';
+import { RouterError } from '../http/errors';
 import type { Adjustment, Bucket, BucketState, LimitResult, LimiterStore } from './store';
 import { limiterFor } from './stores';
 
@@ -46,6 +47,8 @@ export interface RateLimitInput {
 }
 
 const LOG_INTERVAL_MS = 60_000;
+/** The longest end-user id (OpenAI's `user` is bounded the same way in the body schema). */
+const MAX_USER_CHARS = 256;
 let failOpen = 0;
 let lastFailOpenLog = Number.NEGATIVE_INFINITY;
 
@@ -62,10 +65,18 @@ export async function rateLimitCorrectionsSettled(): Promise<void> {
 /**
  * Takes the request's units. Null when no limit applies (no I/O at all) or when no store could
  * decide (let through). Throws 429 when a requests limit refuses (nothing is taken then), or 400
- * for a malformed x-router-feature under a feature limit.
+ * for a malformed x-router-feature under a feature limit, or for a request without a user when
+ * the tenant's `limits.user.required` is set.
  */
 export async function rateLimit(input: RateLimitInput): Promise<RateLimitHold | null> {
   const { config, key } = input;
+  // body.user is bounded by its schema (256); the x-router-user header is the other way in.
+  if (input.user && input.user.length > MAX_USER_CHARS) {
+    throw new RouterError(400, `x-router-user must be at most ${MAX_USER_CHARS} characters.`, 'invalid_header', 'x-router-user');
+  }
+  if (!input.user && userRequired(config, key.tenant)) {
+    throw new RouterError(400, 'This key\'s tenant requires an end-user id: set `user` in the body (or the x-router-user header).', 'user_required', 'user');
+  }
   const limits = limitsFor(config, key.tenant, key.limits);
   if (!hasLimits(limits)) return null;
   const needsTokens = Object.values(limits).some((l) => l.tokens !== null);
