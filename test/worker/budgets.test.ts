@@ -66,8 +66,14 @@ describe('TenantQuota Durable Object', () => {
     const c = await sync({ lease: 'c', need: tokens(100), hint: tokens(100) });
     expect(c).toMatchObject({ granted: { tokens: 100 }, tight: true });
     // The hard limit (12 000) bounds what is leased: 8 800 used, 1 000 + 20 + 100 held: 2 080 left.
+    // 2 200 would fit over settled usage: refused as reserved, back when a's and b's use-by passes
+    // (their holders never said when their requests end).
     const d = await sync({ lease: 'd', need: tokens(2_200) });
-    expect(d).toMatchObject({ granted: { tokens: 0 }, denied: { kind: 'hard', limit: 'monthly_tokens' }, free: { tokens: 2_080 } });
+    expect(d).toMatchObject({ granted: { tokens: 0 }, denied: { kind: 'reserved', limit: 'monthly_tokens', retry_after_ms: 10_000 }, free: { tokens: 2_080 }, headroom: { tokens: 3_200 } });
+    expect((await stub.details({ now: T0 })).state).toBe('warning'); // settled usage: 88%
+    // 3 300 would not fit even if every lease came back: hard.
+    const d2 = await sync({ lease: 'd', need: tokens(3_300), worst: tokens(3_300) });
+    expect(d2).toMatchObject({ granted: { tokens: 0 }, denied: { kind: 'hard', limit: 'monthly_tokens' }, headroom: { tokens: 3_200 } });
     expect((await stub.details({ now: T0 })).state).toBe('hard_limited');
     // a gives its lease back: now it fits.
     await sync({ lease: 'a', create: false, close: true });
@@ -85,7 +91,9 @@ describe('TenantQuota Durable Object', () => {
     const granted = replies.reduce((n, r) => n + (r.granted.tokens ?? 0), 0);
     expect(granted).toBeLessThanOrEqual(12_000);
     expect(granted).toBeGreaterThan(12_000 - 300);
-    expect(replies.filter((r) => r.denied?.kind === 'hard').length).toBeGreaterThan(0);
+    // Nothing is used yet: every refusal is for what the others hold, none is hard.
+    expect(replies.filter((r) => r.denied?.kind === 'reserved').length).toBeGreaterThan(0);
+    expect(replies.filter((r) => r.denied?.kind === 'hard')).toEqual([]);
     expect((await stub.details({ now: T0 })).reserved_tokens).toBe(granted);
   });
 
@@ -183,7 +191,7 @@ describe('TenantQuota Durable Object', () => {
 // ---------------------------------------------------------------- through the router
 
 describe('budgets on the request path', () => {
-  it('a tenant without a budget costs nothing: no lease, no budget object', async () => {
+  it('a tenant without a budget costs one lookup per isolate (did an admin create one?): no lease, no sync', async () => {
     const { t, e } = await budgetStack();
     const rec = recording(e);
     const key = (await createKey(`free-${t}`, e)).key;
@@ -192,7 +200,8 @@ describe('budgets on the request path', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('x-router-budget-warning')).toBeNull();
     }
-    expect(rec.calls).toEqual([]);
+    // Five requests well within refresh_ms (2 s): the first asked, the others knew.
+    expect(rec.calls).toEqual([{ method: 'runtimeBudget', arg: undefined }]);
     expect(budgetView(`free-${t}`)).toBeUndefined();
     const view = await admin(`/admin/tenants/free-${t}/budget`, { env: e });
     expect(await view.json()).toMatchObject({ tenant: `free-${t}`, enabled: false, state: 'ok' });
@@ -214,7 +223,7 @@ describe('budgets on the request path', () => {
     expect(b.reserved_tokens).toBeGreaterThan(0); // this isolate's lease
   });
 
-  it('500 concurrent requests against a budget for 100: at most 100 admitted, the rest insufficient_quota, usage exact, nothing twice', async () => {
+  it('500 concurrent requests against a budget for 100: at most 100 admitted, the rest budget_reserved or insufficient_quota, usage exact, nothing twice', async () => {
     const { t, e, ask, budget, sim } = await budgetStack({ sim: { latency: { ...FAST, max_num_seqs: 512 } } });
     // The hard limit (120%) holds exactly 100 requests' real usage; the soft limit is lifted.
     const monthly = Math.ceil((100 * U) / 1.2);
@@ -228,7 +237,7 @@ describe('budgets on the request path', () => {
     const results = await Promise.all(
       Array.from({ length: 500 }, async () => {
         const res = await ask({}, {}, rec.env);
-        return { status: res.status, body: (await res.json()) as any };
+        return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as any };
       }),
     );
     const admitted = results.filter((r) => r.status === 200);
@@ -237,16 +246,30 @@ describe('budgets on the request path', () => {
     expect(admitted.length).toBeLessThanOrEqual(100);
     // At least what the hard limit holds in worst cases at once; settled requests give back the rest.
     expect(admitted.length).toBeGreaterThanOrEqual(Math.floor(hard / W));
-    for (const r of refused) {
-      expect(r.status).toBe(429);
-      expect(r.body.error).toMatchObject({ code: 'insufficient_quota', type: 'insufficient_quota' });
+    // Refused while others' reservations filled it (budget_reserved, Retry-After), or once settled
+    // usage left no room for a worst case (insufficient_quota, no Retry-After): nothing else.
+    const reserved = refused.filter((r) => r.body.error.code === 'budget_reserved');
+    const exhausted = refused.filter((r) => r.body.error.code === 'insufficient_quota');
+    expect(reserved.length + exhausted.length).toBe(refused.length);
+    expect(reserved.length).toBeGreaterThan(0);
+    for (const r of refused) expect(r.status).toBe(429);
+    for (const r of reserved) {
+      expect(r.body.error.type).toBe('rate_limit_error');
+      expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1);
+    }
+    for (const r of exhausted) {
+      expect(r.body.error.type).toBe('insufficient_quota');
+      expect(r.retryAfter).toBeNull();
     }
     // Exact to the token: the object's count is the sum of what the simulator reported, and what it served.
     const reported = admitted.reduce((n, r) => n + r.body.usage.total_tokens, 0);
     const b = await budget();
     expect(b.used_tokens).toBe(reported);
     expect(b.used_tokens).toBeLessThanOrEqual(hard);
-    expect(b.state).toBe('hard_limited');
+    // The state follows settled usage (overage approved: past 100% it is a warning), hard_limited
+    // after a hard refusal; reservations never make it hard_limited.
+    const share = b.used_tokens / monthly;
+    expect(b.state).toBe(exhausted.length > 0 || share >= 1.2 ? 'hard_limited' : share >= 0.8 ? 'warning' : 'ok');
     const served = (await sim.metric('vllm:prompt_tokens_total')) + (await sim.metric('vllm:generation_tokens_total'));
     expect(served).toBe(reported);
     expect((await sim.stats()).requests.chat).toBe(admitted.length);
@@ -427,7 +450,8 @@ describe('budgets on the request path', () => {
     await ask({}, { 'x-router-feature': 'chat' });
     await ask();
     const of = async (q: string) => ((await (await admin(`/admin/tenants/${t}/budget${q}`, { env: e })).json()) as any).used_tokens;
-    expect([await of('?feature=search'), await of('?feature=chat'), await of('')]).toEqual([2 * U, U, U]);
+    // Every request counts against its feature's budget and the tenant's (no ?feature=): nested.
+    expect([await of('?feature=search'), await of('?feature=chat'), await of('?feature=default'), await of('')]).toEqual([2 * U, U, U, 4 * U]);
     expect(((await (await admin(`/admin/tenants/${t}/budget?feature=search`, { env: e })).json()) as any).feature).toBe('search');
     const bad = await ask({}, { 'x-router-feature': '../etc' });
     expect(bad.status).toBe(400);
@@ -487,9 +511,11 @@ describe('/admin/tenants/:tenant/budget', () => {
     expect(await errorOf(unknown)).toMatchObject({ code: 'tenant_not_found', param: 'tenant' });
     expect((await admin('/admin/tenants/nobody/budget', { env: e })).status).toBe(404);
     expect((await admin('/admin/tenants/nobody/budget/approve-overage', { method: 'POST', env: e })).status).toBe(404);
-    const none = await put({ monthly_tokens: 5 }, `free-${t}`);
+    // A tenant without a budget (neither in the config nor created by PUT): nothing to approve or reset.
+    const none = await admin(`/admin/tenants/free-${t}/budget/approve-overage`, { method: 'POST', env: e });
     expect(none.status).toBe(400);
-    expect(await errorOf(none)).toMatchObject({ code: 'budget_not_enabled' });
+    expect(await errorOf(none)).toMatchObject({ code: 'budget_not_enabled', type: 'invalid_request_error' });
+    expect((await admin(`/admin/tenants/free-${t}/budget`, { method: 'DELETE', env: e })).status).toBe(400);
     expect((await call(`/admin/tenants/${t}/budget`, { env: e })).status).toBe(401);
 
     // DELETE forgets the admin's changes.
