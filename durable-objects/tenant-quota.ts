@@ -213,7 +213,10 @@ const DEFAULT_SETTINGS: QuotaSettings = {
   lease_hold_ms: 360_000,
 };
 
-/** A hard refusal keeps the state hard_limited this long (usage alone rarely lands exactly on the limit). */
+/**
+ * A hard refusal once usage is past the limit keeps the state hard_limited this long (usage alone
+ * rarely lands exactly on the hard limit). Reservations never count: the state is settled usage.
+ */
 const HARD_STATE_MS = 60_000;
 /**
  * Debit ids are kept this long for idempotency: a report is retried within seconds, or with the
@@ -625,7 +628,8 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
       if (wanted <= free) continue;
       const whole = Math.max(wanted, wantedOf(worst, d.unit));
       if (d.used + whole > d.hard) {
-        this.core.hardDeniedAt = now;
+        // Past the limit, refusals say the budget is spent (state hard_limited); below it, only that request is too big.
+        if (d.used >= d.limit) this.core.hardDeniedAt = now;
         return { kind: 'hard', limit: d.name };
       }
       // What the requesting lease already holds beyond its requests in flight was counted by the isolate (need is what it lacks).
