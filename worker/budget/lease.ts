@@ -362,7 +362,7 @@ export class BudgetHandle {
     if (d.kind === 'soft') throw this.refusal(e, need, now);
     for (const unit of ['tokens', 'nano'] as const) {
       if (need[unit] > settledHeadroom(e, unit)) {
-        const limit = e.view?.limits.find((l) => unitOf(l.name) === unit)?.name ?? d.limit;
+        const limit = unitOf(d.limit) === unit ? d.limit : (e.view?.limits.find((l) => unitOf(l.name) === unit)?.name ?? d.limit);
         throw hardLimitError(e.key, limit, this.warning(), { left: settledHeadroom(e, unit), need: need[unit] });
       }
     }
