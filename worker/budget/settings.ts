@@ -28,22 +28,24 @@ export interface TenantBudgetConfig {
   nonTextPartTokens: number;
 }
 
-const cache = new WeakMap<CompiledConfig, Map<string, TenantBudgetConfig | null>>();
+type Source = TenantBudgetConfig['source'];
+const cache = new WeakMap<CompiledConfig, Record<Source, Map<string, TenantBudgetConfig | null>>>();
 
-function cached(config: CompiledConfig, key: string, make: () => TenantBudgetConfig | null): TenantBudgetConfig | null {
-  let byKey = cache.get(config);
-  if (!byKey) cache.set(config, (byKey = new Map()));
-  let b = byKey.get(key);
+function cached(config: CompiledConfig, source: Source, tenantId: string, make: () => TenantBudgetConfig | null): TenantBudgetConfig | null {
+  let bySource = cache.get(config);
+  if (!bySource) cache.set(config, (bySource = { config: new Map(), admin: new Map() }));
+  const byTenant = bySource[source];
+  let b = byTenant.get(tenantId);
   if (b === undefined) {
     b = make();
-    byKey.set(key, b);
+    byTenant.set(tenantId, b);
   }
   return b;
 }
 
 /** The tenant's budget settings from its config table, or null when it has none (or budgets are switched off). */
 export function tenantBudget(config: CompiledConfig, tenantId: string): TenantBudgetConfig | null {
-  return cached(config, `config:${tenantId}`, () => {
+  return cached(config, 'config', tenantId, () => {
     const t = config.raw.tenants[tenantId]?.budget;
     return config.raw.budgets.enabled && t ? resolve(config, tenantId, t, 'config') : null;
   });
@@ -55,13 +57,13 @@ export function tenantBudget(config: CompiledConfig, tenantId: string): TenantBu
  * off, the tenant is unknown, or the config gives it a budget (that one applies).
  */
 export function adminBudgetSettings(config: CompiledConfig, tenantId: string): TenantBudgetConfig | null {
-  return cached(config, `admin:${tenantId}`, () => {
+  return cached(config, 'admin', tenantId, () => {
     const tenant = config.raw.tenants[tenantId];
     return config.raw.budgets.enabled && tenant && !tenant.budget ? resolve(config, tenantId, {}, 'admin') : null;
   });
 }
 
-function resolve(config: CompiledConfig, tenantId: string, t: TenantBudget, source: TenantBudgetConfig['source']): TenantBudgetConfig {
+function resolve(config: CompiledConfig, tenantId: string, t: TenantBudget, source: Source): TenantBudgetConfig {
   const d = config.raw.budgets;
   return {
     tenant: tenantId,
