@@ -7,7 +7,7 @@ import type { QuotaSettings, SyncRequest, TenantQuota } from '../../durable-obje
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
 import { tenantBudget } from '../../worker/budget/settings';
 import { compileConfig } from '../../worker/config/compiled';
-import { admin, budgetStack, HI, ns, sleep, U, uid, W } from './budget-support';
+import { admin, budgetStack, HI, ns, recording, sleep, U, uid, W } from './budget-support';
 import { FAST } from './sims';
 import { chat, createKey, errorOf } from './support';
 
@@ -112,10 +112,11 @@ describe('TenantQuota: reserved versus hard refusals', () => {
 describe('refusals on the request path', () => {
   it('32 concurrent requests (max_tokens 100) on 4,000 tokens: refused ones get 429 budget_reserved with Retry-After, state stays from settled usage', async () => {
     // 10 ms per output token: every request is still running when the last one is admitted.
-    const { t, ask, budget } = await budgetStack({ budget: { monthly_tokens: 4_000 }, sim: { latency: { ...FAST, itl_ms: 10 } } });
+    const { t, e, ask, budget } = await budgetStack({ budget: { monthly_tokens: 4_000 }, sim: { latency: { ...FAST, itl_ms: 10 } } });
+    const rec = recording(e);
     const results = await Promise.all(
       Array.from({ length: 32 }, async () => {
-        const res = await ask({ max_tokens: 100 });
+        const res = await ask({ max_tokens: 100 }, {}, rec.env);
         return { status: res.status, retryAfter: res.headers.get('retry-after'), contentType: res.headers.get('content-type'), body: (await res.json()) as any };
       }),
     );
@@ -139,6 +140,16 @@ describe('refusals on the request path', () => {
         },
       });
     }
+    // What the isolate told the object: each request's whole worst case, and when its lease's
+    // requests in flight should end (none had ended: 1 s from each one's start).
+    const asks = rec.calls.filter((c) => c.method === 'sync' && c.arg.need).map((c) => c.arg as SyncRequest);
+    expect(asks.length).toBeGreaterThan(0);
+    for (const a of asks) {
+      expect(a.worst).toMatchObject({ tokens: W + 80 });
+      expect(a.settle_in_ms).toBeGreaterThanOrEqual(0);
+      expect(a.settle_in_ms).toBeLessThanOrEqual(1_000);
+    }
+    expect(asks.some((a) => a.settle_in_ms! > 0)).toBe(true);
     await quiet(t);
     const used = ok.reduce((n, r) => n + r.body.usage.total_tokens, 0);
     const b = await budget();

@@ -265,7 +265,7 @@ export class BudgetHandle {
     try {
       for (const e of entries) holds.push(await this.reserveIn(e, need));
     } catch (err) {
-      for (const h of holds) endHold(h, null, this.env, this.ctx);
+      for (const h of holds) endHold(h, null, this.env, this.ctx, false); // never ran: not a lifetime
       throw err;
     }
     return new Reservation(this.config, holds, need, this.env, this.ctx);
@@ -476,8 +476,8 @@ export class Reservation {
   }
 }
 
-/** Ends one hold: the reservation goes back to its lease, the real usage (if any) becomes a debit. */
-function endHold(h: Hold, debit: Debit | null, env: Env, ctx: WaitUntil): void {
+/** Ends one hold: the reservation goes back to its lease, the real usage (if any) becomes a debit. `ran`: counts in the lifetime mean. */
+function endHold(h: Hold, debit: Debit | null, env: Env, ctx: WaitUntil, ran = true): void {
   if (h.done) return;
   h.done = true;
   const { lease, e } = h;
@@ -487,8 +487,10 @@ function endHold(h: Hold, debit: Debit | null, env: Env, ctx: WaitUntil): void {
   lease.since.delete(h.id);
   lease.avail.tokens += h.worst.tokens - actual.tokens;
   lease.avail.nano += h.worst.nano - actual.nano;
-  const lived = Math.max(0, now - h.at);
-  e.lifetime = e.lifetime === null ? lived : e.lifetime + LIFETIME_WEIGHT * (lived - e.lifetime);
+  if (ran) {
+    const lived = Math.max(0, now - h.at);
+    e.lifetime = e.lifetime === null ? lived : e.lifetime + LIFETIME_WEIGHT * (lived - e.lifetime);
+  }
   if (debit && (debit.tokens > 0 || debit.nano > 0)) {
     lease.debits.push({ id: debit.id, tokens: debit.tokens, nano: debit.nano });
     e.unacked.tokens += debit.tokens;
