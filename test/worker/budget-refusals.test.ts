@@ -111,8 +111,8 @@ describe('TenantQuota: reserved versus hard refusals', () => {
 
 describe('refusals on the request path', () => {
   it('32 concurrent requests (max_tokens 100) on 4,000 tokens: refused ones get 429 budget_reserved with Retry-After, state stays from settled usage', async () => {
-    // 10 ms per output token: every request is still running when the last one is admitted.
-    const { t, e, ask, budget } = await budgetStack({ budget: { monthly_tokens: 4_000 }, sim: { latency: { ...FAST, itl_ms: 10 } } });
+    // 25 ms per output token (2.5 s a request): every request is still running when the last one is admitted.
+    const { t, e, ask, budget } = await budgetStack({ budget: { monthly_tokens: 4_000 }, sim: { latency: { ...FAST, itl_ms: 25 } } });
     const rec = recording(e);
     const results = await Promise.all(
       Array.from({ length: 32 }, async () => {
