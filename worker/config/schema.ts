@@ -257,6 +257,8 @@ export const tenantSchema = z.strictObject({
   cache_nondeterministic: z.boolean().default(false),
   /** Token and money budget; absent: none (and no cost on the hot path). Unset keys take [budgets]. */
   budget: tenantBudgetSchema.optional(),
+  /** The only x-router-feature names it may send (400 for any other; no header counts as "default"). Absent: any well-formed name. */
+  features: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_", ":" or "-", starting with a letter or digit')).max(1_000).optional(),
   /** Rate limits of its own: each dimension's table replaces the [limits] one (worker/config/limits.ts). */
   limits: tenantLimitsSchema.optional(),
 });
