@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText, type FakeServer } from './fakes';
+import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText, type FakeServer } from './fakes';
+import { sseData } from '../support/sse';
 
 // Replicate predictions behind the router, end to end, against the stand-in of
 // test/setup/fakes/replicate.ts (create with Prefer: wait, polling, urls.stream, urls.cancel).

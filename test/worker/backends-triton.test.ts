@@ -3,7 +3,8 @@ import { cacheWritesSettled } from '../../worker/cache/exact';
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
 import { FAST, spawnSim } from './sims';
 import { ADMIN_TOKEN, call } from './support';
-import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText, type FakeServer } from './fakes';
+import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText, type FakeServer } from './fakes';
+import { sseData } from '../support/sse';
 
 // Triton + TensorRT-LLM (generate / generate_stream) behind the router, end to end, against the
 // stand-in of test/setup/fakes/triton.ts.

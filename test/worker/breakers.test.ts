@@ -19,11 +19,11 @@ import {
 } from '../../worker/routing/breaker-view';
 import { isolateState } from '../../worker/routing/isolate-state';
 import { spawnSim } from './sims';
-import { ADMIN_TOKEN, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
+import { admin, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
+import { uid } from '../support/uid';
 
 const env = testEnv as unknown as Env;
 const ns = env.BREAKERS;
-const uid = () => crypto.randomUUID().slice(0, 8);
 /** A breaker of this test's own: backend ids are unique per test, so no state leaks between tests. */
 const fresh = (name = `b-${uid()}`) => ({ name, stub: ns.get(ns.idFromName(name)) });
 const settings = (over: Record<string, unknown> = {}) => breakerSchema.parse(over);
@@ -415,10 +415,6 @@ describe('the isolate view (breaker-view)', () => {
 
 // ---------------------------------------------------------------- admin API
 
-const admin = (init: RequestInit & { env?: Env } = {}) => ({
-  ...init,
-  headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) },
-});
 
 describe('/admin/breakers', () => {
   it('lists every configured backend: state, window counts, consecutive failures, opened_until, trips, transitions', async () => {
@@ -434,7 +430,7 @@ describe('/admin/breakers', () => {
     await ns.get(ns.idFromName(a)).report({ backend: a, settings: breakerSettings(s.config, a), outcomes: 'sfff', cause: 'HTTP 503' } satisfies ReportBatch);
 
     expect((await call('/admin/breakers', { env: e })).status).toBe(401);
-    const res = await call('/admin/breakers', admin({ env: e }));
+    const res = await admin('/admin/breakers', { env: e });
     expect(res.status).toBe(200);
     const list = (await res.json()) as { object: string; data: any[] };
     expect(list.object).toBe('list');
@@ -454,7 +450,7 @@ describe('/admin/breakers', () => {
     expect(open.transitions).toEqual([{ at: expect.any(String), from: 'closed', to: 'open', cause: '3 consecutive failures (last: HTTP 503); open for 30 s' }]);
     expect(list.data.find((d) => d.backend === b)).toMatchObject({ state: 'closed', window: { requests: 0, failures: 0 }, trips: 0, transitions: [] });
 
-    const one = await call(`/admin/breakers/${a}`, admin({ env: e }));
+    const one = await admin(`/admin/breakers/${a}`, { env: e });
     expect(((await one.json()) as any).state).toBe('open');
 
     // This isolate has seen it open; the reset closes it here at once.
@@ -462,17 +458,17 @@ describe('/admin/breakers', () => {
     reportOutcome(ctx, e, s.config, a, 'failure');
     await settle();
     expect(breakerAllows(a)).toBe('open');
-    const reset = await call(`/admin/breakers/${a}/reset`, admin({ method: 'POST', env: e }));
+    const reset = await admin(`/admin/breakers/${a}/reset`, { method: 'POST', env: e });
     expect(reset.status).toBe(200);
     const body = (await reset.json()) as any;
     expect(body).toMatchObject({ backend: a, state: 'closed', consecutive_failures: 0, window: { requests: 0, failures: 0 } });
     expect(body.transitions[0]).toMatchObject({ from: 'open', to: 'closed', cause: 'reset by admin' });
     expect(breakerAllows(a)).toBe('closed');
 
-    const unknown = await call('/admin/breakers/no-such-backend/reset', admin({ method: 'POST', env: e }));
+    const unknown = await admin('/admin/breakers/no-such-backend/reset', { method: 'POST', env: e });
     expect(unknown.status).toBe(404);
     expect(await errorOf(unknown)).toMatchObject({ code: 'backend_not_found', param: 'backend', type: 'not_found_error' });
-    expect((await call('/admin/breakers/no-such-backend', admin({ env: e }))).status).toBe(404);
+    expect((await admin('/admin/breakers/no-such-backend', { env: e })).status).toBe(404);
   });
 });
 
@@ -513,7 +509,7 @@ describe('wired into routing', () => {
       expect(res.headers.get('x-router-degraded')).toBeNull();
       return res;
     };
-    const breaker = async () => ((await (await call(`/admin/breakers/${a}`, admin({ env: e }))).json()) as any);
+    const breaker = async () => ((await (await admin(`/admin/breakers/${a}`, { env: e })).json()) as any);
 
     expect((await ask()).headers.get('x-router-backend')).toBe(a);
 

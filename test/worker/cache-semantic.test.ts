@@ -7,10 +7,12 @@ import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import { upstashHealth } from '../../worker/cache/upstash-health';
 import type { Env } from '../../worker/env';
 import { resolveRoute } from '../../worker/routing/resolve-model';
-import { chatCount, resetRouting, sse, stored } from './cache-exact-suite';
+import { chatCount, resetRouting, stored } from './cache-exact-suite';
+import { sse } from '../support/sse';
 import { simulatedConfig, type Sim } from './sims';
 import { baseConfig, call, chat, createKey } from './support';
 import { ownVectorIndex, type OwnVectorIndex } from './upstash-vector-support';
+import { uid } from '../support/uid';
 
 // The semantic cache through the whole Worker, with real Durable Objects and simulators: the
 // embedded path (SemanticIndex DO, local lexical embedding) and the Upstash Vector path (the real
@@ -23,7 +25,6 @@ interface World {
   tenants: Record<'a' | 'b', string>;
 }
 
-const uid = () => crypto.randomUUID().slice(0, 8);
 
 async function world(patch: (cfg: Record<string, any>) => void = () => {}, extraEnv: Record<string, unknown> = {}): Promise<World> {
   const { cfg, sims } = await simulatedConfig();

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { CacheApiStore } from '../../worker/cache/adapters/cache-api';
 import { exactKeyHash } from '../../worker/cache/exact';
 import { upstashHealth } from '../../worker/cache/upstash-health';
-import { cacheWorld, chatCount, exactCacheSuite, resetRouting, sse, stored, type CacheWorld } from './cache-exact-suite';
+import { cacheWorld, chatCount, exactCacheSuite, resetRouting, stored, type CacheWorld } from './cache-exact-suite';
+import { sse } from '../support/sse';
 import { chat } from './support';
 import { ownBridge, type OwnBridge } from './upstash-support';
 

@@ -5,6 +5,7 @@ import { isolateState } from '../../worker/routing/isolate-state';
 import type { Env } from '../../worker/env';
 import { baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, type Sim } from './sims';
+import { sse } from '../support/sse';
 
 const PARIS = '48.86,2.35,FR';
 const SINGAPORE = '1.29,103.85,SG';
@@ -29,12 +30,6 @@ beforeEach(async () => {
   const ns = (testEnv as unknown as Env).BREAKERS;
   await Promise.all(baseConfig().backends.map((b: { id: string }) => b.id).map((id: string) => ns.get(ns.idFromName(id)).reset()));
 });
-
-async function sse(res: Response): Promise<{ events: string[]; raw: string }> {
-  const raw = await res.text();
-  const events = raw.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
-  return { events, raw };
-}
 
 describe('chat completions through the router', () => {
   it('answers a non-streamed request in OpenAI format with the routing headers', async () => {
@@ -94,14 +89,14 @@ describe('chat completions through the router', () => {
     expect(plain.status).toBe(200);
     expect(plain.headers.get('content-type')).toContain('text/event-stream');
     const a = await sse(plain);
-    expect(a.events.at(-1)).toBe('[DONE]');
-    const chunks = a.events.slice(0, -1).map((e) => JSON.parse(e));
-    expect(chunks.length).toBeGreaterThan(2);
-    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.choices.length > 0 && !c.usage)).toBe(true);
+    expect(a.done).toBe(true);
+    expect(a.events.length).toBeGreaterThan(2);
+    expect(a.events.filter((c) => !(c.object === 'chat.completion.chunk' && c.choices.length > 0 && !c.usage))).toEqual([]);
 
     const withUsage = await chat(key, { model: 'small', messages: hi, max_tokens: 6, stream: true, stream_options: { include_usage: true } }, { env });
     const b = await sse(withUsage);
-    const last = JSON.parse(b.events.at(-2)!);
+    expect(b.done).toBe(true);
+    const last = b.events.at(-1);
     expect(last.choices).toEqual([]);
     expect(last.usage.completion_tokens).toBeGreaterThan(0);
   });
@@ -109,9 +104,9 @@ describe('chat completions through the router', () => {
   it('relays a stream whose events arrive split across reads, to the end', async () => {
     const { cfg } = await simulatedConfig({ ...FAST, itl_ms: 3 });
     const res = await chat(key, { model: 'small', messages: hi, max_tokens: 25, ignore_eos: true, stream: true }, { env: envWith(cfg) });
-    const { events } = await sse(res);
-    expect(events.at(-1)).toBe('[DONE]');
-    const content = events.slice(0, -1).map((e) => JSON.parse(e)).filter((c) => c.choices[0]?.delta?.content);
+    const { events, done } = await sse(res);
+    expect(done).toBe(true);
+    const content = events.filter((c) => c.choices[0]?.delta?.content);
     expect(content).toHaveLength(25);
   });
 
@@ -217,10 +212,9 @@ describe('upstream failures', () => {
     await sims['vllm-us-east-8b']!.faults({ drop_after_tokens: 3 });
     const res = await chat(key, { model: 'small', messages: hi, max_tokens: 20, ignore_eos: true, stream: true }, { env: envWith(cfg) });
     expect(res.status).toBe(200);
-    const { events } = await sse(res);
-    const last = JSON.parse(events.at(-1)!);
-    expect(last.error.code).toBe('upstream_stream_error');
-    expect(events).not.toContain('[DONE]');
+    const { events, data } = await sse(res);
+    expect(events.at(-1).error.code).toBe('upstream_stream_error');
+    expect(data).not.toContain('[DONE]');
   });
 
   it('a client that goes away aborts the upstream request', async () => {

@@ -1,8 +1,9 @@
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import worker from '../../worker/index';
 import type { Env } from '../../worker/env';
+import { ADMIN_TOKEN, withAdmin } from '../support/admin';
 
-export const ADMIN_TOKEN = 'test-admin-token';
+export { ADMIN_TOKEN };
 
 /** The wrangler.toml config (top level) as the Worker receives it, deep-copied for patching. */
 export function baseConfig(): Record<string, any> {
@@ -22,6 +23,11 @@ export async function call(path: string, init: RequestInit & { env?: Env; cf?: R
   const res = await worker.fetch(request, e, ctx);
   await waitOnExecutionContext(ctx);
   return res;
+}
+
+/** An admin API call with the admin token (and a JSON content type). */
+export function admin(path: string, init: RequestInit & { env?: Env } = {}): Promise<Response> {
+  return call(path, withAdmin(init));
 }
 
 export async function createKey(tenant: string, e?: Env): Promise<{ id: string; key: string }> {

@@ -97,7 +97,7 @@ describe('GET /admin/usage', () => {
   const range = `from=${new Date(t0 - H).toISOString()}&to=${t0 + 3 * H}`;
   const get = async (q: string) => {
     await seed();
-    return admin(`/admin/usage?${q}`, e);
+    return admin(`/admin/usage?${q}`, { env: e });
   };
 
   it('group_by=tenant,model: sums and exact percentiles per group', async () => {
