@@ -301,7 +301,7 @@ describe.each(BUNDLES.map((b) => [b.name, b] as const))('regional/kubernetes/%s:
       }
     }
     for (const name of images.keys()) {
-      expect(deploymentsOf(b).some((d) => d.spec.template.spec.containers.some((c) => c.image === name)), `images: ${name} is used`).toBe(true);
+      expect(deploymentsOf(b).flatMap((d) => d.spec.template.spec.containers.map((c) => c.image)), `images: ${name} is used`).toContain(name);
     }
   });
 
@@ -375,7 +375,7 @@ describe.each(BUNDLES.flatMap((b) => deploymentsOf(b).map((d) => [`${b.name}/${d
     const pp = Number(flagValue(args, '--pipeline-parallel-size') ?? flagValue(args, '--pp_size') ?? 1);
     expect(tp * pp, 'GPUs = tensor × pipeline parallel size').toBe(n);
     expect(pod.nodeSelector ?? pod.affinity, 'a GPU node selector or affinity').toBeTruthy();
-    expect(pod.tolerations?.some((t) => t.key === 'nvidia.com/gpu' && t.effect === 'NoSchedule')).toBe(true);
+    expect(pod.tolerations ?? []).toContainEqual(expect.objectContaining({ key: 'nvidia.com/gpu', effect: 'NoSchedule' }));
   });
 
   it('gives the engine a RAM-backed /dev/shm', () => {
@@ -409,7 +409,7 @@ describe.each(BUNDLES.flatMap((b) => deploymentsOf(b).map((d) => [`${b.name}/${d
   });
 
   it('has selectors that match its pods', () => {
-    expect(isSubset(d.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
+    expect(d.spec.template.metadata.labels).toMatchObject(d.spec.selector.matchLabels);
     expect(Object.keys(d.spec.selector.matchLabels).length).toBeGreaterThan(0);
   });
 
@@ -527,7 +527,7 @@ describe('regional/kubernetes/vllm', () => {
     it('has its Prometheus series from a PodMonitor on the pods and port', () => {
       const pm = ofKind<PodMonitor>(VLLM, 'PodMonitor');
       expect(pm).toHaveLength(1);
-      expect(isSubset(pm[0]!.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
+      expect(d.spec.template.metadata.labels).toMatchObject(pm[0]!.spec.selector.matchLabels);
       for (const ep of pm[0]!.spec.podMetricsEndpoints) {
         expect(containerPort(engine, ep.port)).toBeDefined();
         expect(ep.path ?? '/metrics').toBe('/metrics');

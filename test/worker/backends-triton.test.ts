@@ -73,7 +73,7 @@ describe('triton backend', () => {
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = jsonEvents(events);
     expect(chunks[0]!.choices[0].delta).toEqual({ role: 'assistant', content: '' });
-    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.model === 'org/sl-model' && c.id === chunks[0]!.id)).toBe(true);
+    expect(chunks.filter((c) => !(c.object === 'chat.completion.chunk' && c.model === 'org/sl-model' && c.id === chunks[0]!.id))).toEqual([]);
     expect(streamedText(chunks)).toBe(ANSWER);
     const finish = chunks.filter((c) => c.choices[0]?.finish_reason);
     expect(finish.map((c) => c.choices[0].finish_reason)).toEqual(['stop']);
@@ -91,7 +91,7 @@ describe('triton backend', () => {
     const r = await fakeRouter(tritonBackend());
     const events = await sseData(await r.chat({ messages: conversation, stream: true }));
     expect(events.at(-1)).toBe('[DONE]');
-    expect(jsonEvents(events).some((c) => c.usage)).toBe(false);
+    expect(jsonEvents(events).filter((c) => c.usage)).toEqual([]);
   });
 
   it('an error event after the 200 ends the stream with an OpenAI error event and no [DONE]', async () => {
