@@ -1,6 +1,8 @@
 import { inject } from 'vitest';
 
 export interface WebhookCall {
+  method: string;
+  path: string;
   headers: Record<string, string>;
   body: string;
   status: number;

@@ -6,6 +6,7 @@ import type { Env } from '../../worker/env';
 import { baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, type Sim } from './sims';
 import { sse } from '../support/sse';
+import { spawnWebhook } from '../support/webhook';
 
 const PARIS = '48.86,2.35,FR';
 const SINGAPORE = '1.29,103.85,SG';
@@ -51,6 +52,14 @@ describe('chat completions through the router', () => {
     expect(eu.status).toBe(200);
     expect(eu.headers.get('x-router-backend')).toBe('trtllm-eu-west-70b');
     expect(eu.headers.get('x-router-tier')).toBe('balanced');
+    // Its simulator checks the key (auth_secret TRTLLM_EU_WEST_KEY): without the secret the router
+    // sends none, the backend answers 401, and the request moves on to another backend.
+    const refusals = async () => (((await sims['trtllm-eu-west-70b']!.stats()).responses ?? {}) as Record<string, number>)['401'] ?? 0;
+    expect(await refusals()).toBe(0);
+    const noSecret = { ...env, TRTLLM_EU_WEST_KEY: undefined } as unknown as Env;
+    const refused = await chat(key, { model: 'large', messages: hi, max_tokens: 4 }, { env: noSecret, headers: { 'x-router-debug-geo': PARIS } });
+    expect(refused.headers.get('x-router-backend')).not.toBe('trtllm-eu-west-70b');
+    expect(await refusals()).toBe(1);
     const ap = await chat(key, { model: 'small', messages: hi, max_tokens: 4 }, { env, headers: { 'x-router-debug-geo': SINGAPORE } });
     expect(ap.headers.get('x-router-region')).toBe('ap-southeast');
   });
@@ -82,6 +91,21 @@ describe('chat completions through the router', () => {
     const res = await chat(key, { model: 'small', messages: hi, max_tokens: 4, top_k: 5, repetition_penalty: 1.1 }, { env });
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).model).toBe('meta-llama/Llama-3.1-8B-Instruct');
+    // What the backend received: a recording receiver as the only backend (its answer is not a
+    // completion, so the router's reply is an error: only the request it sent matters here).
+    const hook = await spawnWebhook();
+    const cfg = {
+      regions: [{ id: 'here', latitude: 0, longitude: 0 }],
+      models: [{ id: 'm', served_name: 'org/served-m' }],
+      backends: [{ id: 'recorder', kind: 'vllm', region: 'here', url: hook.url, models: ['m'] }],
+      tenants: { demo: { models: ['*'] } },
+      max_attempts: 1,
+    };
+    const recorded = envWith(cfg);
+    await (await chat((await createKey('demo', recorded)).key, { model: 'm', messages: hi, max_tokens: 4, top_k: 5, repetition_penalty: 1.1 }, { env: recorded })).arrayBuffer();
+    const sent = (await hook.calls()).filter((c) => c.path === '/v1/chat/completions');
+    expect(sent).toHaveLength(1);
+    expect(JSON.parse(sent[0]!.body)).toMatchObject({ model: 'org/served-m', top_k: 5, repetition_penalty: 1.1, max_tokens: 4 });
   });
 
   it('streams chunk by chunk, strips the usage chunk the client did not ask for, keeps it when asked', async () => {
