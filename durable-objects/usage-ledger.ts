@@ -52,13 +52,6 @@ const COLUMNS = [
 
 export class UsageLedger extends DurableObject {
   private readonly sql: SqlStorage;
-  /**
-   * Test seam for the "writer killed mid-flight" test: after this many rows of the next append,
-   * those rows are made durable and the object aborts (ctx.abort(): the call fails, the object
-   * restarts; without the sync the abort would drop the uncommitted rows, all or nothing). Set through
-   * runInDurableObject only; null in production.
-   */
-  faultAfterRows: number | null = null;
 
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
@@ -79,15 +72,7 @@ export class UsageLedger extends DurableObject {
   async append(records: UsageRecord[], retentionDays: number): Promise<{ inserted: number }> {
     const insert = `INSERT OR IGNORE INTO usage (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
     let inserted = 0;
-    for (const [i, r] of records.entries()) {
-      if (this.faultAfterRows !== null && i === this.faultAfterRows) {
-        // Make the rows so far durable, then die: a write that half-landed, as a crash between commits would leave it.
-        this.faultAfterRows = null;
-        await this.ctx.storage.sync();
-        this.ctx.abort('injected fault: writer killed mid-batch');
-      }
-      inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
-    }
+    for (const r of records) inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
     await this.ctx.storage.put('retention_days', retentionDays);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + DAY_MS);
     return { inserted };

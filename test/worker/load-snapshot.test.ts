@@ -20,6 +20,7 @@ import type { Env } from '../../worker/env';
 import { backendLoad, refreshLoad, resetLoadSnapshot } from '../../worker/routing/load-snapshot';
 import { FAST, spawnSim, type Sim } from './sims';
 import { baseConfig } from './support';
+import { until } from '../support/until';
 
 const env = testEnv as unknown as Env;
 const ns = env.BACKEND_METRICS;
@@ -39,14 +40,6 @@ const INTERVAL = 60_000; // long enough that no alarm fires by itself during a t
 let idle: Sim;
 let busy: Sim;
 let targets: ScrapeTarget[];
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * Long streamed generations held open at the simulator until stopped. Started inside each test:

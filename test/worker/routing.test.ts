@@ -14,6 +14,7 @@ function loadConfigOf(cfg: unknown) {
 }
 import { baseConfig, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, spawnSim, type Sim } from './sims';
+import { until } from '../support/until';
 
 const PARIS = '48.86,2.35,FR';
 const SINGAPORE = '1.29,103.85,SG';
@@ -157,15 +158,16 @@ describe('fallback chain', () => {
     const { cfg, sims } = await replicaConfig(1);
     delete (cfg as any).degraded_answer;
     Object.assign(cfg, { max_attempts: 10, routing: { retry_base_ms: 20, retry_max_ms: 20 }, breaker: { enabled: false } });
-    // Each failing attempt takes 100 ms: at most three can start inside a 300 ms deadline.
-    await sims[0]!.faults({ error_rate: 1, status: 503, latency_ms: 100 });
-    const started = Date.now();
-    const res = await chat(key, { model: 'm', messages: hi }, { env: envWith(cfg), headers: { 'x-router-timeout-ms': '300' } });
+    // Each failing attempt takes at least 300 ms: at most four can start inside a 1 s deadline (a
+    // busy machine only makes them fewer), far from the 10 allowed. Counted, not timed.
+    await sims[0]!.faults({ error_rate: 1, status: 503, latency_ms: 300 });
+    const chats = async () => ((await sims[0]!.stats()).requests?.chat as number | undefined) ?? 0;
+    const res = await chat(key, { model: 'm', messages: hi }, { env: envWith(cfg), headers: { 'x-router-timeout-ms': '1000' } });
     expect([502, 504]).toContain(res.status); // 504 when the deadline cut the last attempt short
-    expect(Date.now() - started).toBeLessThan(300 + 250);
     const attempts = Number(res.headers.get('x-router-attempts'));
-    expect(attempts).toBeGreaterThanOrEqual(2);
-    expect(attempts).toBeLessThanOrEqual(3);
+    expect(attempts).toBeGreaterThanOrEqual(1);
+    expect(attempts).toBeLessThanOrEqual(4);
+    expect(await chats()).toBeLessThanOrEqual(4);
 
     const bad = await chat(key, { model: 'm', messages: hi }, { env: envWith(cfg), headers: { 'x-router-timeout-ms': 'soon' } });
     expect(bad.status).toBe(400);
@@ -233,8 +235,7 @@ describe('scraped backend load', () => {
     for (let i = 0; i < 10; i++) {
       fetch(`${sims[0]!.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', messages: hi }), signal: held.signal }).catch(() => {});
     }
-    await new Promise((r) => setTimeout(r, 200));
-    expect(await sims[0]!.metric('vllm:num_requests_running')).toBe(10);
+    await until('r0 holding ten', () => sims[0]!.metric('vllm:num_requests_running'), (n) => n === 10);
     await sims[0]!.faults({});
 
     const before = await chat(key, { model: 'm', messages: hi, max_tokens: 2 }, { env: e });
