@@ -1,7 +1,8 @@
 import { env as testEnv, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { CircuitBreaker, ReportBatch } from '../../durable-objects/circuit-breaker';
-import { TRANSITIONS_KEPT } from '../../durable-objects/circuit-breaker';
+import type { CircuitBreaker } from '../../durable-objects/circuit-breaker';
+import type { ReportBatch } from '../../worker/protocol/breaker';
+import { TRANSITIONS_KEPT } from '../../worker/protocol/breaker';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { breakerSchema } from '../../worker/config/schema';
 import type { Env } from '../../worker/env';

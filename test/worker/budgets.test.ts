@@ -1,10 +1,10 @@
 import { cacheWritesSettled } from '../../worker/cache/exact';
 import { env as testEnv, evictDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
-import type { QuotaSettings, SyncRequest } from '../../durable-objects/tenant-quota';
+import type { QuotaSettings, SyncRequest } from '../../worker/protocol/quota';
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
 import { tenantBudget } from '../../worker/budget/settings';
-import { verifyWebhook } from '../../worker/budget/webhook';
+import { verifyWebhook } from '../../worker/protocol/rules/signed-webhook';
 import { compileConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
 import { FAST, spawnSim, type Sim } from './sims';

@@ -1,11 +1,12 @@
 import { createExecutionContext, env as testEnv, waitOnExecutionContext } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { LifecycleSettings } from '../../durable-objects/backend-lifecycle';
+import type { LifecycleSettings } from '../../worker/protocol/rules/lifecycle-rules';
 import worker from '../../worker/index';
-import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/admin/backends-api';
+import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/protocol/backends-api';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
-import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles, resetLifecycleView, type LifecycleStatus } from '../../worker/routing/backend-lifecycle-view';
+import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles, resetLifecycleView } from '../../worker/routing/backend-lifecycle-view';
+import type { LifecycleStatus } from '../../worker/protocol/lifecycle';
 import { resetBreakerView } from '../../worker/routing/breaker-view';
 import { coldStartHeader, planColdStarts } from '../../worker/routing/cold-start';
 import { isolateState } from '../../worker/routing/isolate-state';

@@ -7,14 +7,8 @@ import {
   waitOnExecutionContext,
 } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import {
-  IDLE_INTERVALS,
-  SCRAPE_TIMEOUT_MS,
-  scrapeOne,
-  type BackendMetrics,
-  type LoadSnapshot,
-  type ScrapeTarget,
-} from '../../durable-objects/backend-metrics';
+import { IDLE_INTERVALS, SCRAPE_TIMEOUT_MS, scrapeOne, type BackendMetrics } from '../../durable-objects/backend-metrics';
+import type { LoadSnapshot, ScrapeTarget } from '../../worker/protocol/backend-metrics';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
 import { backendLoad, refreshLoad, resetLoadSnapshot } from '../../worker/routing/load-snapshot';

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { cacheWritesSettled } from '../../worker/cache/exact';
 import type { Env } from '../../worker/env';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
-import { usageRecordSchema, type UsageRecord } from '../../worker/telemetry/usage-record';
+import { usageRecordSchema, type UsageRecord } from '../../worker/protocol/usage-record';
 import { FAST, spawnSim } from './sims';
 import { chat, createKey, envWith } from './support';
 import { fakeAnalytics, ledgerRecords, spawnCollector, uid } from './usage-support';

@@ -21,7 +21,7 @@
 //   A copy older than refresh_ms is refreshed in the background; one from a past period (UTC day
 //   or month) is refreshed before the request goes on.
 
-import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../../durable-objects/tenant-quota';
+import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../protocol/quota';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
 import type { Usage } from '../openai/usage';

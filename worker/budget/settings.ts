@@ -2,7 +2,8 @@
 // tenant's own `budget` table on top). Resolved once per config object; a tenant without a budget
 // resolves to null, the whole cost of budgets on its hot path.
 
-import type { QuotaScope, QuotaSettings, TenantQuota } from '../../durable-objects/tenant-quota';
+import type { QuotaScope, QuotaSettings } from '../protocol/quota';
+import type { TenantQuota } from '../env';
 import type { CompiledConfig } from '../config/compiled';
 import { errors } from '../http/errors';
 

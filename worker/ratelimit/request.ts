@@ -17,7 +17,7 @@
 // slow, after Upstash's own fallback) lets the request through without headers, logged at most
 // once a minute and counted.
 
-import type { KeyRecord } from '../../durable-objects/key-registry';
+import type { KeyRecord } from '../protocol/keys';
 import { worstCase } from '../budget/estimate';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';

@@ -13,14 +13,14 @@
 //   simulator start on a request): it records a pending wake-up in the object (for the scale
 //   scripts, which start Kubernetes backends) and moves this copy to waking.
 
-import type { BackendLifecycle, LifecycleStatus } from '../../durable-objects/backend-lifecycle';
-import type { BackendState } from '../admin/backends-api';
+import type { BackendLifecycle } from '../env';
+import type { LifecycleStatus } from '../protocol/lifecycle';
+import type { BackendState } from '../protocol/backends-api';
 import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig } from '../config/schema';
 import { background, errorMessage, stillRunning, type WaitUntil } from './isolate-sync';
-import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, lifecycleSettings, tracked, type LifecycleSettings } from './lifecycle-rules';
+import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, lifecycleSettings, tracked, type LifecycleSettings } from '../protocol/rules/lifecycle-rules';
 
-export type { LifecycleStatus } from '../../durable-objects/backend-lifecycle';
 
 /** A copy older than this is re-read (in the background) when the backend is planned again. */
 export const REFRESH_MS = 1_000;

@@ -14,11 +14,11 @@
 // - A half-open breaker is the one case that pays a hop on the request path: acquireProbe() asks
 //   its object for a probe permit, so that at most half_open_max_probes probes run edge-wide.
 
-import type { BreakerSettings, BreakerState, BreakerStatus, CircuitBreaker } from '../../durable-objects/circuit-breaker';
+import type { BreakerSettings, BreakerState, BreakerStatus } from '../protocol/breaker';
+import type { CircuitBreaker } from '../env';
 import type { CompiledConfig } from '../config/compiled';
 import { background as backgroundTask, errorMessage as message, GIVE_UP_MS, type WaitUntil } from './isolate-sync';
 
-export type { BreakerDetails, BreakerSettings, BreakerState, BreakerStatus } from '../../durable-objects/circuit-breaker';
 
 export type BreakerOutcome = 'success' | 'failure' | 'ignore';
 

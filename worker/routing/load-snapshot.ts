@@ -4,13 +4,12 @@
 // or on the Durable Object. A backend whose entry is missing, failed or older than
 // routing.load_stale_ms has no known load (undefined): the planner falls back to in-flight counts.
 
-import type { BackendMetrics, LoadSnapshot } from '../../durable-objects/backend-metrics';
+import type { BackendMetrics } from '../env';
+import type { LoadSnapshot } from '../protocol/backend-metrics';
 import type { CompiledConfig } from '../config/compiled';
 import type { Env } from '../env';
-import type { BackendLoad } from './metrics-parse';
+import type { BackendLoad } from '../protocol/rules/metrics-parse';
 
-export type { BackendLoad } from './metrics-parse';
-export type { BackendLoadEntry, LoadSnapshot } from '../../durable-objects/backend-metrics';
 
 /** A refresh that has not settled after this long is taken as lost (its waitUntil was cut short). */
 const REFRESH_GIVE_UP_MS = 15_000;

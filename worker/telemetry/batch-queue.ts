@@ -1,4 +1,4 @@
-import type { UsageRecord } from './usage-record';
+import type { UsageRecord } from '../protocol/usage-record';
 
 type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 

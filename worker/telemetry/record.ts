@@ -1,8 +1,8 @@
 import type { CompiledConfig } from '../config/compiled';
 import type { UsageConfig } from '../config/usage';
 import { BatchQueue, type BatchPolicy } from './batch-queue';
-import type { UsageRecord } from './usage-record';
-import type { Env } from '../env';
+import type { UsageRecord } from '../protocol/usage-record';
+import type { Env, UsageLedger } from '../env';
 import { observeRequest } from './metrics';
 
 // The one fan-out point for usage records: every finished request's record comes here once
@@ -16,7 +16,7 @@ type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 export interface UsageEnv {
   /** Workers Analytics Engine dataset (wrangler.toml [[analytics_engine_datasets]]); absent locally. */
   USAGE?: { writeDataPoint(point: { indexes?: string[]; blobs?: (string | null)[]; doubles?: number[] }): void };
-  USAGE_LEDGER?: DurableObjectNamespace<import('../../durable-objects/usage-ledger').UsageLedger>;
+  USAGE_LEDGER?: DurableObjectNamespace<UsageLedger>;
   [secret: string]: unknown;
 }
 
