@@ -16,9 +16,8 @@ import {
   PROBE_DENIED_MS,
   refreshBreakers,
   reportOutcome,
-  resetBreakerView,
 } from '../../worker/routing/breaker-view';
-import { isolateState } from '../../worker/routing/isolate-state';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { spawnSim } from './sims';
 import { ADMIN_TOKEN, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 
@@ -31,7 +30,7 @@ const settings = (over: Record<string, unknown> = {}) => breakerSchema.parse(ove
 const T0 = Date.UTC(2030, 0, 1);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-beforeEach(() => resetBreakerView());
+beforeEach(() => resetIsolate());
 
 describe('CircuitBreaker Durable Object', () => {
   it('opens after consecutive failures; a success in between starts the count again', async () => {
@@ -378,7 +377,7 @@ describe('the isolate view (breaker-view)', () => {
     // This isolate holds the one probe allowed: others here skip the backend without asking.
     expect(breakerAllows(id)).toBe('open');
     // Another isolate (a fresh view) asks and is denied; it then skips without asking for a while.
-    resetBreakerView();
+    resetIsolate('breaker-view');
     expect(breakerAllows(id)).toBe('closed'); // a fresh isolate knows nothing yet …
     refreshBreakers(e, ctx, config);
     await settle();
@@ -486,7 +485,6 @@ describe('wired into routing', () => {
   const hi = [{ role: 'user', content: 'Say hello.' }];
 
   it('a backend failing 100% opens its breaker, traffic moves on with no failed request, and a probe closes it after recovery', async () => {
-    isolateState.reset();
     const [sa, sb] = await Promise.all([spawnSim({ name: 'brk-a', models: ['m'] }), spawnSim({ name: 'brk-b', models: ['m'] })]);
     const [a, b] = [`e2e-${uid()}-a`, `e2e-${uid()}-b`];
     const cfg = {

@@ -1,4 +1,4 @@
-import { cacheWritesSettled } from '../../worker/cache/exact';
+import { backgroundSettled } from '../../worker/isolate/background';
 import { env as testEnv, evictDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
 import type { QuotaSettings, SyncRequest } from '../../worker/protocol/quota';
@@ -323,7 +323,7 @@ describe('budgets on the request path', () => {
     const { ask, budget } = await budgetStack({ budget: { monthly_tokens: 20 * U } });
     const cached = { temperature: 0 };
     expect((await ask(cached)).headers.get('x-router-cache')).toBe('miss');
-    await cacheWritesSettled();
+    await backgroundSettled();
     expect((await ask(cached)).headers.get('x-router-cache')).toBe('hit');
     for (let i = 0; i < 19; i++) expect((await ask()).status).toBe(200);
     expect(await budget()).toMatchObject({ state: 'soft_limited', used_tokens: 20 * U });

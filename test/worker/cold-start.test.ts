@@ -5,11 +5,10 @@ import worker from '../../worker/index';
 import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/protocol/backends-api';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
-import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles, resetLifecycleView } from '../../worker/routing/backend-lifecycle-view';
+import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles } from '../../worker/routing/backend-lifecycle-view';
 import type { LifecycleStatus } from '../../worker/protocol/lifecycle';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { coldStartHeader, planColdStarts } from '../../worker/routing/cold-start';
-import { isolateState } from '../../worker/routing/isolate-state';
 import type { Candidate } from '../../worker/routing/plan';
 import { FAST, spawnSim, type Sim } from './sims';
 import { ADMIN_TOKEN, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
@@ -26,11 +25,7 @@ let key: string;
 beforeAll(async () => {
   key = (await createKey('demo', envWith(baseConfig()))).key;
 });
-beforeEach(() => {
-  resetLifecycleView();
-  resetBreakerView();
-  isolateState.reset();
-});
+beforeEach(() => resetIsolate());
 
 /** Polls `read` until `ok` holds (bounded: background work lands in well under a second here). */
 async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {

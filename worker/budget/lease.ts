@@ -22,6 +22,7 @@
 //   or month) is refreshed before the request goes on.
 
 import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../protocol/quota';
+import type { WaitUntil } from '../isolate/background';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
 import type { Usage } from '../openai/usage';
@@ -30,7 +31,6 @@ import type { EndpointKind } from '../openai/schemas';
 import { cheapestTier, costOf, worstCase, type WorstCase } from './estimate';
 import { budgetScope, quotaStub, tenantBudget, type TenantBudgetConfig } from './settings';
 
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 type Env = Record<string, unknown>;
 /** Tokens and nano-dollars; Infinity where no limit counts that unit. */
 interface Amount {

@@ -31,7 +31,7 @@ import {
   requestWake,
   type ColdView,
 } from './backend-lifecycle-view';
-import { background, errorMessage, type WaitUntil } from './isolate-sync';
+import { background, errorMessage, type WaitUntil } from '../isolate/background';
 import { tracked } from '../protocol/rules/lifecycle-rules';
 import type { Candidate } from './plan';
 

@@ -15,7 +15,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { MetricsConfig } from '../config/metrics';
 import type { Env } from '../env';
 import { upstashHealth } from '../cache/upstash-health';
-import { background, errorMessage, stillRunning, type WaitUntil } from '../routing/isolate-sync';
+import { background, errorMessage, stillRunning, type WaitUntil } from '../isolate/background';
 import { REQUEST_METRICS as M } from './metric-catalog';
 import { MetricsAccumulator } from './metrics-delta';
 import type { MetricsDelta } from '../protocol/metrics';

@@ -3,14 +3,13 @@ import type { UsageConfig } from '../config/usage';
 import { BatchQueue, type BatchPolicy } from './batch-queue';
 import type { UsageRecord } from '../protocol/usage-record';
 import type { Env, UsageLedger } from '../env';
+import type { WaitUntil } from '../isolate/background';
 import { observeRequest } from './metrics';
 
 // The one fan-out point for usage records: every finished request's record comes here once
 // (worker/middleware/usage.ts), and goes to each sink that is on. Nothing here is awaited on the
 // hot path: Analytics Engine's writeDataPoint is a local, non-blocking call; the ledger and the
 // collector are batched per isolate and written in waitUntil (batch-queue.ts).
-
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 
 /** What the sinks need of the environment; structural, so tests can pass fakes. */
 export interface UsageEnv {
