@@ -30,7 +30,7 @@ export interface CacheSavings {
 export interface CacheLookupInput {
   config: CompiledConfig;
   env: Record<string, unknown>;
-  ctx: { waitUntil(p: Promise<unknown>): void };
+  ctx: WaitUntil;
   tenantId: string;
   endpoint: EndpointKind;
   /** The validated body as the client sent it. */
