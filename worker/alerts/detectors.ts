@@ -11,7 +11,6 @@ import type { AlertsConfig, SloConfig } from '../config/alerts';
 import type { Alert, Severity } from '../protocol/alerts';
 import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../protocol/rules/minute-series';
 
-
 export interface DetectorInput {
   buckets: readonly MinuteBucket[];
   slo: SloConfig;

@@ -24,7 +24,6 @@ import { ReportLoop, type ReportLoopSpec } from '../isolate/report-loop';
 import { SingleFlight } from '../isolate/single-flight';
 import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, lifecycleSettings, tracked, type LifecycleSettings } from '../protocol/rules/lifecycle-rules';
 
-
 /** A copy older than this is re-read (in the background) when the backend is planned again. */
 export const REFRESH_MS = 1_000;
 /** Counts (requests, in flight) are reported at most this often per backend. */

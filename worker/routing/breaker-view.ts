@@ -22,7 +22,6 @@ import { registerIsolateState } from '../isolate/registry';
 import { ReportLoop, type ReportLoopSpec } from '../isolate/report-loop';
 import { SingleFlight } from '../isolate/single-flight';
 
-
 export type BreakerOutcome = 'success' | 'failure' | 'ignore';
 
 /** A permit from acquireProbe(): pass it to reportOutcome() with the probe's outcome. */
