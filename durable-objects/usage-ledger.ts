@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { UsageRecord } from '../worker/telemetry/usage-record';
+import type { UsageRecord } from '../worker/protocol/usage-record';
+import { GROUP_COLUMNS, type LedgerQuery, type LedgerGroup } from '../worker/protocol/ledger';
 
 // The embedded usage ledger: one object per tenant (`USAGE_LEDGER.idFromName("tenant:<id>")`),
 // one SQLite row per request, keyed by request_id so a batch written twice (a retry after a
@@ -12,36 +13,6 @@ import type { UsageRecord } from '../worker/telemetry/usage-record';
 // Reports group in SQL and return each group's raw cost, latency and TTFT values too, so the Worker can
 // merge groups from several tenants and still compute exact percentiles (no sketch: the values
 // of the range are read once per report; fine at ledger scale, Analytics Engine is the scale path).
-
-/** Columns a report may group by; also the ledger's column names (never interpolated from input otherwise). */
-export const GROUP_COLUMNS = ['tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint', 'client_request_id'] as const;
-export type GroupColumn = (typeof GROUP_COLUMNS)[number];
-
-export interface LedgerQuery {
-  from: number;
-  to: number;
-  groupBy: readonly GroupColumn[];
-  /** Bucket width in ms (hour or day), or null for one bucket over the whole range. */
-  bucketMs: number | null;
-}
-
-export interface LedgerGroup {
-  keys: Record<string, string | null>;
-  /** Start of the bucket (epoch ms), or null. */
-  bucket: number | null;
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost_usd: number;
-  saved_usd: number;
-  errors: number;
-  /** Requests answered from the cache (exact or semantic hits). */
-  cache_hits: number;
-  costs: number[];
-  latencies: number[];
-  /** TTFT of the group's records that have one (streams that produced a first token). */
-  ttfts: number[];
-}
 
 const DAY_MS = 86_400_000;
 const COLUMNS = [

@@ -7,7 +7,7 @@
  * Durable Object's brute-force scan over a full index (in Node: the arithmetic, not SQLite's reads).
  */
 import os from 'node:os';
-import { guardAllows } from '../../worker/cache/semantic/guard';
+import { guardAllows } from '../../worker/protocol/rules/semantic-guard';
 import { cosine, LOCAL_DIMENSIONS, localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import type { BenchSection, BenchTable } from './lib/section';
 import { evaluateIndex, evaluatePairs, loadPairs, type EvalResult } from './lib/semantic-pairs';

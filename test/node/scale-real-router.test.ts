@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../../scripts/dev/stack';
-import type { BackendStatus } from '../../worker/admin/backends-api';
+import type { BackendStatus } from '../../worker/protocol/backends-api';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { kubeconfigYaml } from '../setup/scale/fixture';
 import { startFakeKubernetes, type FakeKubernetes } from '../setup/scale/kubernetes-api';

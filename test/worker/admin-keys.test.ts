@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { authenticateKey, KEY_TTL_MS, registry } from '../../worker/auth/key-cache';
-import { sha256Hex } from '../../worker/auth/hash';
+import { sha256Hex } from '../../worker/protocol/rules/hash';
 import type { Env } from '../../worker/env';
 import { admin, call, createKey, errorOf } from './support';
 

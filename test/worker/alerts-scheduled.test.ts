@@ -4,9 +4,9 @@ import { lookbackMs } from '../../worker/alerts/detectors';
 import { runAlerts } from '../../worker/alerts/scheduled';
 import { alertsSchema } from '../../worker/config/alerts';
 import type { Env } from '../../worker/env';
-import { verifyWebhook } from '../../worker/http/signed-webhook';
+import { verifyWebhook } from '../../worker/protocol/rules/signed-webhook';
 import worker from '../../worker/index';
-import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../../worker/telemetry/minute-series';
+import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../../worker/protocol/rules/minute-series';
 import { baseConfig, envWith } from './support';
 import { spawnWebhook, type WebhookCall } from '../support/webhook';
 

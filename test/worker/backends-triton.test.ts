@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cacheWritesSettled } from '../../worker/cache/exact';
+import { backgroundSettled } from '../../worker/isolate/background';
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
 import { FAST, spawnSim } from './sims';
 import { ADMIN_TOKEN, call } from './support';
@@ -205,7 +205,7 @@ describe('triton backend', () => {
     const budget = (await (await call(`/admin/tenants/${r.t}/budget`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, env: r.env })).json()) as any;
     expect(budget.used_tokens).toBe(usage.total_tokens);
 
-    await cacheWritesSettled();
+    await backgroundSettled();
     const again = await ask();
     expect(again.headers.get('x-router-cache')).toBe('hit');
     expect(((await again.json()) as any).usage).toEqual(usage);

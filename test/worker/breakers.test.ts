@@ -1,7 +1,8 @@
 import { env as testEnv, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { CircuitBreaker, ReportBatch } from '../../durable-objects/circuit-breaker';
-import { TRANSITIONS_KEPT } from '../../durable-objects/circuit-breaker';
+import type { CircuitBreaker } from '../../durable-objects/circuit-breaker';
+import type { ReportBatch } from '../../worker/protocol/breaker';
+import { TRANSITIONS_KEPT } from '../../worker/protocol/breaker';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { breakerSchema } from '../../worker/config/schema';
 import type { Env } from '../../worker/env';
@@ -15,9 +16,8 @@ import {
   PROBE_DENIED_MS,
   refreshBreakers,
   reportOutcome,
-  resetBreakerView,
 } from '../../worker/routing/breaker-view';
-import { isolateState } from '../../worker/routing/isolate-state';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { spawnSim } from './sims';
 import { admin, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 import { uid } from '../support/uid';
@@ -30,7 +30,7 @@ const fresh = (name = `b-${uid()}`) => ({ name, stub: ns.get(ns.idFromName(name)
 const settings = (over: Record<string, unknown> = {}) => breakerSchema.parse(over);
 const T0 = Date.UTC(2030, 0, 1);
 
-beforeEach(() => resetBreakerView());
+beforeEach(() => resetIsolate());
 
 describe('CircuitBreaker Durable Object', () => {
   it('opens after consecutive failures; a success in between starts the count again', async () => {
@@ -379,7 +379,7 @@ describe('the isolate view (breaker-view)', () => {
     // This isolate holds the one probe allowed: others here skip the backend without asking.
     expect(breakerAllows(id)).toBe('open');
     // Another isolate (a fresh view) asks and is denied; it then skips without asking for a while.
-    resetBreakerView();
+    resetIsolate('breaker-view');
     expect(breakerAllows(id)).toBe('closed'); // a fresh isolate knows nothing yet …
     refreshBreakers(e, ctx, config);
     await settle();
@@ -483,7 +483,6 @@ describe('wired into routing', () => {
   const hi = [{ role: 'user', content: 'Say hello.' }];
 
   it('a backend failing 100% opens its breaker, traffic moves on with no failed request, and a probe closes it after recovery', async () => {
-    isolateState.reset();
     const [sa, sb] = await Promise.all([spawnSim({ name: 'brk-a', models: ['m'] }), spawnSim({ name: 'brk-b', models: ['m'] })]);
     const [a, b] = [`e2e-${uid()}-a`, `e2e-${uid()}-b`];
     const cfg = {

@@ -3,7 +3,8 @@
 
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { QuotaSettings, SyncRequest, TenantQuota } from '../../durable-objects/tenant-quota';
+import type { QuotaSettings, SyncRequest } from '../../worker/protocol/quota';
+import type { TenantQuota } from '../../durable-objects/tenant-quota';
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
 import { tenantBudget } from '../../worker/budget/settings';
 import { compileConfig } from '../../worker/config/compiled';

@@ -1,10 +1,10 @@
-import { cacheWritesSettled } from '../../worker/cache/exact';
+import { backgroundSettled } from '../../worker/isolate/background';
 import { evictDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
-import type { QuotaSettings, SyncRequest } from '../../durable-objects/tenant-quota';
+import type { QuotaSettings, SyncRequest } from '../../worker/protocol/quota';
 import { budgetView, resetBudgetView } from '../../worker/budget/lease';
 import { tenantBudget } from '../../worker/budget/settings';
-import { verifyWebhook } from '../../worker/budget/webhook';
+import { verifyWebhook } from '../../worker/protocol/rules/signed-webhook';
 import { compileConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
 import { admin, budgetStack, HI, ns, recording, sleep, U, uid, W } from './budget-support';
@@ -289,7 +289,7 @@ describe('budgets on the request path', () => {
     const { ask, budget } = await budgetStack({ budget: { monthly_tokens: 20 * U } });
     const cached = { temperature: 0 };
     expect((await ask(cached)).headers.get('x-router-cache')).toBe('miss');
-    await cacheWritesSettled();
+    await backgroundSettled();
     expect((await ask(cached)).headers.get('x-router-cache')).toBe('hit');
     for (let i = 0; i < 19; i++) expect((await ask()).status).toBe(200);
     expect(await budget()).toMatchObject({ state: 'soft_limited', used_tokens: 20 * U });

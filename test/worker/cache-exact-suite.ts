@@ -1,10 +1,9 @@
 import { env as testEnv } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cacheWritesSettled } from '../../worker/cache/exact';
+import { backgroundSettled } from '../../worker/isolate/background';
 import { upstashHealth } from '../../worker/cache/upstash-health';
 import type { Env } from '../../worker/env';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
-import { isolateState } from '../../worker/routing/isolate-state';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { simulatedConfig, type Sim } from './sims';
 import { call, chat, createKey } from './support';
 import { uid } from '../support/uid';
@@ -41,8 +40,7 @@ export async function cacheWorld(patch: (cfg: Record<string, any>) => void = () 
 }
 
 export async function resetRouting(env: Env) {
-  isolateState.reset();
-  resetBreakerView();
+  resetIsolate();
   upstashHealth.reset();
   const ns = env.BREAKERS;
   const ids = ((env.ROUTER as any).backends as { id: string }[]).map((b) => b.id);
@@ -67,7 +65,7 @@ export function joined(events: any[]): { text: string; finish: string | null }[]
 
 /** A miss's answer is stored in the background: wait for it before the next request. */
 export async function stored() {
-  await cacheWritesSettled();
+  await backgroundSettled();
 }
 
 export function exactCacheSuite(label: string, world: () => CacheWorld) {

@@ -1,14 +1,14 @@
 import { createExecutionContext, env as testEnv, waitOnExecutionContext } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { LifecycleSettings } from '../../durable-objects/backend-lifecycle';
+import type { LifecycleSettings } from '../../worker/protocol/rules/lifecycle-rules';
 import worker from '../../worker/index';
-import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/admin/backends-api';
+import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/protocol/backends-api';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
-import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles, resetLifecycleView, type LifecycleStatus } from '../../worker/routing/backend-lifecycle-view';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles } from '../../worker/routing/backend-lifecycle-view';
+import type { LifecycleStatus } from '../../worker/protocol/lifecycle';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { coldStartHeader, planColdStarts } from '../../worker/routing/cold-start';
-import { isolateState } from '../../worker/routing/isolate-state';
 import type { Candidate } from '../../worker/routing/plan';
 import { FAST, spawnSim, type Sim } from './sims';
 import { admin, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
@@ -26,11 +26,7 @@ let key: string;
 beforeAll(async () => {
   key = (await createKey('demo', envWith(baseConfig()))).key;
 });
-beforeEach(() => {
-  resetLifecycleView();
-  resetBreakerView();
-  isolateState.reset();
-});
+beforeEach(() => resetIsolate());
 
 const event = (e: Env, id: string, body: unknown) => admin(`/admin/backends/${id}/events`, { env: e, method: 'POST', body: JSON.stringify(body) });
 async function statusOf(e: Env, id: string): Promise<BackendStatus> {

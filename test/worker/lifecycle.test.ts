@@ -1,9 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cacheWritesSettled } from '../../worker/cache/exact';
+import { backgroundSettled } from '../../worker/isolate/background';
 import type { Env } from '../../worker/env';
-import { rateLimitCorrectionsSettled } from '../../worker/ratelimit/request';
 import { isolateState } from '../../worker/routing/isolate-state';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { FAST, spawnSim } from './sims';
 import { ADMIN_TOKEN, call, chat, createKey, envWith } from './support';
 import { ledgerRecords, uid } from './usage-support';
@@ -73,7 +72,7 @@ describe('every exit path settles', () => {
     await ask('hang-fallback', { model: 'stuck' });
     await ask('degraded', { model: 'm-down' }, { env: degradedEnv });
     await ask('cache-miss', { model: 'fast', temperature: 0 });
-    await cacheWritesSettled();
+    await backgroundSettled();
     await ask('cache-hit', { model: 'fast', temperature: 0 });
     await ask('deadline', { model: 'm-hang', stream: true }, { headers: { 'x-router-timeout-ms': '400' } });
     records = await ledgerRecords(t);
@@ -128,7 +127,7 @@ describe('every exit path settles', () => {
   });
 
   it('the tokens limit was corrected to the same usage', async () => {
-    await rateLimitCorrectionsSettled();
+    await backgroundSettled();
     const res = await chat(key, { model: 'm', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }, { env });
     await res.text();
     const ledgerTokens = records.reduce((n, r) => n + r.prompt_tokens + r.completion_tokens, 0);

@@ -3,7 +3,7 @@ import { escapeLabel, renderExposition } from '../../worker/telemetry/exposition
 import { REQUEST_METRICS as M } from '../../worker/telemetry/metric-catalog';
 import { attemptCause } from '../../worker/telemetry/metrics';
 import { MetricsAccumulator } from '../../worker/telemetry/metrics-delta';
-import { bucketIndex, LATENCY_BUCKETS_MS, mergeMinuteLists } from '../../worker/telemetry/minute-series';
+import { bucketIndex, LATENCY_BUCKETS_MS, mergeMinuteLists } from '../../worker/protocol/rules/minute-series';
 import { requestFamilies } from '../../worker/telemetry/scrape';
 import { parseExposition, record, valueOf } from './metrics-support';
 

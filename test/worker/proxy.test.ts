@@ -1,7 +1,6 @@
 import { env as testEnv } from 'cloudflare:test';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isolateState } from '../../worker/routing/isolate-state';
 import type { Env } from '../../worker/env';
 import { baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, type Sim } from './sims';
@@ -25,9 +24,8 @@ beforeAll(async () => {
 
 // Each test starts as a fresh isolate would: no memory of backends failing in an earlier test.
 beforeEach(async () => {
-  isolateState.reset();
+  resetIsolate();
   // Breakers outlive a test (Durable Object storage is shared by the tests of a file): start closed.
-  resetBreakerView();
   const ns = (testEnv as unknown as Env).BREAKERS;
   await Promise.all(baseConfig().backends.map((b: { id: string }) => b.id).map((id: string) => ns.get(ns.idFromName(id)).reset()));
 });

@@ -8,7 +8,7 @@ import { EmbeddedLimiter } from '../../worker/ratelimit/embedded';
 import { FallbackLimiter } from '../../worker/ratelimit/fallback';
 import { formatDuration, rateLimitHeaders, retryAfterSeconds } from '../../worker/ratelimit/headers';
 import type { Bucket, LimiterStore } from '../../worker/ratelimit/store';
-import { adjust, take, type BucketRow } from '../../worker/ratelimit/token-bucket';
+import { adjust, take, type BucketRow } from '../../worker/protocol/rules/token-bucket';
 import { UpstashLimiter } from '../../worker/ratelimit/upstash';
 import { ownBridge, upstash } from './upstash-support';
 

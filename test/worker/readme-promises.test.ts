@@ -7,11 +7,11 @@ import type { UsageLedger } from '../../durable-objects/usage-ledger';
 import { compileConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
 import { resetBudgetView } from '../../worker/budget/lease';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { isolateState } from '../../worker/routing/isolate-state';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
 import { ledgerName, recordUsage } from '../../worker/telemetry/record';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { withAdmin } from '../support/admin';
 import { uid } from '../support/uid';
 import { spawnWebhook } from '../support/webhook';
@@ -22,8 +22,7 @@ const env = testEnv as unknown as Env;
 const hi = [{ role: 'user', content: 'Say hello.' }];
 
 beforeEach(() => {
-  isolateState.reset();
-  resetBreakerView();
+  resetIsolate();
   resetBudgetView();
 });
 

@@ -1,10 +1,10 @@
 import { env as testEnv } from 'cloudflare:test';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { resetIsolate } from '../../worker/isolate/registry';
 import type { Env } from '../../worker/env';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { retryAfterMs } from '../../worker/routing/execute';
 import { isolateState } from '../../worker/routing/isolate-state';
-import { backendLoad, refreshLoad, resetLoadSnapshot } from '../../worker/routing/load-snapshot';
+import { backendLoad, refreshLoad } from '../../worker/routing/load-snapshot';
 import { compileConfig } from '../../worker/config/compiled';
 
 function loadConfigOf(cfg: unknown) {
@@ -26,9 +26,8 @@ beforeAll(async () => {
   key = (await createKey('demo', envWith(cfg))).key;
 });
 beforeEach(async () => {
-  isolateState.reset();
+  resetIsolate();
   // Breakers outlive a test (Durable Object storage is shared by the tests of a file): start closed.
-  resetBreakerView();
   const ns = (testEnv as unknown as Env).BREAKERS;
   await Promise.all([...baseConfig().backends.map((b: { id: string }) => b.id), 'r0', 'r1', 'r2', 'r3'].map((id: string) => ns.get(ns.idFromName(id)).reset()));
 });
@@ -244,7 +243,7 @@ describe('scraped backend load', () => {
     // The scraper (the router's "global" object) is pointed at this test's simulators.
     const metrics = e.BACKEND_METRICS.get(e.BACKEND_METRICS.idFromName('global'));
     await metrics.configure({ backends: cfg.backends.map((b) => ({ id: b.id, url: b.url, kind: 'vllm' as const })) });
-    resetLoadSnapshot();
+    resetIsolate('load-snapshot');
     const waits: Promise<unknown>[] = [];
     refreshLoad(e, { waitUntil: (p) => waits.push(p) }, loadConfigOf(cfg));
     await Promise.all(waits);
@@ -254,7 +253,7 @@ describe('scraped backend load', () => {
     expect(after.headers.get('x-router-backend')).toBe('r1');
     held.abort();
     await metrics.configure(null);
-    resetLoadSnapshot();
+    resetIsolate('load-snapshot');
   });
 });
 

@@ -2,7 +2,7 @@ import { env as testEnv } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { Env } from '../../worker/env';
 import { ledgerName } from '../../worker/telemetry/record';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { baseConfig, envWith } from './support';
 import { admin, uid } from './usage-support';
 

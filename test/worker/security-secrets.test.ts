@@ -1,6 +1,7 @@
 import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import type { BackendMetrics, ScrapeTarget } from '../../durable-objects/backend-metrics';
+import type { BackendMetrics } from '../../durable-objects/backend-metrics';
+import type { ScrapeTarget } from '../../worker/protocol/backend-metrics';
 import { trustedOrigins } from '../../worker/backends/replicate';
 import type { Env } from '../../worker/env';
 import { fakeRouter, spawnFake } from './fakes';

@@ -5,7 +5,7 @@ import { compileConfig, type CompiledConfig } from '../../worker/config/compiled
 import type { Env } from '../../worker/env';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
 import { ledgerName, recordUsage } from '../../worker/telemetry/record';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { baseConfig, envWith } from './support';
 import { admin, uid } from './usage-support';
 

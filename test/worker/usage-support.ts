@@ -1,5 +1,5 @@
 import { env as testEnv } from 'cloudflare:test';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
 import { ledgerName } from '../../worker/telemetry/record';
 import type { Env } from '../../worker/env';

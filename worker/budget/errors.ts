@@ -1,4 +1,4 @@
-import type { LimitName } from '../../durable-objects/tenant-quota';
+import type { LimitName } from '../protocol/quota';
 import { errors, RouterError, type ErrorBody } from '../http/errors';
 
 /**

@@ -26,7 +26,8 @@
 //   A copy older than refresh_ms is refreshed in the background; one from a past period (UTC day
 //   or month) is refreshed before the request goes on.
 
-import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../../durable-objects/tenant-quota';
+import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../protocol/quota';
+import type { WaitUntil } from '../isolate/background';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
 import type { Usage } from '../openai/usage';
@@ -36,7 +37,6 @@ import { cheapestTier, costOf, worstCase, type WorstCase } from './estimate';
 import { adminBudgetExists, resetAdminBudgets } from './runtime';
 import { adminBudgetSettings, budgetScopes, checkFeatureAllowed, quotaStub, tenantBudget, type TenantBudgetConfig } from './settings';
 
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 type Env = Record<string, unknown>;
 /** Tokens and nano-dollars; Infinity where no limit counts that unit. */
 interface Amount {

@@ -4,7 +4,7 @@
 // the answer and refreshes it in the background once it is older than refresh_ms. The admin route
 // tells its own isolate at once. A tenant with a budget table in the config never comes here.
 
-import type { TenantQuota } from '../../durable-objects/tenant-quota';
+import type { TenantQuota } from '../env';
 
 type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 

@@ -3,7 +3,8 @@
 // table resolves to null here (an admin may still create one at run time: worker/budget/runtime.ts).
 // Also which feature a request counts under (x-router-feature), validated here for every use.
 
-import type { QuotaScope, QuotaSettings, TenantQuota } from '../../durable-objects/tenant-quota';
+import type { QuotaScope, QuotaSettings } from '../protocol/quota';
+import type { TenantQuota } from '../env';
 import type { CompiledConfig } from '../config/compiled';
 import type { TenantBudget } from '../config/schema';
 import { errors } from '../http/errors';

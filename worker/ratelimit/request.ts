@@ -17,7 +17,8 @@
 // slow, after Upstash's own fallback) lets the request through without headers, logged at most
 // once a minute and counted.
 
-import type { KeyRecord } from '../../durable-objects/key-registry';
+import type { KeyRecord } from '../protocol/keys';
+import { background, type WaitUntil } from '../isolate/background';
 import { worstCase } from '../budget/estimate';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
@@ -30,8 +31,6 @@ import { hasLimits, limitsFor, userRequired } from './settings';
 import { RouterError } from '../http/errors';
 import type { Adjustment, Bucket, BucketState, LimitResult, LimiterStore } from './store';
 import { limiterFor } from './stores';
-
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 
 export interface RateLimitInput {
   config: CompiledConfig;
@@ -54,13 +53,6 @@ let lastFailOpenLog = Number.NEGATIVE_INFINITY;
 
 /** Requests let through because no store could decide (for the metrics endpoint). */
 export const rateLimitFailOpenCount = () => failOpen;
-
-const pending = new Set<Promise<unknown>>();
-
-/** Tests: wait for the corrections sent so far (they run in waitUntil, after the answer or the stream's end). */
-export async function rateLimitCorrectionsSettled(): Promise<void> {
-  while (pending.size) await Promise.allSettled([...pending]);
-}
 
 /**
  * Takes the request's units. Null when no limit applies (no I/O at all) or when no store could
@@ -201,14 +193,9 @@ export class RateLimitHold {
     if (!items.length) return;
     const run = this.store
       .adjust(items, this.result.store)
-      .catch((e) => console.warn(JSON.stringify({ msg: 'ratelimit: correction failed', store: this.result.store, error: String(e) })))
-      .finally(() => pending.delete(run));
-    pending.add(run);
-    try {
-      this.ctx.waitUntil(run);
-    } catch {
-      // No execution context left (cannot happen in a request); the promise runs anyway.
-    }
+      .catch((e) => console.warn(JSON.stringify({ msg: 'ratelimit: correction failed', store: this.result.store, error: String(e) })));
+    // Tests wait for corrections (they run after the answer or the stream's end) with backgroundSettled().
+    background(this.ctx, run, 'ratelimit');
   }
 
   /** 429 naming the limit that refused (the most specific one: key before user, feature, tenant, global); Retry-After when all of them refill. */

@@ -1,5 +1,5 @@
 import { Hono, type Context } from 'hono';
-import type { BudgetDetails } from '../../durable-objects/tenant-quota';
+import type { BudgetDetails } from '../protocol/quota';
 import { noteBudgetChanged } from '../budget/lease';
 import { noteAdminBudget } from '../budget/runtime';
 import { adminBudgetSettings, adminScope, FEATURE_HEADER, quotaStub, tenantBudget, type ScopeKey, type TenantBudgetConfig } from '../budget/settings';

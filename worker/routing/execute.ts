@@ -1,4 +1,5 @@
-import { adapterFor, backendSecret } from '../backends';
+import { adapterFor } from '../backends';
+import { backendSecret } from '../protocol/rules/backend-endpoints';
 import { USAGE_HEADER } from '../backends/types';
 import type { CompiledConfig } from '../config/compiled';
 import type { Timeouts } from '../config/schema';

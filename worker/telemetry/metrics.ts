@@ -9,16 +9,18 @@
 // A flush whose reply is lost is resent as is (same seq) before anything newer: the aggregator
 // applies each (isolate, seq) once, so nothing is lost or counted twice while the isolate lives.
 
-import type { MetricsAggregator, MetricsSnapshot } from '../../durable-objects/metrics-aggregator';
+import type { MetricsAggregator } from '../env';
+import type { MetricsSnapshot } from '../protocol/metrics';
 import type { CompiledConfig } from '../config/compiled';
 import type { MetricsConfig } from '../config/metrics';
 import type { Env } from '../env';
 import { upstashHealth } from '../cache/upstash-health';
-import { background, errorMessage, stillRunning, type WaitUntil } from '../routing/isolate-sync';
+import { background, errorMessage, stillRunning, type WaitUntil } from '../isolate/background';
 import { REQUEST_METRICS as M } from './metric-catalog';
-import { MetricsAccumulator, type MetricsDelta } from './metrics-delta';
-import { mergeMinuteLists, type MinuteBucket } from './minute-series';
-import type { UsageRecord } from './usage-record';
+import { MetricsAccumulator } from './metrics-delta';
+import type { MetricsDelta } from '../protocol/metrics';
+import { mergeMinuteLists, type MinuteBucket } from '../protocol/rules/minute-series';
+import type { UsageRecord } from '../protocol/usage-record';
 
 export type Send = (delta: MetricsDelta) => Promise<unknown>;
 

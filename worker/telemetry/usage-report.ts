@@ -1,4 +1,4 @@
-import type { GroupColumn, LedgerGroup } from '../../durable-objects/usage-ledger';
+import type { GroupColumn, LedgerGroup } from '../protocol/ledger';
 
 export interface ReportRow {
   [field: string]: string | number | null;

@@ -1,4 +1,5 @@
-import { adapterFor, backendSecret } from '../../backends';
+import { adapterFor } from '../../backends';
+import { backendSecret } from '../../protocol/rules/backend-endpoints';
 import type { CompiledConfig } from '../../config/compiled';
 import type { BackendConfig, ModelConfig } from '../../config/schema';
 import { LOCAL_EMBEDDING_ID, localEmbedding, normalize } from './local-embedding';

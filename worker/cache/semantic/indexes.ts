@@ -1,4 +1,4 @@
-import type { SemanticIndex } from '../../../durable-objects/semantic-index';
+import type { SemanticIndex } from '../../env';
 import type { CompiledConfig } from '../../config/compiled';
 import { upstashVector, upstashVectorSettings } from '../upstash-vector';
 import { upstashHealth } from '../upstash-health';
