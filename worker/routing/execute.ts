@@ -142,12 +142,13 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | n
 type AttemptOutcome = { response: Response; error?: RouterError } | { failure: Failure; final?: RouterError };
 
 /**
- * Kinds whose adapters stream OpenAI chunks natively: the router streams from them for every
- * request (non-streamed clients get the answer assembled), so TTFT is measured and bounded by
- * ttft_ms for every request. Replicate and Triton are asked as the client asked (their streamed
- * and held calls differ in cost and contract), embeddings never stream.
+ * Kinds the router streams from for every request (non-streamed clients get the answer assembled),
+ * so TTFT is measured and bounded by ttft_ms for every request. The others are asked as the client
+ * asked: Replicate and Triton (their streamed and held calls differ in cost and contract) and, for
+ * now, Modal, whose adapter answers a long held call through Modal's 303-to-result-URL flow
+ * (README "Request lifecycle"). Embeddings never stream.
  */
-const STREAMING_KINDS = new Set(['vllm', 'trtllm', 'openai', 'modal']);
+const STREAMING_KINDS = new Set(['vllm', 'trtllm', 'openai']);
 export const streamsUpstream = (kind: string, endpoint: EndpointKind) => endpoint !== 'embeddings' && STREAMING_KINDS.has(kind);
 
 async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
