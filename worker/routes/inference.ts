@@ -22,14 +22,25 @@ import { settledBy } from '../routing/settled';
 import { rateLimit } from '../ratelimit/request';
 import { resolveRoute, type ResolvedRoute } from '../routing/resolve-model';
 
-/** POST /v1/chat/completions, /v1/completions, /v1/embeddings: validate, resolve, plan, execute. */
+/** POST /v1/chat/completions, /v1/completions, /v1/embeddings: validate, then runInference(). */
 export function inferenceRoute(kind: EndpointKind) {
   const spec = endpoints[kind];
   return async (c: Context<AppEnv>) => {
+    const body = (await readJsonBody(c.req.raw, spec.schema, c.get('config').raw.max_body_bytes)) as Record<string, unknown> & { model: string };
+    return runInference(c, kind, body);
+  };
+}
+
+/**
+ * Resolve, plan, execute a body already validated with `endpoints[kind].schema`. Also the entry
+ * of the routes that speak other formats (worker/routes/responses.ts, anthropic-messages.ts).
+ */
+export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body: Record<string, unknown> & { model: string }): Promise<Response> {
+  const spec = endpoints[kind];
+  { // (a block only so that this split left the body's indentation as it was)
     const config = c.get('config');
     const started = Date.now();
     const deadline = started + requestTimeout(c.req.header('x-router-timeout-ms'), config.raw.timeouts.total_ms);
-    const body = (await readJsonBody(c.req.raw, spec.schema, config.raw.max_body_bytes)) as Record<string, unknown> & { model: string };
     const tenantId = c.get('key').tenant;
     const user = (typeof body.user === 'string' && body.user) || c.req.header('x-router-user') || null;
     let route = resolveRoute(config, tenantId, body, spec.modelType, user);
@@ -132,7 +143,7 @@ export function inferenceRoute(kind: EndpointKind) {
     }
     cache.settle({ response, servedModel: result.served?.model.id ?? null, degraded: isDegraded }); // stores a complete answer in the background
     return response;
-  };
+  }
 }
 
 /** Keeps a soft-limit block (429 budget_exceeded) for after the cache lookups; anything else is thrown at once. */
