@@ -16,7 +16,10 @@ import { usageRecorder } from './middleware/usage';
 import { dashboard } from './routes/dashboard';
 import { health } from './routes/health';
 import { inferenceRoute } from './routes/inference';
-import { listModels } from './routes/models';
+import { listModels, retrieveModel } from './routes/models';
+import { responsesRoute } from './routes/responses';
+import { anthropicMessagesRoute } from './routes/anthropic-messages';
+import { anthropicErrors } from './anthropic/errors';
 import { metricsRoute, requireMetricsToken } from './routes/metrics';
 
 export const app = new Hono<AppEnv>();
@@ -39,11 +42,17 @@ app.route('/admin/usage', adminUsage);
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);
 
+// Anthropic's format on /v1/messages: registered first so it also reshapes the errors of the /v1 middleware below.
+app.use('/v1/messages', anthropicErrors);
 app.use('/v1/*', routerHeaderDefaults, rateLimitHeaders, requireApiKey);
 app.get('/v1/models', listModels);
+app.get('/v1/models/:id{.+}', retrieveModel);
 app.post('/v1/chat/completions', usageRecorder('chat'), inferenceRoute('chat'));
 app.post('/v1/completions', usageRecorder('completions'), inferenceRoute('completions'));
 app.post('/v1/embeddings', usageRecorder('embeddings'), inferenceRoute('embeddings'));
+// Other formats, served as chat completions (usage records say endpoint "chat").
+app.post('/v1/responses', usageRecorder('chat'), responsesRoute);
+app.post('/v1/messages', usageRecorder('chat'), anthropicMessagesRoute);
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

@@ -13,6 +13,7 @@ import { isolateState } from './isolate-state';
 import { countAttemptFailure } from '../telemetry/metrics';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
+import { conformAnswer } from '../openai/conform';
 
 export interface ExecuteInput {
   config: CompiledConfig;
@@ -237,7 +238,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
     const totalMs = Date.now() - started;
     input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: null, totalMs });
-    return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
+    return { response: new Response(conformAnswer(text), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
   }
 
   // Streamed: wait for the first chunk before committing to this backend.
