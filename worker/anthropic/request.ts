@@ -62,6 +62,8 @@ export const messagesRequestSchema = z.looseObject({
       z.looseObject({ type: z.literal('none') }),
     ])
     .optional(),
+  /** Structured output: format → the chat response_format (json_schema); effort is ignored. */
+  output_config: z.looseObject({ format: z.looseObject({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) }).nullish() }).optional(),
   /** Accepted and ignored: the models behind the router do not think in separate blocks. */
   thinking: z.unknown().optional(),
 });
@@ -127,6 +129,8 @@ export function toChatBody(body: MessagesRequest): Record<string, unknown> & { m
     chat.tool_choice = choice.type === 'auto' ? 'auto' : choice.type === 'any' ? 'required' : choice.type === 'none' ? 'none' : { type: 'function', function: { name: choice.name } };
     if ('disable_parallel_tool_use' in choice && choice.disable_parallel_tool_use === true && body.tools?.length) chat.parallel_tool_calls = false;
   }
+  const format = body.output_config?.format;
+  if (format) chat.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema } };
   if (body.stop_sequences?.length) chat.stop = body.stop_sequences;
   if (body.temperature !== undefined) chat.temperature = body.temperature;
   if (body.top_p !== undefined) chat.top_p = body.top_p;
