@@ -10,8 +10,7 @@ export const responseId = () => `resp_${hex()}`;
 
 type Json = Record<string, unknown>;
 
-function wireUsage(u: Usage | null): Json | null {
-  if (!u) return null;
+function wireUsage(u: Usage): Json {
   return {
     input_tokens: u.prompt_tokens,
     input_tokens_details: { cached_tokens: u.cached_tokens ?? 0, cache_write_tokens: 0 },
@@ -49,8 +48,9 @@ export function responseObject(req: ResponsesRequest, o: { id: string; created: 
     tools: functionTools(req).map((t) => ({ type: 'function', name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict ?? null })),
     top_p: req.top_p ?? 1,
     truncation: req.truncation ?? 'disabled',
-    usage: wireUsage(o.usage),
-    user: req.user ?? null,
+    // usage and user are objects/strings in OpenAI's schema, never null: left out until known.
+    ...(o.usage ? { usage: wireUsage(o.usage) } : {}),
+    ...(req.user ? { user: req.user } : {}),
     metadata: req.metadata ?? {},
   };
 }
