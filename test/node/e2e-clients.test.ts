@@ -265,6 +265,7 @@ describe('@anthropic-ai/sdk against /v1/messages', () => {
     expect(text.length).toBeGreaterThan(0);
     expect((final.content[0] as Anthropic.TextBlock).text).toBe(text);
     expect(final.usage.output_tokens).toBeGreaterThan(0);
+    expect(final.usage.input_tokens).toBeGreaterThan(0); // known at the end: message_delta carries it
     expect(types[0]).toBe('message_start');
     expect(types.slice(-3)).toEqual(['content_block_stop', 'message_delta', 'message_stop']);
   });
@@ -318,5 +319,33 @@ describe('@anthropic-ai/sdk against /v1/messages', () => {
     const j = await anthropic.messages.create({ model: TOOL_MODEL, max_tokens: 32, output_config: { format: { type: 'json_schema', schema } }, messages: [{ role: 'user', content: 'Capital of France?' }] });
     expect(JSON.parse((j.content[0] as Anthropic.TextBlock).text)).toEqual({ capital: 'Paris' });
     expect(lastBody().response_format).toEqual({ type: 'json_schema', json_schema: { name: 'output', schema } });
+  });
+
+  it('the same path as chat: cache hits, and usage records (endpoint "chat") per feature', async () => {
+    const feature = `e2e-${Math.random().toString(36).slice(2, 8)}`;
+    const client = new Anthropic({ baseURL: env.stack.routerUrl, apiKey: env.stack.keys.demo, maxRetries: 0, defaultHeaders: { 'x-router-feature': feature } });
+    // temperature 0: the exact cache keeps deterministic requests only (no longer in this SDK's types; the API accepts it).
+    const body = { model: 'fast', max_tokens: 8, temperature: 0, messages: [{ role: 'user' as const, content: 'Cache me, Anthropic.' }] } as Anthropic.MessageCreateParamsNonStreaming;
+    const first = await client.messages.create(body).withResponse();
+    expect(first.response.headers.get('x-router-cache')).toBe('miss');
+    expect(first.response.headers.get('x-router-backend')).toBeTruthy();
+    let cache: string | null = null;
+    for (let i = 0; i < 50 && cache !== 'hit'; i++) cache = (await client.messages.create(body).withResponse()).response.headers.get('x-router-cache');
+    expect(cache).toBe('hit'); // stored in the background after the first answer
+    const responses = new OpenAI({ baseURL: `${env.stack.routerUrl}/v1`, apiKey: env.stack.keys.demo, maxRetries: 0, defaultHeaders: { 'x-router-feature': feature } });
+    await responses.responses.create({ model: 'small', input: 'Count me.', max_output_tokens: 4 });
+
+    const usageUrl = `${env.stack.routerUrl}/admin/usage?tenant=demo&group_by=feature,endpoint`;
+    let row: { feature: string; endpoint: string; requests: number; prompt_tokens: number; cache_hits: number } | undefined;
+    for (let i = 0; i < 100; i++) {
+      const report = (await (await fetch(usageUrl, { headers: { authorization: `Bearer ${env.stack.adminToken}` } })).json()) as { rows: NonNullable<typeof row>[] };
+      row = report.rows.find((r) => r.feature === feature);
+      if (row && row.requests >= 3) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(row).toMatchObject({ endpoint: 'chat' });
+    expect(row!.requests).toBeGreaterThanOrEqual(3);
+    expect(row!.cache_hits).toBeGreaterThanOrEqual(1);
+    expect(row!.prompt_tokens).toBeGreaterThan(0);
   });
 });

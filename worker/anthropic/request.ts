@@ -117,6 +117,7 @@ export function toChatBody(body: MessagesRequest): Record<string, unknown> & { m
     if (m.role === 'user') userTurn(content, `messages[${i}]`, messages);
     else assistantTurn(content, `messages[${i}]`, messages);
   });
+  if (!messages.some((m) => m.role !== 'system')) throw errors.badRequest("'messages' has no content to answer.", 'messages', 'invalid_value');
   const chat: Record<string, unknown> & { model: string } = { model: body.model, messages, max_tokens: body.max_tokens };
   if (body.tools?.length) {
     chat.tools = body.tools.map((t, i) => {
