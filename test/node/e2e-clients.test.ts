@@ -138,6 +138,25 @@ describe('openai', () => {
     expect(final.output.find((o) => o.type === 'function_call')).toMatchObject({ name: 'get_weather', arguments: '{"city":"Paris"}' });
   });
 
+  it('responses stream cut by the backend mid-answer: the text so far, then an error event (the SDK throws it), then response.failed', async () => {
+    const stream = await openai.responses.create({ model: TOOL_MODEL, input: 'Say it [cut]', stream: true });
+    let deltas = '';
+    const e = await (async () => {
+      for await (const ev of stream) if (ev.type === 'response.output_text.delta') deltas += ev.delta;
+    })().catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(APIError);
+    expect((e as APIError).message).toContain('mid-stream');
+    expect(deltas).toBe('Hello from ');
+    // On the wire: `error`, then `response.failed` with the response as it stood.
+    const raw = await fetch(`${env.stack.routerUrl}/v1/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${env.stack.keys.demo}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: TOOL_MODEL, input: 'Say it [cut]', stream: true }),
+    });
+    const events = (await raw.text()).split('\n').filter((l) => l.startsWith('event: ')).map((l) => l.slice(7));
+    expect(events.slice(-2)).toEqual(['error', 'response.failed']);
+  });
+
   it('responses: what needs stored state is a clear 400', async () => {
     await expect(openai.responses.create({ model: 'small', input: 'x', store: true })).rejects.toMatchObject({ status: 400, param: 'store', code: 'unsupported_parameter' });
     await expect(openai.responses.create({ model: 'small', input: 'x', previous_response_id: 'resp_1' })).rejects.toMatchObject({ status: 400, param: 'previous_response_id' });
@@ -296,6 +315,16 @@ describe('@anthropic-ai/sdk against /v1/messages', () => {
     const streamed = await anthropic.messages.stream({ model: TOOL_MODEL, max_tokens: 64, tools, tool_choice: { type: 'tool', name: 'get_weather' }, messages: [{ role: 'user', content: 'Weather?' }] }).finalMessage();
     expect(streamed.stop_reason).toBe('tool_use');
     expect(streamed.content.find((b) => b.type === 'tool_use')).toMatchObject({ name: 'get_weather', input: { city: 'Paris' } });
+  });
+
+  it('a stream cut by the backend mid-answer ends with an error event the SDK throws', async () => {
+    const stream = anthropic.messages.stream({ model: TOOL_MODEL, max_tokens: 32, messages: [{ role: 'user', content: 'Say it [cut]' }] });
+    let text = '';
+    stream.on('text', (t) => (text += t));
+    const e = await stream.finalMessage().catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(Anthropic.APIError);
+    expect((e as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    expect(text).toBe('Hello from ');
   });
 
   it("errors in Anthropic's shape: bad key, missing max_tokens, unknown model", async () => {

@@ -14,7 +14,8 @@ import { z } from 'zod';
 //   of the first tool (or the one tool_choice names), arguments made from its JSON schema;
 // - the last message is a tool result: "The tool answered: <result>";
 // - response_format json_schema: a JSON object made from the schema;
-// - otherwise "Hello from the stand-in." Streams write the same answer in pieces.
+// - otherwise "Hello from the stand-in." Streams write the same answer in pieces;
+// - a stream whose messages contain "[cut]" stops after two pieces: the connection drops.
 
 const toolCall = z.strictObject({ id: z.string().min(1), type: z.literal('function'), function: z.strictObject({ name: z.string().min(1), arguments: z.string() }) });
 const part = z.union([z.strictObject({ type: z.literal('text'), text: z.string() }), z.strictObject({ type: z.literal('image_url'), image_url: z.looseObject({ url: z.string().min(1) }) })]);
@@ -126,6 +127,12 @@ export async function startToolsStandIn(): Promise<StandIn> {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       const chunk = (choice: Record<string, unknown>) => res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: b.model, choices: [{ index: 0, logprobs: null, finish_reason: null, ...choice }] })}\n\n`);
       chunk({ delta: { role: 'assistant', content: '' } });
+      if (JSON.stringify(b.messages).includes('[cut]')) {
+        // The connection drops mid-answer: two pieces, then the socket closes.
+        for (const w of words(a.text ?? '').slice(0, 2)) chunk({ delta: { content: w } });
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
       for (const w of words(a.text ?? '')) if (a.text) chunk({ delta: { content: w } });
       if (a.call) {
         chunk({ delta: { tool_calls: [{ index: 0, id: a.call.id, type: 'function', function: { name: a.call.name, arguments: '' } }] } });
