@@ -157,6 +157,29 @@ describe('openai', () => {
     expect(events.slice(-2)).toEqual(['error', 'response.failed']);
   });
 
+  it('a client leaving a translated stream hangs up on the backend (Responses and Anthropic)', async () => {
+    for (const [path, body] of [
+      ['/v1/responses', { model: TOOL_MODEL, input: 'Go [slow]', stream: true }],
+      ['/v1/messages', { model: TOOL_MODEL, max_tokens: 500, messages: [{ role: 'user', content: 'Go [slow]' }], stream: true }],
+    ] as const) {
+      const before = env.standIn.hungUp.length;
+      const controller = new AbortController();
+      const res = await fetch(`${env.stack.routerUrl}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${env.stack.keys.demo}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      let seen = '';
+      while (!seen.includes('w2 ')) seen += new TextDecoder().decode((await reader.read()).value);
+      controller.abort();
+      await reader.cancel().catch(() => {});
+      for (let i = 0; i < 200 && env.standIn.hungUp.length === before; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(env.standIn.hungUp.length, path).toBe(before + 1);
+    }
+  });
+
   it('responses: what needs stored state is a clear 400', async () => {
     await expect(openai.responses.create({ model: 'small', input: 'x', store: true })).rejects.toMatchObject({ status: 400, param: 'store', code: 'unsupported_parameter' });
     await expect(openai.responses.create({ model: 'small', input: 'x', previous_response_id: 'resp_1' })).rejects.toMatchObject({ status: 400, param: 'previous_response_id' });

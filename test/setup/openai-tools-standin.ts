@@ -15,7 +15,8 @@ import { z } from 'zod';
 // - the last message is a tool result: "The tool answered: <result>";
 // - response_format json_schema: a JSON object made from the schema;
 // - otherwise "Hello from the stand-in." Streams write the same answer in pieces;
-// - a stream whose messages contain "[cut]" stops after two pieces: the connection drops.
+// - a stream whose messages contain "[cut]" stops after two pieces: the connection drops;
+// - "[slow]": 200 pieces, one every 50 ms (hungUp records a stream the router left early).
 
 const toolCall = z.strictObject({ id: z.string().min(1), type: z.literal('function'), function: z.strictObject({ name: z.string().min(1), arguments: z.string() }) });
 const part = z.union([z.strictObject({ type: z.literal('text'), text: z.string() }), z.strictObject({ type: z.literal('image_url'), image_url: z.looseObject({ url: z.string().min(1) }) })]);
@@ -85,11 +86,14 @@ export interface StandIn {
   url: string;
   /** Bodies the stand-in was sent, in order. */
   bodies: Record<string, unknown>[];
+  /** One entry per stream the router hung up on before it ended. */
+  hungUp: string[];
   close(): Promise<void>;
 }
 
 export async function startToolsStandIn(): Promise<StandIn> {
   const bodies: Record<string, unknown>[] = [];
+  const hungUp: string[] = [];
   const server: Server = createServer((req, res) => {
     let raw = '';
     req.on('data', (c) => (raw += c));
@@ -127,6 +131,20 @@ export async function startToolsStandIn(): Promise<StandIn> {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       const chunk = (choice: Record<string, unknown>) => res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: b.model, choices: [{ index: 0, logprobs: null, finish_reason: null, ...choice }] })}\n\n`);
       chunk({ delta: { role: 'assistant', content: '' } });
+      if (JSON.stringify(b.messages).includes('[slow]')) {
+        // A long answer, one piece every 50 ms: the client may leave mid-way (then the router must hang up).
+        let n = 0;
+        const timer = setInterval(() => {
+          if (n++ < 200) return void chunk({ delta: { content: `w${n} ` } });
+          clearInterval(timer);
+          res.end('data: [DONE]\n\n');
+        }, 50);
+        res.on('close', () => {
+          clearInterval(timer);
+          if (!res.writableEnded) hungUp.push(b.model);
+        });
+        return;
+      }
       if (JSON.stringify(b.messages).includes('[cut]')) {
         // The connection drops mid-answer: two pieces, then the socket closes.
         for (const w of words(a.text ?? '').slice(0, 2)) chunk({ delta: { content: w } });
@@ -147,5 +165,5 @@ export async function startToolsStandIn(): Promise<StandIn> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, bodies, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return { url, bodies, hungUp, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
