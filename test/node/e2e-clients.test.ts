@@ -105,9 +105,22 @@ describe('openai', () => {
 
   it('responses.create with text.format json_schema: the schema reaches the backend as response_format', async () => {
     const schema = { type: 'object', properties: { capital: { type: 'string' } }, required: ['capital'], additionalProperties: false };
-    const r = await openai.responses.create({ model: TOOL_MODEL, input: 'Capital of France?', text: { format: { type: 'json_schema', name: 'answer', schema, strict: true } } });
+    const r = await openai.responses.create({
+      model: TOOL_MODEL,
+      instructions: 'Be brief.',
+      input: [
+        { role: 'developer', content: 'JSON only.' },
+        { role: 'user', content: 'Capital of France?' },
+      ],
+      text: { format: { type: 'json_schema', name: 'answer', schema, strict: true } },
+    });
     expect(JSON.parse(r.output_text)).toEqual({ capital: 'Paris' });
     expect(lastBody().response_format).toEqual({ type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } });
+    // instructions and the developer message before the first turn: one system message, as chat templates want.
+    expect(lastBody().messages).toEqual([
+      { role: 'system', content: 'Be brief.\n\nJSON only.' },
+      { role: 'user', content: 'Capital of France?' },
+    ]);
   });
 
   it('responses stream: typed events in order, text deltas adding up to the completed response', async () => {

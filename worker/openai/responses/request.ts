@@ -157,7 +157,14 @@ function toMessages(body: ResponsesRequest): ChatMessage[] {
     out.push({ role, content: role === 'user' && parts.images ? parts.chat : parts.text });
   });
   if (!out.some((m) => m.role !== 'system')) throw errors.badRequest("'input' has no message to answer.", 'input', 'invalid_value');
-  return out;
+  return leadingSystemAsOne(out);
+}
+
+/** `instructions` and the system/developer messages before the first turn as one system message: chat templates take one. */
+function leadingSystemAsOne(messages: ChatMessage[]): ChatMessage[] {
+  const first = messages.findIndex((m) => m.role !== 'system' || typeof m.content !== 'string');
+  if (first <= 1) return messages;
+  return [{ role: 'system', content: messages.slice(0, first).map((m) => m.content).join('\n\n') }, ...messages.slice(first)];
 }
 
 /** The chat-completions body for a Responses request (already validated), or a 400 for what cannot be served. */
