@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { call, createKey } from './support';
+import { FAST, spawnSim } from './sims';
+import { call, createKey, envWith } from './support';
 
 // Hostile and unsupported input on the routes in other formats (/v1/responses, /v1/messages):
 // each gets a 4xx naming what is wrong, in that route's error shape, and never reaches a backend.
@@ -115,5 +116,57 @@ describe('GET /v1/models/{id}', () => {
     const missing = await get('meta-llama%2FLlama-3.1-8B-Instruct'); // a served name is not a model id
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ error: { type: 'not_found_error', code: 'model_not_found', param: 'model' } });
+  });
+});
+
+/** A router of the test's own: one simulator serving model "m", one tenant with `tenant` settings. */
+async function ownRouter(tenant: Record<string, unknown>) {
+  const t = `fmt-${crypto.randomUUID().slice(0, 8)}`;
+  const sim = await spawnSim({ name: t, models: ['m'], latency: FAST });
+  const e = envWith({
+    regions: [{ id: 'here', latitude: 0, longitude: 0 }],
+    models: [{ id: 'm' }],
+    backends: [{ id: `b-${t}`, kind: 'vllm', region: 'here', url: sim.url, models: ['m'] }],
+    tenants: { [t]: { models: ['*'], ...tenant } },
+  });
+  return { t, e };
+}
+
+describe('a 429 carries all six x-ratelimit-* headers', () => {
+  it('a budget refusal with no rate limit configured: both units unlimited, reset 0s; on /v1/messages in Anthropic shape', async () => {
+    const { t, e } = await ownRouter({ budget: { monthly_tokens: 10 } }); // less than any request's worst case: refused at once
+    const { key } = await createKey(t, e);
+    const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 50 };
+    const chat = await call('/v1/chat/completions', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body), env: e });
+    expect(chat.status).toBe(429);
+    expect(((await chat.json()) as OpenAIError).error.code).toBe('insufficient_quota');
+    const all = (res: Response) => Object.fromEntries([...res.headers].filter(([k]) => k.startsWith('x-ratelimit-')));
+    const unlimited = String(Number.MAX_SAFE_INTEGER);
+    expect(all(chat)).toEqual({
+      'x-ratelimit-limit-requests': unlimited,
+      'x-ratelimit-remaining-requests': unlimited,
+      'x-ratelimit-reset-requests': '0s',
+      'x-ratelimit-limit-tokens': unlimited,
+      'x-ratelimit-remaining-tokens': unlimited,
+      'x-ratelimit-reset-tokens': '0s',
+    });
+    const messages = await call('/v1/messages', { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify(body), env: e });
+    expect(messages.status).toBe(429);
+    expect(await messages.json()).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
+    expect(Object.keys(all(messages))).toHaveLength(6);
+  });
+
+  it('a requests refusal reports the tokens limit too, though it was not evaluated', async () => {
+    const { t, e } = await ownRouter({ limits: { key: { requests: 1, tokens: 5000, window_s: 600 } } });
+    const { key } = await createKey(t, e);
+    const ask = () => call('/v1/responses', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', input: 'hi', max_output_tokens: 10 }), env: e });
+    expect((await ask()).status).toBe(200); // takes the one request
+    const refused = await ask();
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('x-ratelimit-limit-requests')).toBe('1');
+    expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    expect(refused.headers.get('x-ratelimit-limit-tokens')).toBe('5000');
+    expect(Number(refused.headers.get('x-ratelimit-remaining-tokens'))).toBeLessThanOrEqual(5000);
+    expect(refused.headers.get('x-ratelimit-reset-tokens')).toMatch(/^\d/);
   });
 });
