@@ -65,6 +65,7 @@ describe("POST /v1/messages: errors in Anthropic's shape", () => {
     ['a document block', { model: 'small', max_tokens: 4, messages: [{ role: 'user', content: [{ type: 'document', source: {} }] }] }, /'document' are not supported/],
     ['an image from a file', { model: 'small', max_tokens: 4, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'file', file_id: 'f' } }] }] }, /messages\[0\]\.content/],
     ['a server tool', { model: 'small', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, /tools\[0\]|not supported/],
+    ['an image in a tool result', { model: 'small', max_tokens: 4, messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'image', source: { type: 'url', url: 'https://x/y.png' } }] }] }] }, /tool_result/],
     ['no content at all', { model: 'small', max_tokens: 4, messages: [{ role: 'user', content: [] }] }, /no content/],
     ['temperature above 1', { model: 'small', max_tokens: 4, temperature: 1.5, messages: [{ role: 'user', content: 'hi' }] }, /temperature/],
     ['a tool_choice of no known type', { model: 'small', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], tool_choice: { type: 'maybe' } }, /tool_choice/],

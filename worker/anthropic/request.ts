@@ -86,6 +86,8 @@ function userTurn(content: Block[], where: string, out: ChatMessage[]): void {
     else if (b.type === 'image') parts.push({ type: 'image_url', image_url: { url: imageUrl(b as Extract<Block, { type: 'image' }>) } });
     else if (b.type === 'tool_result') {
       const r = b as z.infer<typeof toolResultBlock>;
+      // A chat tool message holds text only.
+      if (Array.isArray(r.content) && r.content.some((x) => x.type === 'image')) throw errors.badRequest('Images in tool_result blocks are not supported by the router.', at, 'unsupported_parameter');
       const result = typeof r.content === 'string' ? r.content : (r.content ?? []).map((x) => (x.type === 'text' ? x.text : '')).join('');
       out.push({ role: 'tool', tool_call_id: r.tool_use_id, content: r.is_error ? `Error: ${result}` : result });
     } else throw unsupportedBlock(b.type, at);
