@@ -16,6 +16,7 @@ import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 import type { ExecuteResult, Settled } from './types';
 
 export type { ExecuteResult, Settled };
+import { conformAnswer } from '../openai/conform';
 
 export interface ExecuteInput {
   config: CompiledConfig;
@@ -239,7 +240,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
     trace.succeeded();
     cleanup();
     input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: input.endpoint === 'embeddings' ? at - started : null, totalMs: at - started });
-    return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
+    return { response: new Response(conformAnswer(text), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
   }
 
   // Streamed: wait for the first chunk before committing to this backend.
