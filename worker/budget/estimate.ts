@@ -12,6 +12,7 @@
 // bytes per token) but the difference is released the moment the request settles.
 
 import type { CompiledConfig } from '../config/compiled';
+import { tierReachable } from '../routing/resolve-model';
 import type { ModelConfig, Price, TenantConfig } from '../config/schema';
 import type { EndpointKind } from '../openai/schemas';
 import type { Usage } from '../openai/usage';
@@ -108,6 +109,7 @@ export function cheapestTier(config: CompiledConfig, tenantId: string, tenant: T
     let bestLevel = Number.POSITIVE_INFINITY;
     for (const [name, t] of Object.entries(config.raw.tiers)) {
       if (!tenant.tiers.includes('*') && !tenant.tiers.includes(name)) continue;
+      if (!tierReachable(config, tenant, name)) continue; // a downgrade must land on a model the tenant may use
       let cost = 0;
       for (const m of t.models) {
         const split = config.raw.splits[m];

@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { admitStage, softLimitStage } from '../budget/stage';
-import { FEATURE_HEADER } from '../budget/settings';
+import { checkFeatureAllowed, FEATURE_HEADER } from '../budget/settings';
 import { exactCacheStage, semanticCacheStage } from '../cache/stage';
 import type { AppEnv } from '../env';
 import { readJsonBody } from '../http/body';
@@ -109,6 +109,8 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
   ctx.waitUntil(run.closed);
   const response = await run.run(r, INFERENCE_STAGES, async () => {
     (r as { deadline: number }).deadline = started + requestTimeout(c.req.header('x-router-timeout-ms'), config.raw.timeouts.total_ms);
+    // A feature name the tenant does not allow is refused before any limit counts it.
+    checkFeatureAllowed(config, r.tenantId, feature);
     r.body = typeof body === 'function' ? await body() : body;
     r.user = (typeof r.body.user === 'string' && r.body.user) || c.req.header('x-router-user') || null;
     r.route = resolveRoute(config, r.tenantId, r.body, r.spec.modelType, r.user);
