@@ -467,13 +467,6 @@ export class Reservation {
     for (const h of this.holds) endHold(h, null, this.env, this.ctx);
   }
 
-  /**
-   * After execute(): releases the reservation unless `streaming` (the upstream stream is being
-   * relayed and settles when it ends). A completed non-streamed answer has settled already.
-   */
-  finish(streaming: boolean): void {
-    if (!this.done && !streaming) this.release();
-  }
 }
 
 /** Ends one hold: the reservation goes back to its lease, the real usage (if any) becomes a debit. `ran`: counts in the lifetime mean. */

@@ -110,7 +110,6 @@ export class RateLimitHold {
   private readonly tokensAdmitted: boolean;
   private done = false;
   /** A relayed stream: its end corrects the reservation. */
-  private streaming = false;
 
   constructor(
     private readonly store: LimiterStore,
@@ -170,18 +169,6 @@ export class RateLimitHold {
     if (this.done) return;
     this.done = true;
     this.correct(this.reserved);
-  }
-
-  /** After execute(): a relayed stream settles when it ends; anything else not settled by now used nothing. */
-  finish(streaming: boolean): void {
-    if (this.done) return;
-    if (streaming) this.streaming = true;
-    else this.release();
-  }
-
-  /** After the response (middleware): a reservation never handed to the executor goes back. */
-  close(): void {
-    if (!this.streaming) this.release();
   }
 
   private correct(delta: number): void {

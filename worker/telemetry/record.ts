@@ -7,7 +7,7 @@ import type { WaitUntil } from '../isolate/background';
 import { observeRequest } from './metrics';
 
 // The one fan-out point for usage records: every finished request's record comes here once
-// (worker/middleware/usage.ts), and goes to each sink that is on. Nothing here is awaited on the
+// (the pipeline's usage participant, worker/pipeline/inference.ts), and goes to each sink that is on. Nothing here is awaited on the
 // hot path: Analytics Engine's writeDataPoint is a local, non-blocking call; the ledger and the
 // collector are batched per isolate and written in waitUntil (batch-queue.ts).
 

@@ -22,7 +22,7 @@ type CacheResult = UsageRecord['cache'];
 /**
  * One request's usage record while it is being answered. The route fills in what it decides
  * (requested model, route, the executor's result); the executor's onSettled brings the served
- * backend's usage and timings; the middleware (worker/middleware/usage.ts) brings the status the
+ * backend's usage and timings; the pipeline's usage participant (worker/pipeline/inference.ts) brings the status the
  * client got. The record is emitted exactly once, when both the response is made and, for a
  * relayed stream, the stream has ended (completed, failed, or the client left): whichever comes last.
  */
