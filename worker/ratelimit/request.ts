@@ -109,7 +109,6 @@ export class RateLimitHold {
   private readonly requestsAdmitted: boolean;
   private readonly tokensAdmitted: boolean;
   private done = false;
-  /** A relayed stream: its end corrects the reservation. */
 
   constructor(
     private readonly store: LimiterStore,
