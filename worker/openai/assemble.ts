@@ -32,9 +32,14 @@ interface ChoiceAcc {
 const TOP_OWN = new Set(['choices', 'object', 'usage']);
 const CHOICE_OWN = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason']);
 
+/** A chunk with generated text: a non-empty "content" (chat delta) or "text" (completions). */
+const HAS_TEXT = /"(?:content|text)":\s?"(?!")/;
+
 export class CompletionAssembler {
   private top: Json | null = null;
   private usage: unknown = undefined;
+  /** Chunks that carried generated text (about one token each from vLLM): the estimate without usage. */
+  textChunks = 0;
   private readonly choices = new Map<number, ChoiceAcc>();
 
   constructor(private readonly endpoint: 'chat' | 'completions') {}
@@ -42,6 +47,7 @@ export class CompletionAssembler {
   /** One event's data (`[DONE]` is ignored); a chunk that is not JSON is ignored too. */
   add(data: string): void {
     if (data === '[DONE]') return;
+    if (HAS_TEXT.test(data)) this.textChunks++;
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -89,6 +95,11 @@ export class CompletionAssembler {
     }
   }
 
+  /** The usage the stream reported (its last usage chunk), if any. */
+  get reportedUsage(): unknown {
+    return this.usage;
+  }
+
   /** The whole answer, as the backend would have sent it without `stream`. */
   result(): Json {
     const top: Json = {};
@@ -98,7 +109,7 @@ export class CompletionAssembler {
       ...top,
       object: this.endpoint === 'chat' ? 'chat.completion' : 'text_completion',
       choices,
-      ...(this.usage !== undefined ? { usage: this.usage } : {}),
+      ...(isObj(this.usage) ? { usage: withoutNullDetails(this.usage) } : {}),
     };
   }
 
@@ -120,4 +131,11 @@ function mergeLogprobs(acc: ChoiceAcc, lp: Json): void {
     else if (v !== null && into[k] === undefined) into[k] = v;
     else if (into[k] === undefined) into[k] = v;
   }
+}
+
+/** OpenAI's schema types the usage details as objects, never null (worker/openai/conform.ts). */
+function withoutNullDetails(usage: Json): Json {
+  const out = { ...usage };
+  for (const k of ['prompt_tokens_details', 'completion_tokens_details']) if (out[k] === null) delete out[k];
+  return out;
 }

@@ -11,6 +11,7 @@ import { acquireProbe, breakerAllows, type ProbePermit } from './breaker-view';
 import { traceAttempt, type Failure } from './attempt-observers';
 import { withColdStart } from './cold-start';
 import { CompletionAssembler } from '../openai/assemble';
+import { createParser } from 'eventsource-parser';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 import type { ExecuteResult, Settled } from './types';
@@ -314,31 +315,46 @@ interface Streaming {
  * a client that leaves settles what was generated so far.
  */
 async function assembleAnswer(input: ExecuteInput, candidate: Candidate, s: Streaming): Promise<AttemptOutcome> {
+  // Read straight from the upstream body (no relay stream in between: nothing reaches the client
+  // until the end, so the events only need parsing and merging).
   const assembler = new CompletionAssembler(input.endpoint === 'completions' ? 'completions' : 'chat');
-  let outcome: StreamOutcome | null = null;
-  const relayed = relaySse({
-    reader: s.reader,
-    first: s.first,
-    clientWantsUsage: true,
-    abort: s.abort,
-    deadline: s.deadline,
-    signal: input.clientSignal,
-    onEvent: (data) => assembler.add(data),
-    onDone: (o) => (outcome = o),
+  const decoder = new TextDecoder();
+  let sawDone = false;
+  const parser = createParser({
+    onEvent: (e) => {
+      if (e.data === '[DONE]') sawDone = true;
+      else assembler.add(e.data);
+    },
   });
-  await relayed.pipeTo(new WritableStream()).catch(() => {});
-  const o = (outcome ?? { status: 'upstream_error', usage: null, chunks: 0, contentChunks: 0 }) as StreamOutcome;
-  if (o.status === 'client_closed') {
+  let failure: StreamOutcome['status'] | null = null;
+  try {
+    parser.feed(decoder.decode(s.first, { stream: true }));
+    for (;;) {
+      const r = await Promise.race([s.reader.read(), s.deadline]);
+      if (r.done) break;
+      parser.feed(decoder.decode(r.value, { stream: true }));
+    }
+    parser.feed(decoder.decode());
+    if (!sawDone) failure = 'upstream_error';
+  } catch (e) {
+    failure = input.clientSignal.aborted ? 'client_closed' : e instanceof DeadlineError ? 'timeout' : 'upstream_error';
+  }
+  const outcome = (status: StreamOutcome['status']): StreamOutcome => ({ status, usage: readUsage(assembler.reportedUsage), chunks: 0, contentChunks: assembler.textChunks });
+  if (failure === 'client_closed') {
     // Nobody is listening; what was generated is settled and recorded against this backend.
     s.trace.failed({ kind: 'connect', message: 'client closed' }, false);
     s.cleanup();
-    s.settle(o);
+    s.settle(outcome('client_closed'));
     return { response: CLIENT_CLOSED.toResponse(), error: CLIENT_CLOSED };
   }
-  if (o.status !== 'completed') return s.fail(o.status === 'timeout' ? { kind: 'timeout', message: 'timed out (total)' } : { kind: 'connect', message: o.error ?? 'upstream stream failed' });
+  if (failure !== null) {
+    s.abort(failure === 'timeout' ? 'timeout' : 'upstream error');
+    s.reader.cancel().catch(() => {});
+    return s.fail(failure === 'timeout' ? { kind: 'timeout', message: 'timed out (total)' } : { kind: 'connect', message: 'upstream stream failed' });
+  }
   s.trace.succeeded();
   s.cleanup();
-  s.settle(o);
+  s.settle(outcome('completed'));
   return { response: new Response(JSON.stringify(assembler.result()), { status: 200, headers: { 'content-type': 'application/json', ...usageHeader(s.res) } }) };
 }
 
