@@ -10,6 +10,7 @@ import { acquireProbe, breakerAllows, breakerOutcomeOf, reportOutcome, type Prob
 import { lifecycleAnswered, lifecycleBegin, lifecycleEnd, lifecycleFailed } from './backend-lifecycle-view';
 import { withColdStart } from './cold-start';
 import { isolateState } from './isolate-state';
+import { noteProviderResponse, providerGate } from './provider-throttle';
 import { countAttemptFailure } from '../telemetry/metrics';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
@@ -99,6 +100,7 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
       failures.push({ kind: 'timeout', message: 'deadline reached before this attempt' });
       break;
     }
+    if (providerGate(candidate.backend.id) === 'throttled') continue; // a provider's 429: no retry there before its reset
     let probe: ProbePermit | null = null;
     const gate = breakerAllows(candidate.backend.id);
     if (gate !== 'closed') {
@@ -209,6 +211,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   } catch (e) {
     return thrown(e);
   }
+  noteProviderResponse(backend, res); // managed providers' rate-limit headers and 429s (provider-throttle.ts)
 
   if (!res.ok) {
     const detail = await upstreamErrorMessage(res).catch(() => '');
