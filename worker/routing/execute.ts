@@ -85,6 +85,7 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
   for (let i = 0; path.length < config.raw.max_attempts && i < config.raw.max_attempts + candidates.length; i++) {
     if (input.clientSignal.aborted) break;
     const candidate = candidates[i % candidates.length]!;
+    if (providerGate(candidate.backend.id) === 'throttled') continue; // a provider's 429: no retry there (nor waiting for it) before its reset
     if (i >= candidates.length) {
       // Every candidate has had its turn: retry from the top after a backoff (exponential,
       // full jitter), or after the backend's Retry-After if it asked for longer, so long as
@@ -100,7 +101,6 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
       failures.push({ kind: 'timeout', message: 'deadline reached before this attempt' });
       break;
     }
-    if (providerGate(candidate.backend.id) === 'throttled') continue; // a provider's 429: no retry there before its reset
     let probe: ProbePermit | null = null;
     const gate = breakerAllows(candidate.backend.id);
     if (gate !== 'closed') {

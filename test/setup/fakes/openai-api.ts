@@ -25,6 +25,8 @@ export interface OpenAIEngineOptions {
   limit_requests?: number;
   /** Requests left at the start; default limit_requests. */
   remaining_requests?: number;
+  /** x-ratelimit-reset-requests on answers; default "1s". */
+  reset_requests?: string;
 }
 
 export interface Engine {
@@ -38,7 +40,7 @@ const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
 export function openAIEngine(opts: OpenAIEngineOptions = {}): Engine {
   const limit = opts.limit_requests ?? 10_000;
   let remaining = opts.remaining_requests ?? limit;
-  const limitHeaders = (left: number, reset = '1s'): Record<string, string> => ({
+  const limitHeaders = (left: number, reset = opts.reset_requests ?? '1s'): Record<string, string> => ({
     'x-ratelimit-limit-requests': String(limit),
     'x-ratelimit-remaining-requests': String(Math.max(0, left)),
     'x-ratelimit-reset-requests': reset,
