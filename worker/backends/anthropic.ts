@@ -37,8 +37,9 @@ export const anthropicAdapter: BackendAdapter = {
     if (!request.stream) {
       const json = parseJson(await res.text()) as Record<string, any> | null;
       if (!json || json.type !== 'message' || !Array.isArray(json.content)) return badUpstream(`${backend.id}: the answer is not an Anthropic message`);
-      const toolCalls = (json.content as Record<string, any>[]).filter((c) => c.type === 'tool_use').map((c) => ({ id: String(c.id), name: String(c.name), arguments: JSON.stringify(c.input ?? {}) }));
-      const text = (json.content as Record<string, any>[]).filter((c) => c.type === 'text').map((c) => String(c.text ?? '')).join('');
+      const blocks = (json.content as unknown[]).filter((c): c is Record<string, any> => typeof c === 'object' && c !== null);
+      const toolCalls = blocks.filter((c) => c.type === 'tool_use').map((c) => ({ id: String(c.id), name: String(c.name), arguments: JSON.stringify(c.input ?? {}) }));
+      const text = blocks.filter((c) => c.type === 'text').map((c) => String(c.text ?? '')).join('');
       return answerResponse(chat, { text, toolCalls, finishReason: finishOf(json.stop_reason), usage: usageOf(json.usage) }, kept);
     }
     if (!res.body) return badUpstream(`${backend.id}: empty stream`);

@@ -44,11 +44,16 @@ export const bedrockAdapter: BackendAdapter = {
       const json = parseJson(await res.text()) as Record<string, any> | null;
       const content = json?.output?.message?.content;
       if (!Array.isArray(content)) return badUpstream(`${backend.id}: the answer is not a Converse answer`);
-      const text = (content as Record<string, any>[]).filter((c) => typeof c.text === 'string').map((c) => c.text as string).join('');
-      const toolCalls = (content as Record<string, any>[]).filter((c) => c.toolUse).map((c) => ({ id: String(c.toolUse.toolUseId), name: String(c.toolUse.name), arguments: JSON.stringify(c.toolUse.input ?? {}) }));
+      const blocks = (content as unknown[]).filter((c): c is Record<string, any> => typeof c === 'object' && c !== null);
+      const text = blocks.filter((c) => typeof c.text === 'string').map((c) => c.text as string).join('');
+      const toolCalls = blocks.filter((c) => c.toolUse && typeof c.toolUse === 'object').map((c) => ({ id: String(c.toolUse.toolUseId), name: String(c.toolUse.name), arguments: JSON.stringify(c.toolUse.input ?? {}) }));
       return answerResponse(chat, { text, toolCalls, finishReason: finishOf(json!.stopReason), usage: usageOf(json!.usage) }, kept);
     }
-    if (!res.body) return badUpstream(`${backend.id}: empty stream`);
+    // Frames are read by their length prefix: a body that is not an event stream is refused before any is read.
+    if (!res.body || !/^application\/vnd\.amazon\.eventstream\b/i.test(res.headers.get('content-type') ?? '')) {
+      await res.body?.cancel().catch(() => {});
+      return badUpstream(`${backend.id}: the stream is not an AWS event stream`);
+    }
     return new Response(converseStream(res.body, chat, backend.id), { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8', ...kept } });
   },
 };
