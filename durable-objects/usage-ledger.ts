@@ -14,7 +14,7 @@ import type { UsageRecord } from '../worker/telemetry/usage-record';
 // of the range are read once per report; fine at ledger scale, Analytics Engine is the scale path).
 
 /** Columns a report may group by; also the ledger's column names (never interpolated from input otherwise). */
-export const GROUP_COLUMNS = ['tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint'] as const;
+export const GROUP_COLUMNS = ['tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint', 'client_request_id'] as const;
 export type GroupColumn = (typeof GROUP_COLUMNS)[number];
 
 export interface LedgerQuery {
@@ -47,7 +47,7 @@ const DAY_MS = 86_400_000;
 const COLUMNS = [
   'request_id', 'ts', 'tenant', 'key_id', 'user', 'feature', 'endpoint', 'requested_model', 'model', 'backend', 'region', 'tier',
   'prompt_tokens', 'cached_tokens', 'completion_tokens', 'tokens_estimated', 'cost_usd', 'saved_usd', 'latency_ms', 'ttft_ms',
-  'tokens_per_s', 'status', 'outcome', 'cache', 'attempts', 'path', 'error_code',
+  'tokens_per_s', 'status', 'outcome', 'cache', 'attempts', 'path', 'error_code', 'client_request_id',
 ] as const;
 
 export class UsageLedger extends DurableObject {
@@ -71,6 +71,8 @@ export class UsageLedger extends DurableObject {
       ttft_ms REAL, tokens_per_s REAL, status INTEGER NOT NULL, outcome TEXT NOT NULL, cache TEXT NOT NULL,
       attempts INTEGER NOT NULL, path TEXT NOT NULL, error_code TEXT)`);
     this.sql.exec('CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)');
+    // Added after the first release: ledgers created before it get the column (NULL in old rows).
+    if (!this.sql.exec('PRAGMA table_info(usage)').toArray().some((c) => c.name === 'client_request_id')) this.sql.exec('ALTER TABLE usage ADD COLUMN client_request_id TEXT');
   }
 
   /** Inserts the records not already present; returns how many were new. Arms the retention alarm. */
@@ -141,7 +143,7 @@ function rowOf(r: UsageRecord): SqlStorageValue[] {
   return [
     r.request_id, r.ts, r.tenant, r.key_id, r.user, r.feature, r.endpoint, r.requested_model, r.model, r.backend, r.region, r.tier,
     r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.tokens_estimated ? 1 : 0, r.cost_usd, r.saved_usd, r.latency_ms, r.ttft_ms,
-    r.tokens_per_s, r.status, r.outcome, r.cache, r.attempts, JSON.stringify(r.path), r.error_code,
+    r.tokens_per_s, r.status, r.outcome, r.cache, r.attempts, JSON.stringify(r.path), r.error_code, r.client_request_id ?? null,
   ];
 }
 
@@ -177,5 +179,6 @@ function recordOf(row: Record<string, SqlStorageValue>): UsageRecord {
     attempts: Number(row.attempts),
     path: JSON.parse(String(row.path)) as string[],
     error_code: s('error_code'),
+    client_request_id: s('client_request_id'),
   };
 }

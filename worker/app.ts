@@ -4,7 +4,6 @@ import type { AppEnv } from './env';
 import { errors, RouterError } from './http/errors';
 import { requireAdminToken, requireApiKey } from './middleware/auth';
 import { requireConfig } from './middleware/config';
-import { rateLimitHeaders } from './middleware/rate-limit-headers';
 import { routerHeaderDefaults } from './middleware/router-headers';
 import { adminBackends } from './routes/admin-backends';
 import { adminBreakers } from './routes/admin-breakers';
@@ -12,10 +11,9 @@ import { adminBudgets } from './routes/admin-budgets';
 import { adminKeyLimits } from './routes/admin-key-limits';
 import { adminKeys } from './routes/admin-keys';
 import { adminUsage } from './routes/admin-usage';
-import { usageRecorder } from './middleware/usage';
 import { dashboard } from './routes/dashboard';
 import { health } from './routes/health';
-import { inferenceRoute } from './routes/inference';
+import { inferenceRoute } from './pipeline/inference';
 import { listModels } from './routes/models';
 import { metricsRoute, requireMetricsToken } from './routes/metrics';
 
@@ -39,11 +37,12 @@ app.route('/admin/usage', adminUsage);
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);
 
-app.use('/v1/*', routerHeaderDefaults, rateLimitHeaders, requireApiKey);
+app.use('/v1/*', routerHeaderDefaults, requireApiKey);
 app.get('/v1/models', listModels);
-app.post('/v1/chat/completions', usageRecorder('chat'), inferenceRoute('chat'));
-app.post('/v1/completions', usageRecorder('completions'), inferenceRoute('completions'));
-app.post('/v1/embeddings', usageRecorder('embeddings'), inferenceRoute('embeddings'));
+// Inference: one request pipeline (worker/pipeline/), which also writes the usage record.
+app.post('/v1/chat/completions', inferenceRoute('chat'));
+app.post('/v1/completions', inferenceRoute('completions'));
+app.post('/v1/embeddings', inferenceRoute('embeddings'));
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

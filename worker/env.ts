@@ -51,12 +51,6 @@ export interface Variables {
   requestId: string;
   config: CompiledConfig;
   key: KeyRecord;
-  /** Set on a cache hit: the request is not billed; usage records note what it saved. */
-  cacheSavings?: CacheSavings;
-  /** Set after the rate-limit check: its x-ratelimit-* headers go on every answer (middleware/rate-limit-headers.ts). */
-  rateLimit?: RateLimitHold;
-  /** The request's usage record being filled in (worker/middleware/usage.ts), whatever [usage] enabled says; absent off the inference routes. */
-  usage?: UsageDraft;
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };

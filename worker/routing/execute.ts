@@ -6,14 +6,16 @@ import { errors, RouterError, type ErrorStatus } from '../http/errors';
 import type { EndpointKind } from '../openai/schemas';
 import { readUsage, type Usage } from '../openai/usage';
 import { estimateStreamUsage } from './stream-usage';
-import { acquireProbe, breakerAllows, breakerOutcomeOf, reportOutcome, type ProbePermit } from './breaker-view';
-import { lifecycleAnswered, lifecycleBegin, lifecycleEnd, lifecycleFailed } from './backend-lifecycle-view';
+import { acquireProbe, breakerAllows, type ProbePermit } from './breaker-view';
+import { traceAttempt, type Failure } from './attempt-observers';
 import { withColdStart } from './cold-start';
-import { isolateState } from './isolate-state';
+import { CompletionAssembler } from '../openai/assemble';
 import { noteProviderResponse, providerGate } from './provider-throttle';
-import { countAttemptFailure } from '../telemetry/metrics';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
+import type { ExecuteResult, Settled } from './types';
+
+export type { ExecuteResult, Settled };
 
 export interface ExecuteInput {
   config: CompiledConfig;
@@ -35,29 +37,8 @@ export interface ExecuteInput {
   onStreamEvent?: (data: string) => void;
 }
 
-export interface Settled {
-  candidate: Candidate;
-  status: StreamOutcome['status'];
-  usage: Usage | null;
-  ttftMs: number | null;
-  totalMs: number;
-}
-
-export interface ExecuteResult {
-  /** The answer, or the error to answer with. */
-  response: Response;
-  served: Candidate | null;
-  attempts: number;
-  /** Backend ids tried, in order. */
-  path: string[];
-  /** Every attempt failed upstream (or none could start): the chain may end in a degraded answer. */
-  upstreamFailed: boolean;
-}
-
 /** A probe's lease outlives the attempt's deadline, so a probe that times out still reports in time to reopen the breaker. */
 const PROBE_LEASE_MARGIN_MS = 5_000;
-
-type Failure = { kind: 'timeout' | 'connect' | 'status'; message: string; status?: number; retryAfterMs?: number | null };
 
 /** Statuses that are the request's own fault: returned to the client as they are, never retried. */
 const CLIENT_FAULT = new Set([400, 413, 422]);
@@ -77,7 +58,8 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
   const failures: Failure[] = [];
 
   if (candidates.length === 0) {
-    return { response: errors.unavailable('No backend can serve this model right now.', 'no_backend_available').toResponse(), served: null, attempts: 0, path, upstreamFailed: true };
+    const error = errors.unavailable('No backend can serve this model right now.', 'no_backend_available');
+    return { response: error.toResponse(), served: null, attempts: 0, path, upstreamFailed: true, error };
   }
 
   // i walks the chain (and its retries); an attempt is a backend call (path). A candidate whose
@@ -111,21 +93,24 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
     }
     path.push(candidate.backend.id);
     const outcome = await attempt(input, candidate, stream, probe);
-    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: path.length, path, upstreamFailed: false };
+    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: path.length, path, upstreamFailed: false, ...(outcome.error ? { error: outcome.error } : {}) };
     failures.push(outcome.failure);
-    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: path.length, path, upstreamFailed: false };
+    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: path.length, path, upstreamFailed: false, error: outcome.final };
   }
 
   if (input.clientSignal.aborted) {
     // Nobody is listening; the status only shows in logs and usage records.
-    return { response: new RouterError(400, 'The client closed the request.', 'client_closed').toResponse(), served: null, attempts: path.length, path, upstreamFailed: false };
+    return { response: CLIENT_CLOSED.toResponse(), served: null, attempts: path.length, path, upstreamFailed: false, error: CLIENT_CLOSED };
   }
   const summary = path.map((id, i) => `${id}: ${failures[i]?.message ?? 'not tried'}`).join('; ') || 'no attempt fitted the deadline';
   const error = failures.at(-1)?.kind === 'timeout'
     ? errors.timeout(`The upstream did not answer in time (${summary}).`)
     : errors.badGateway(`No upstream could answer (${summary}).`);
-  return { response: error.toResponse(), served: null, attempts: path.length, path, upstreamFailed: true };
+  return { response: error.toResponse(), served: null, attempts: path.length, path, upstreamFailed: true, error };
 }
+
+/** The answer to a client that has gone: nobody reads it; the status shows in logs and usage records. */
+const CLIENT_CLOSED = new RouterError(400, 'The client closed the request.', 'client_closed');
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -148,19 +133,29 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | n
   return Number.isFinite(date) ? Math.max(0, date - now) : null;
 }
 
-type AttemptOutcome = { response: Response } | { failure: Failure; final?: RouterError };
+type AttemptOutcome = { response: Response; error?: RouterError } | { failure: Failure; final?: RouterError };
 
-async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
+/**
+ * Kinds whose adapters stream OpenAI chunks natively: the router streams from them for every
+ * request (non-streamed clients get the answer assembled), so TTFT is measured and bounded by
+ * ttft_ms for every request. Replicate and Triton are asked as the client asked (their streamed
+ * and held calls differ in cost and contract), embeddings never stream.
+ */
+const STREAMING_KINDS = new Set(['vllm', 'trtllm', 'openai', 'modal']);
+export const streamsUpstream = (kind: string, endpoint: EndpointKind) => endpoint !== 'embeddings' && STREAMING_KINDS.has(kind);
+
+async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
   const { backend, model } = candidate;
   const t: Timeouts = withColdStart({ ...input.config.raw.timeouts, ...backend.timeouts }, candidate.coldStartWaitMs);
+  const stream = clientStream || streamsUpstream(backend.kind, input.endpoint);
   const started = Date.now();
   const totalEnd = Math.min(started + t.total_ms, input.deadline);
   const controller = new AbortController();
   const abort = (reason: string) => controller.abort(reason);
   const onClientAbort = () => abort('client closed');
   input.clientSignal.addEventListener('abort', onClientAbort);
-  const release = isolateState.begin(backend.id);
-  const lifecycle = lifecycleBegin(input.ctx, input.env, input.config, backend, stream, started); // null unless cold_start_ms is set
+  // `stream` as the client asked: the lifecycle keeps a normal answer time per kind of request, as the cold-start planner reads it.
+  const trace = traceAttempt({ config: input.config, env: input.env, ctx: input.ctx, backend, stream: clientStream, probe, at: started });
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut: string | null = null;
   const arm = (ms: number, phase: string) => {
@@ -173,18 +168,12 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   const cleanup = () => {
     clearTimeout(timer ?? null);
     input.clientSignal.removeEventListener('abort', onClientAbort);
-    release();
-    lifecycleEnd(lifecycle);
+    trace.end();
   };
   const fail = (failure: Failure, final?: RouterError): AttemptOutcome => {
-    cleanup();
     // A client that left says nothing about the backend; nor does a request it judged invalid.
-    const counts = !final && !input.clientSignal.aborted;
-    if (counts) isolateState.failure(backend.id);
-    if (counts) lifecycleFailed(lifecycle, failure);
-    if (counts) countAttemptFailure(backend.id, failure); // router_attempt_failures_total: why retries and fallbacks happened
-    const verdict = counts ? breakerOutcomeOf(input.config, backend.id, failure) : 'ignore';
-    reportOutcome(input.ctx, input.env, input.config, backend.id, verdict, { probe, cause: failure.message });
+    trace.failed(failure, !final && !input.clientSignal.aborted);
+    cleanup();
     return { failure, ...(final ? { final } : {}) };
   };
   const thrown = (e: unknown): AttemptOutcome =>
@@ -195,12 +184,15 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   const body: Record<string, unknown> = { ...input.body, model: model.served_name ?? model.id };
   if (stream) {
     // Always ask for usage so every stream can be counted; relaySse drops it if the client did not ask.
+    body.stream = true;
     body.stream_options = { ...(input.body.stream_options as object | undefined), include_usage: true };
   }
 
   let res: Response;
   try {
-    arm(stream ? t.connect_ms : t.total_ms, stream ? 'connect' : 'total');
+    // Without a stream the whole answer is the "first token": ttft_ms bounds it for embeddings;
+    // Replicate and Triton generate the whole answer before replying, so only total_ms bounds theirs.
+    arm(stream ? t.connect_ms : input.endpoint === 'embeddings' ? t.ttft_ms : t.total_ms, stream ? 'connect' : input.endpoint === 'embeddings' ? 'first token' : 'total');
     res = await adapterFor(backend).send(backend, { endpoint: input.endpoint, body, stream, requestId: input.requestId }, {
       signal: controller.signal,
       secret: backendSecret(backend, input.env),
@@ -234,12 +226,11 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     } catch (e) {
       return thrown(e);
     }
-    lifecycleAnswered(lifecycle);
+    const at = Date.now();
+    trace.answered(at);
+    trace.succeeded();
     cleanup();
-    isolateState.success(backend.id);
-    reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
-    const totalMs = Date.now() - started;
-    input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: null, totalMs });
+    input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: input.endpoint === 'embeddings' ? at - started : null, totalMs: at - started });
     return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
   }
 
@@ -256,15 +247,22 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
   if (first.done) return fail({ kind: 'status', message: 'stream closed before the first chunk' });
   const ttftMs = Date.now() - started;
   clearTimeout(timer ?? null);
-  isolateState.success(backend.id);
-  lifecycleAnswered(lifecycle);
-  reportOutcome(input.ctx, input.env, input.config, backend.id, 'success', { probe });
+  trace.answered(Date.now());
 
   let rejectDeadline: (e: Error) => void = () => {};
   const deadline = new Promise<never>((_, reject) => (rejectDeadline = reject));
   deadline.catch(() => {});
   timer = setTimeout(() => rejectDeadline(new DeadlineError('total timeout')), Math.max(0, totalEnd - Date.now()));
+  const settle = (outcome: StreamOutcome) => {
+    // No usage chunk (the client left, the stream failed, or a backend that sends none): count what was relayed.
+    const usage = outcome.usage ?? estimateStreamUsage(input.endpoint, input.body, outcome.contentChunks);
+    input.onSettled?.({ candidate, status: outcome.status, usage, ttftMs, totalMs: Date.now() - started });
+  };
 
+  if (!clientStream) return assembleAnswer(input, candidate, { reader, first: first.value, abort, deadline, trace, fail, cleanup, settle, res });
+
+  // The client streams: committed from the first chunk on (a later failure cannot move to another backend).
+  trace.succeeded();
   const clientWantsUsage = (input.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
   const relayed = relaySse({
     reader,
@@ -272,12 +270,11 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
     clientWantsUsage,
     abort,
     deadline,
+    signal: input.clientSignal,
     ...(input.onStreamEvent ? { onEvent: input.onStreamEvent } : {}),
     onDone: (outcome) => {
       cleanup();
-      // No usage chunk (the client left, the stream failed, or a backend that sends none): count what was relayed.
-      const usage = outcome.usage ?? estimateStreamUsage(input.endpoint, input.body, outcome.contentChunks);
-      input.onSettled?.({ candidate, status: outcome.status, usage, ttftMs, totalMs: Date.now() - started });
+      settle(outcome);
     },
   });
   return {
@@ -286,6 +283,53 @@ async function attempt(input: ExecuteInput, candidate: Candidate, stream: boolea
       headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...usageHeader(res) },
     }),
   };
+}
+
+interface Streaming {
+  reader: ReadableStreamDefaultReader<Uint8Array>;
+  first: Uint8Array;
+  abort: (reason: string) => void;
+  deadline: Promise<never>;
+  trace: ReturnType<typeof traceAttempt>;
+  fail: (f: Failure) => AttemptOutcome;
+  cleanup: () => void;
+  settle: (o: StreamOutcome) => void;
+  res: Response;
+}
+
+/**
+ * A non-streamed client over a streamed upstream: the chunks are read to the end and assembled
+ * into the JSON answer. Until the last chunk nothing has reached the client, so a stream that
+ * fails or runs out of time is an attempt failure like any other (the next candidate is tried);
+ * a client that leaves settles what was generated so far.
+ */
+async function assembleAnswer(input: ExecuteInput, candidate: Candidate, s: Streaming): Promise<AttemptOutcome> {
+  const assembler = new CompletionAssembler(input.endpoint === 'completions' ? 'completions' : 'chat');
+  let outcome: StreamOutcome | null = null;
+  const relayed = relaySse({
+    reader: s.reader,
+    first: s.first,
+    clientWantsUsage: true,
+    abort: s.abort,
+    deadline: s.deadline,
+    signal: input.clientSignal,
+    onEvent: (data) => assembler.add(data),
+    onDone: (o) => (outcome = o),
+  });
+  await relayed.pipeTo(new WritableStream()).catch(() => {});
+  const o = (outcome ?? { status: 'upstream_error', usage: null, chunks: 0, contentChunks: 0 }) as StreamOutcome;
+  if (o.status === 'client_closed') {
+    // Nobody is listening; what was generated is settled and recorded against this backend.
+    s.trace.failed({ kind: 'connect', message: 'client closed' }, false);
+    s.cleanup();
+    s.settle(o);
+    return { response: CLIENT_CLOSED.toResponse(), error: CLIENT_CLOSED };
+  }
+  if (o.status !== 'completed') return s.fail(o.status === 'timeout' ? { kind: 'timeout', message: 'timed out (total)' } : { kind: 'connect', message: o.error ?? 'upstream stream failed' });
+  s.trace.succeeded();
+  s.cleanup();
+  s.settle(o);
+  return { response: new Response(JSON.stringify(assembler.result()), { status: 200, headers: { 'content-type': 'application/json', ...usageHeader(s.res) } }) };
 }
 
 /** An adapter's x-router-usage (its usage is the router's estimate), kept on the answer. */

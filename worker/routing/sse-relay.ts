@@ -20,8 +20,14 @@ export interface RelayOptions {
   clientWantsUsage: boolean;
   /** Abort the upstream call (client left, or the total timeout fired). */
   abort: (reason: string) => void;
-  /** Rejects when the total timeout fires. */
+  /** Rejects when the total timeout fires: the stream is cut then, whether or not the client is reading. */
   deadline: Promise<never>;
+  /**
+   * The client's signal: when it aborts, the stream settles at once (client_closed) and the upstream
+   * is cancelled. A client that leaves mid-stream may never pull again, and the runtime need not
+   * call cancel(), so the relay cannot wait for either.
+   */
+  signal?: AbortSignal;
   onDone: (outcome: StreamOutcome) => void;
   /** Sees each upstream event's data (`[DONE]` included) before it is relayed; for the response cache. */
   onEvent?: (data: string) => void;
@@ -51,6 +57,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
   const finish = (status: StreamOutcome['status'], error?: string) => {
     if (finished) return;
     finished = true;
+    opts.signal?.removeEventListener('abort', onClientGone);
     opts.onDone({ usage, chunks, contentChunks, status, ...(error ? { error } : {}) });
   };
 
@@ -95,8 +102,36 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
     encoder.encode(`data: ${JSON.stringify({ error: { message, type: 'upstream_error', param: null, code } })}\n\n`);
 
   let firstSent = false;
+  let out: ReadableStreamDefaultController<Uint8Array> | null = null;
+  /** Ends the stream from outside a pull (deadline, client gone): nothing more is read or sent. */
+  const cut = (status: 'timeout' | 'client_closed') => {
+    if (finished) return;
+    opts.abort(status === 'timeout' ? 'timeout' : 'client closed');
+    reader.cancel().catch(() => {});
+    if (out) {
+      try {
+        if (status === 'timeout') {
+          flush(out);
+          out.enqueue(errorEvent('The upstream stream exceeded its time limit.', 'upstream_timeout'));
+        }
+        out.close();
+      } catch {
+        // closed or cancelled already
+      }
+    }
+    finish(status, status === 'timeout' ? 'The upstream stream exceeded its time limit.' : undefined);
+  };
+  opts.deadline.catch(() => cut('timeout'));
+  const onClientGone = () => cut('client_closed');
+  if (opts.signal?.aborted) queueMicrotask(onClientGone);
+  else opts.signal?.addEventListener('abort', onClientGone, { once: true });
+
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      out = controller;
+    },
     async pull(controller) {
+      if (finished) return;
       try {
         if (!firstSent) {
           firstSent = true;
@@ -106,6 +141,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
         // something was enqueued, so keep reading until an event is complete (or the end).
         while (pending.length === 0) {
           const result = await Promise.race([reader.read(), opts.deadline]);
+          if (finished) return; // cut meanwhile (deadline, client gone)
           if (result.done) {
             feed(new Uint8Array());
             if (!sawDone) throw new Error('upstream stream ended without [DONE]');
@@ -118,6 +154,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
         }
         flush(controller);
       } catch (e) {
+        if (finished) return;
         const timedOut = e instanceof DeadlineError;
         // A backend's own error event (an adapter's UpstreamStreamError, e.g. Triton's error after a 200) says what failed.
         const message = timedOut ? 'The upstream stream exceeded its time limit.' : e instanceof UpstreamStreamError ? `The upstream failed mid-stream: ${e.message}` : 'The upstream connection failed mid-stream.';
@@ -129,9 +166,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
       }
     },
     cancel() {
-      opts.abort('client closed');
-      reader.cancel().catch(() => {});
-      finish('client_closed');
+      cut('client_closed');
     },
   });
 }

@@ -3,9 +3,9 @@
 // time, when a request ends at least [metrics].flush_interval_ms after the last flush or with
 // flush_max_records requests pending. Nothing here is awaited on the request path or throws into it.
 //
-// No timer holds a request's waitUntil open for a flush that is not due: counts gathered since the
-// last flush go with the next request that finds one due. An isolate that falls idle keeps them
-// until then (and loses them if evicted first): at most one interval of its traffic.
+// Counts not yet due ride on a single timer, held in the waitUntil of the request that armed it, so
+// they leave within flush_interval_ms of the request that counted them, with no further traffic:
+// an isolate that falls idle has nothing left unsent once its last request's waitUntil is done.
 // A flush whose reply is lost is resent as is (same seq) before anything newer: the aggregator
 // applies each (isolate, seq) once, so nothing is lost or counted twice while the isolate lives.
 
@@ -38,6 +38,8 @@ export class MetricsIsolate {
   private lastFlushAt = 0;
   /** Since when a flush has been in flight (null: none). */
   private sending: number | null = null;
+  /** The armed flush timer (null: none). */
+  private timer: Promise<void> | null = null;
   /** Upstash counts already handed over, to send only what grew (they are per-isolate totals). */
   private upstashSent = new Map<string, number>();
 
@@ -51,12 +53,26 @@ export class MetricsIsolate {
     // One flush at a time: what arrives meanwhile goes with a later one (a flush older than
     // GIVE_UP_MS is taken as cut short with its waitUntil).
     if (stillRunning(this.sending, now)) return;
-    if (this.acc.records < s.flush_max_records && now - this.lastFlushAt < s.flush_interval_ms) return;
+    if (this.acc.records < s.flush_max_records && now - this.lastFlushAt < s.flush_interval_ms) {
+      // Not due yet: one timer per isolate, inside this request's waitUntil, sends the counts when
+      // the interval is up, so a scrape sees them with no further traffic.
+      if (this.timer) return;
+      const wait = Math.max(0, this.lastFlushAt + s.flush_interval_ms - now);
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
+        this.timer = null;
+        this.schedule(ctx, s, send);
+      });
+      this.timer = timer;
+      background(ctx, timer, 'metrics');
+      return;
+    }
     const mine = (this.sending = now);
     const flush = this.flushNow(send, now)
       .catch((err) => console.warn(`metrics: flush failed (resent with the next one): ${errorMessage(err)}`))
       .finally(() => {
         if (this.sending === mine) this.sending = null;
+        // Counted while this flush was in flight (or a failed one to resend): the timer takes them.
+        if (!this.acc.empty || this.unacked) this.schedule(ctx, s, send);
       });
     background(ctx, flush, 'metrics');
   }

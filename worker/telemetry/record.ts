@@ -102,7 +102,7 @@ export function recordUsage(env: UsageEnv, ctx: WaitUntil, config: CompiledConfi
 
 /**
  * The Analytics Engine row of a record (README "Usage and cost" documents the columns): index1 =
- * tenant (AE samples per index); blob1..blob15 and double1..double12 in the order below. AE has
+ * tenant (AE samples per index); blob1..blob16 (blob16: client_request_id, added last) and double1..double12 in the order below. AE has
  * no unique key: deduplicate by blob1 (request_id) in queries if a record may have been written twice.
  */
 export function analyticsPoint(r: UsageRecord) {
@@ -110,7 +110,7 @@ export function analyticsPoint(r: UsageRecord) {
     indexes: [r.tenant],
     blobs: [
       r.request_id, r.tenant, r.key_id, r.user, r.feature, r.endpoint, r.requested_model, r.model, r.backend, r.region, r.tier,
-      r.outcome, r.cache, r.path.join('>'), r.error_code,
+      r.outcome, r.cache, r.path.join('>'), r.error_code, r.client_request_id ?? null,
     ],
     doubles: [
       r.ts, r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.tokens_estimated ? 1 : 0, r.cost_usd, r.saved_usd, r.latency_ms,

@@ -1,12 +1,14 @@
 import { usdCost, type CacheSavings } from '../cache/exact';
 import type { CompiledConfig } from '../config/compiled';
 import type { EndpointKind } from '../openai/schemas';
-import type { ExecuteResult, Settled } from '../routing/execute';
+import type { ExecuteResult, Settled } from '../routing/types';
 import type { ResolvedRoute } from '../routing/resolve-model';
 import type { UsageRecord } from './usage-record';
 
 export interface DraftBase {
   requestId: string;
+  /** The client's x-request-id, kept apart from the router's id (it may repeat). */
+  clientRequestId: string | null;
   /** Epoch ms when the request arrived. */
   started: number;
   tenant: string;
@@ -103,6 +105,7 @@ export class UsageDraft {
     return {
       v: 1,
       request_id: base.requestId,
+      client_request_id: base.clientRequestId,
       ts: base.started,
       tenant: base.tenant,
       key_id: base.keyId,

@@ -8,8 +8,10 @@ import { z } from 'zod';
  */
 export const usageRecordSchema = z.object({
   v: z.literal(1),
-  /** x-request-id: the idempotency key of every sink. */
+  /** The router's id for the request (x-router-request-id): unique, the idempotency key of every sink. */
   request_id: z.string().min(1),
+  /** The client's own x-request-id, as it sent it (it may repeat: it never merges records). */
+  client_request_id: z.string().nullable().optional(),
   /** Epoch ms when the request arrived. */
   ts: z.number().int(),
   tenant: z.string(),

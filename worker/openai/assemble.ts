@@ -1,0 +1,123 @@
+// Builds the non-streamed answer (chat.completion / text_completion) from a stream's chunks. The
+// router streams from the backend for every request of a kind that can stream (so TTFT is known and
+// bounded for every request), and a client that did not ask for a stream gets this JSON instead.
+// Written here rather than taken from a library: the SDKs' accumulators (openai's
+// ChatCompletionStream) run in the client, drop vLLM's extensions (stop_reason, reasoning_content)
+// and do not do completions; this keeps every field the backend sent, merged per choice.
+
+type Json = Record<string, unknown>;
+const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+interface ToolAcc {
+  id?: string;
+  type?: string;
+  name: string;
+  args: string;
+}
+
+interface ChoiceAcc {
+  index: number;
+  role: string;
+  content: string | null;
+  refusal: string | null;
+  reasoning: string | null;
+  tools: Map<number, ToolAcc>;
+  text: string;
+  logprobs: Json | null;
+  finish: unknown;
+  extra: Json;
+}
+
+/** Fields of a chunk that the assembled answer builds itself. */
+const TOP_OWN = new Set(['choices', 'object', 'usage']);
+const CHOICE_OWN = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason']);
+
+export class CompletionAssembler {
+  private top: Json | null = null;
+  private usage: unknown = undefined;
+  private readonly choices = new Map<number, ChoiceAcc>();
+
+  constructor(private readonly endpoint: 'chat' | 'completions') {}
+
+  /** One event's data (`[DONE]` is ignored); a chunk that is not JSON is ignored too. */
+  add(data: string): void {
+    if (data === '[DONE]') return;
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!isObj(chunk)) return;
+    if (this.top === null) this.top = chunk;
+    else if (chunk.system_fingerprint != null) this.top.system_fingerprint = chunk.system_fingerprint;
+    if (chunk.usage != null) this.usage = chunk.usage;
+    if (!Array.isArray(chunk.choices)) return;
+    for (const c of chunk.choices) if (isObj(c)) this.addChoice(c);
+  }
+
+  private addChoice(c: Json): void {
+    const index = typeof c.index === 'number' ? c.index : 0;
+    let acc = this.choices.get(index);
+    if (!acc) this.choices.set(index, (acc = { index, role: 'assistant', content: null, refusal: null, reasoning: null, tools: new Map(), text: '', logprobs: null, finish: null, extra: {} }));
+    for (const [k, v] of Object.entries(c)) if (!CHOICE_OWN.has(k) && v !== undefined) acc.extra[k] = v;
+    if (c.finish_reason != null) acc.finish = c.finish_reason;
+    if (isObj(c.logprobs)) mergeLogprobs(acc, c.logprobs);
+    if (this.endpoint === 'completions') {
+      if (typeof c.text === 'string') acc.text += c.text;
+      return;
+    }
+    const d = c.delta;
+    if (!isObj(d)) return;
+    if (typeof d.role === 'string') acc.role = d.role;
+    if (typeof d.content === 'string') acc.content = (acc.content ?? '') + d.content;
+    if (typeof d.refusal === 'string') acc.refusal = (acc.refusal ?? '') + d.refusal;
+    if (typeof d.reasoning_content === 'string') acc.reasoning = (acc.reasoning ?? '') + d.reasoning_content;
+    if (Array.isArray(d.tool_calls)) {
+      for (const t of d.tool_calls) {
+        if (!isObj(t)) continue;
+        const ti = typeof t.index === 'number' ? t.index : acc.tools.size;
+        let tool = acc.tools.get(ti);
+        if (!tool) acc.tools.set(ti, (tool = { name: '', args: '' }));
+        if (typeof t.id === 'string') tool.id = t.id;
+        if (typeof t.type === 'string') tool.type = t.type;
+        if (isObj(t.function)) {
+          if (typeof t.function.name === 'string') tool.name += t.function.name;
+          if (typeof t.function.arguments === 'string') tool.args += t.function.arguments;
+        }
+      }
+    }
+  }
+
+  /** The whole answer, as the backend would have sent it without `stream`. */
+  result(): Json {
+    const top: Json = {};
+    for (const [k, v] of Object.entries(this.top ?? {})) if (!TOP_OWN.has(k) && v !== null) top[k] = v;
+    const choices = [...this.choices.values()].sort((a, b) => a.index - b.index).map((c) => this.choice(c));
+    return {
+      ...top,
+      object: this.endpoint === 'chat' ? 'chat.completion' : 'text_completion',
+      choices,
+      ...(this.usage !== undefined ? { usage: this.usage } : {}),
+    };
+  }
+
+  private choice(c: ChoiceAcc): Json {
+    if (this.endpoint === 'completions') return { index: c.index, text: c.text, logprobs: c.logprobs, finish_reason: c.finish, ...c.extra };
+    const tools = [...c.tools].sort((a, b) => a[0] - b[0]).map(([, t]) => ({ id: t.id ?? '', type: t.type ?? 'function', function: { name: t.name, arguments: t.args } }));
+    const message: Json = { role: c.role, content: c.content, refusal: c.refusal };
+    if (tools.length) message.tool_calls = tools;
+    if (c.reasoning !== null) message.reasoning_content = c.reasoning;
+    return { index: c.index, message, logprobs: c.logprobs, finish_reason: c.finish, ...c.extra };
+  }
+}
+
+/** Chat logprobs ({content, refusal} lists) and completions logprobs (parallel lists) concatenate. */
+function mergeLogprobs(acc: ChoiceAcc, lp: Json): void {
+  const into = (acc.logprobs ??= {});
+  for (const [k, v] of Object.entries(lp)) {
+    if (Array.isArray(v)) into[k] = [...((Array.isArray(into[k]) ? into[k] : []) as unknown[]), ...v];
+    else if (v !== null && into[k] === undefined) into[k] = v;
+    else if (into[k] === undefined) into[k] = v;
+  }
+}

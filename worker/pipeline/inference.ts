@@ -1,0 +1,126 @@
+import type { Context } from 'hono';
+import { admitStage, softLimitStage } from '../budget/stage';
+import { FEATURE_HEADER } from '../budget/settings';
+import { exactCacheStage, semanticCacheStage } from '../cache/stage';
+import type { AppEnv } from '../env';
+import { readJsonBody } from '../http/body';
+import { errors } from '../http/errors';
+import { endpoints, type EndpointKind } from '../openai/schemas';
+import { rateLimitStage } from '../ratelimit/stage';
+import { executeStage } from '../routing/execute-stage';
+import { planStage } from '../routing/plan-stage';
+import { resolveRoute } from '../routing/resolve-model';
+import { recordUsage } from '../telemetry/record';
+import { UsageDraft } from '../telemetry/usage-draft';
+import { enforceDeferredStage } from './deferred';
+import { PipelineRun } from './run';
+import type { InferenceBody, InferenceRequest, Stage } from './types';
+
+/**
+ * The request path of every inference endpoint, in order (README "Request lifecycle"). A stage
+ * that holds something for the request registers a participant, and the runner closes it on every
+ * exit. A new stage (a guardrail, a request transform) is one file and one line here.
+ */
+export const INFERENCE_STAGES: readonly Stage[] = [
+  rateLimitStage, // worker/ratelimit/stage.ts: requests taken, tokens reserved; 429 on requests
+  softLimitStage, // worker/budget/stage.ts: may downgrade the route; a block is deferred
+  exactCacheStage, // worker/cache/stage.ts: a hit answers
+  semanticCacheStage, // worker/cache/stage.ts: a hit answers
+  enforceDeferredStage, // worker/pipeline/deferred.ts: every cache missed: soft-limit block, tokens refusal
+  planStage, // worker/routing/plan-stage.ts: candidates in order (region, tier, replicas, capabilities, cold starts)
+  admitStage, // worker/budget/stage.ts: worst case reserved; max_tokens may be lowered
+  executeStage, // worker/routing/execute-stage.ts: attempts, retries, fallbacks; degraded answer
+];
+
+/** The header a client may name its own request with; kept as client_request_id, never the ledger key. */
+const CLIENT_ID_RE = /^[\w\-=.:]{1,128}$/;
+const FEATURE_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+/** POST /v1/chat/completions, /v1/completions, /v1/embeddings. */
+export function inferenceRoute(kind: EndpointKind) {
+  const spec = endpoints[kind];
+  return (c: Context<AppEnv>) => runInference(c, kind, () => readJsonBody(c.req.raw, spec.schema, c.get('config').raw.max_body_bytes) as Promise<InferenceBody>);
+}
+
+/**
+ * One inference request through the stages, to its response (never throws: an error is answered in
+ * OpenAI's format). `body` is the validated body, or a function that reads and validates it (so a
+ * body the client cannot send whole is still a recorded request). Other API faces (the Responses
+ * API, Anthropic's Messages) translate their body and call this with kind 'chat'.
+ */
+export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body: InferenceBody | (() => Promise<InferenceBody>)): Promise<Response> {
+  const config = c.get('config');
+  const key = c.get('key');
+  const ctx = c.executionCtx;
+  const started = Date.now();
+  const clientId = c.req.header('x-request-id');
+  const clientRequestId = clientId !== undefined && CLIENT_ID_RE.test(clientId) ? clientId : null;
+  // The ledger key is the router's own: the id Hono's middleware made, unless that is the client's.
+  const requestId = clientRequestId === null ? c.get('requestId') : `req_${crypto.randomUUID().replaceAll('-', '')}`;
+  const feature = c.req.header(FEATURE_HEADER);
+  const run = new PipelineRun(requestId);
+  const usage = new UsageDraft(
+    { requestId, clientRequestId, started, tenant: key.tenant, keyId: key.id ?? null, feature: feature && FEATURE_RE.test(feature) ? feature : null, endpoint: kind },
+    config,
+    (record) => recordUsage(c.env, ctx, config, record),
+  );
+  usage.user = c.req.header('x-router-user')?.slice(0, 256) ?? null;
+
+  const r: InferenceRequest = {
+    kind,
+    spec: endpoints[kind],
+    config,
+    env: c.env,
+    ctx,
+    key,
+    tenantId: key.tenant,
+    requestId,
+    raw: c.req.raw,
+    signal: c.req.raw.signal,
+    started,
+    deadline: started,
+    body: undefined as unknown as InferenceBody,
+    user: null,
+    route: undefined as unknown as InferenceRequest['route'],
+    limits: null,
+    budget: null,
+    downgradedTo: null,
+    cache: { status: 'bypass', savings: null },
+    deferred: [],
+    candidates: [],
+    cold: null,
+    result: null,
+    degraded: false,
+    join: (p) => run.join(p),
+    lifecycle: { settle: run.settle, streamEvents: () => run.streamEvents(), relaying: () => run.markRelaying() },
+  };
+  // The usage record is the first participant: every exit from here on leaves exactly one.
+  run.join({
+    name: 'usage',
+    settle: usage.settle,
+    finish: ({ response, error }) => {
+      if (r.route) usage.noteRequest(r.body.model, r.user, r.route);
+      if (r.result) usage.executed(r.result, r.degraded, r.body.stream === true && !r.degraded && r.result.served !== null && response.status === 200);
+      const code = error?.code ?? r.result?.error?.code ?? null;
+      usage.responded(response.status, response.status < 400 ? null : code, r.cache.status, r.cache.savings);
+    },
+  });
+  // Keeps the request running until every participant is closed, the client leaving included.
+  ctx.waitUntil(run.closed);
+  const response = await run.run(r, INFERENCE_STAGES, async () => {
+    (r as { deadline: number }).deadline = started + requestTimeout(c.req.header('x-router-timeout-ms'), config.raw.timeouts.total_ms);
+    r.body = typeof body === 'function' ? await body() : body;
+    r.user = (typeof r.body.user === 'string' && r.body.user) || c.req.header('x-router-user') || null;
+    r.route = resolveRoute(config, r.tenantId, r.body, r.spec.modelType, r.user);
+  });
+  if (clientRequestId !== null) response.headers.set('x-router-request-id', requestId);
+  return response;
+}
+
+/** x-router-timeout-ms may shorten the configured deadline, never lengthen it. */
+function requestTimeout(header: string | undefined, configured: number): number {
+  if (header === undefined) return configured;
+  const ms = Number(header);
+  if (!Number.isInteger(ms) || ms <= 0) throw errors.badRequest('x-router-timeout-ms must be a positive integer (milliseconds).', 'x-router-timeout-ms', 'invalid_header');
+  return Math.min(ms, configured);
+}
