@@ -20,8 +20,14 @@ export async function call(path: string, init: RequestInit & { env?: Env; cf?: R
   if (cf) Object.defineProperty(request, 'cf', { value: cf });
   const ctx = createExecutionContext();
   const res = await worker.fetch(request, e, ctx);
-  await waitOnExecutionContext(ctx);
-  return res;
+  if (!res.body || !res.headers.get('content-type')?.includes('text/event-stream')) {
+    await waitOnExecutionContext(ctx);
+    return res;
+  }
+  // A relayed stream keeps its request's waitUntil open until it ends (worker/pipeline/run.ts), as in
+  // production: the test reads it first, and its last read waits for the background work to drain.
+  const drained = res.body.pipeThrough(new TransformStream({ flush: () => waitOnExecutionContext(ctx) }));
+  return new Response(drained, res);
 }
 
 export async function createKey(tenant: string, e?: Env): Promise<{ id: string; key: string }> {

@@ -40,6 +40,13 @@ export interface ExecuteInput {
 /** A probe's lease outlives the attempt's deadline, so a probe that times out still reports in time to reopen the breaker. */
 const PROBE_LEASE_MARGIN_MS = 5_000;
 
+/**
+ * A streaming client that has taken nothing for this long is gone (README "Request lifecycle"): a
+ * client that disconnects before the response starts is not signalled by workerd, which just stops
+ * reading; without this its stream would hold its backend slot and settle only at the deadline.
+ */
+const CLIENT_STALL_MS = 10_000;
+
 /** Statuses that are the request's own fault: returned to the client as they are, never retried. */
 const CLIENT_FAULT = new Set([400, 413, 422]);
 
@@ -271,6 +278,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
     abort,
     deadline,
     signal: input.clientSignal,
+    stallMs: CLIENT_STALL_MS,
     ...(input.onStreamEvent ? { onEvent: input.onStreamEvent } : {}),
     onDone: (outcome) => {
       cleanup();

@@ -28,6 +28,12 @@ export interface RelayOptions {
    * call cancel(), so the relay cannot wait for either.
    */
   signal?: AbortSignal;
+  /**
+   * A consumer that takes nothing for this long (while no read of ours is pending) is taken as gone.
+   * A client that disconnects before the response starts is neither signalled nor cancels the body
+   * in workerd: the runtime just stops reading, so only the silence tells.
+   */
+  stallMs?: number;
   onDone: (outcome: StreamOutcome) => void;
   /** Sees each upstream event's data (`[DONE]` included) before it is relayed; for the response cache. */
   onEvent?: (data: string) => void;
@@ -57,6 +63,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
   const finish = (status: StreamOutcome['status'], error?: string) => {
     if (finished) return;
     finished = true;
+    clearInterval(watchdog ?? null);
     opts.signal?.removeEventListener('abort', onClientGone);
     opts.onDone({ usage, chunks, contentChunks, status, ...(error ? { error } : {}) });
   };
@@ -122,6 +129,15 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
     finish(status, status === 'timeout' ? 'The upstream stream exceeded its time limit.' : undefined);
   };
   opts.deadline.catch(() => cut('timeout'));
+  // The stream's own first pull comes before anyone reads; every later one is the consumer asking for more.
+  let lastAsked = Date.now();
+  let reading = false;
+  const watchdog = opts.stallMs
+    ? setInterval(() => {
+        if (finished) return clearInterval(watchdog ?? null);
+        if (!reading && Date.now() - lastAsked >= opts.stallMs!) cut('client_closed');
+      }, Math.max(50, Math.floor(opts.stallMs / 4)))
+    : undefined;
   const onClientGone = () => cut('client_closed');
   if (opts.signal?.aborted) queueMicrotask(onClientGone);
   else opts.signal?.addEventListener('abort', onClientGone, { once: true });
@@ -132,6 +148,8 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
     },
     async pull(controller) {
       if (finished) return;
+      lastAsked = Date.now();
+      reading = true;
       try {
         if (!firstSent) {
           firstSent = true;
@@ -152,8 +170,11 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
           }
           feed(result.value);
         }
+        reading = false;
+        lastAsked = Date.now();
         flush(controller);
       } catch (e) {
+        reading = false;
         if (finished) return;
         const timedOut = e instanceof DeadlineError;
         // A backend's own error event (an adapter's UpstreamStreamError, e.g. Triton's error after a 200) says what failed.
