@@ -1,5 +1,5 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { Alert } from '../worker/alerts/detectors';
+import type { Alert, AlertStatus, Delivery, EvaluateRequest, EvaluateReply, ActiveAlert } from '../worker/protocol/alerts';
 
 // The alerts in force and the messages still owed to webhooks; one instance, "global".
 //
@@ -9,42 +9,6 @@ import type { Alert } from '../worker/alerts/detectors';
 // outbox until the caller acknowledges them: a run that is handed a message holds it for
 // lease_ms (so an overlapping run does not send it too), and a failed send comes round again on
 // a later run with the same delivery id, until max_attempts.
-
-export type AlertStatus = 'firing' | 'resolved';
-
-export interface Delivery {
-  delivery_id: string;
-  /** The webhook's URL (config may change between runs: unknown targets are dropped). */
-  target: string;
-  status: AlertStatus;
-  alert: Alert;
-  started_at: number;
-  resolved_at: number | null;
-  attempt: number;
-}
-
-export interface EvaluateRequest {
-  now: number;
-  alerts: Alert[];
-  targets: string[];
-  resolve_after_runs: number;
-  max_attempts: number;
-  lease_ms: number;
-}
-
-export interface EvaluateReply {
-  fired: string[];
-  resolved: string[];
-  /** Messages due now, oldest first. */
-  deliveries: Delivery[];
-}
-
-export interface ActiveAlert {
-  alert: Alert;
-  started_at: number;
-  last_seen: number;
-  clear_runs: number;
-}
 
 interface ActiveRow extends Record<string, SqlStorageValue> {
   id: string;

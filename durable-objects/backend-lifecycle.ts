@@ -1,6 +1,7 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { BackendEvent, BackendState } from '../worker/admin/backends-api';
-import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, OBSERVED_KEPT, type LifecycleSettings } from '../worker/routing/lifecycle-rules';
+import type { BackendState } from '../worker/protocol/backends-api';
+import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, OBSERVED_KEPT, type LifecycleSettings } from '../worker/protocol/rules/lifecycle-rules';
+import type { Base, LifecycleStatus, LifecycleReport, WakeRequest, EventRequest } from '../worker/protocol/lifecycle';
 
 // One per backend: `BACKEND_LIFECYCLE.idFromName(backendId)`. The authority on whether the
 // backend is warm, cold (parked) or waking, fed by three sources:
@@ -11,62 +12,6 @@ import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, OBSERVED_KEPT, type L
 //     means nothing is starting it (back to cold).
 // Isolates keep a copy (worker/routing/backend-lifecycle-view.ts) and talk to it only from
 // waitUntil. Every method is synchronous (SQLite in a Durable Object is), so calls never interleave.
-
-export type { LifecycleSettings } from '../worker/routing/lifecycle-rules';
-
-/** The object's answer to every call: enough for an isolate's copy and for /admin/backends. Times are epoch ms. */
-export interface LifecycleStatus {
-  backend: string | null;
-  state: BackendState;
-  since: number | null;
-  last_request_at: number | null;
-  /** Sum of the in-flight counts isolates reported within IN_FLIGHT_FRESH_MS. */
-  in_flight: number;
-  /** Requests per minute over the last 5 minutes. */
-  rate_per_min: number;
-  pending_wakeups: number;
-  wakeup_requested_at: number | null;
-  /** Newest last, at most OBSERVED_KEPT. */
-  observed: number[];
-  /** Median of observed, else the configured cold start (null: neither). */
-  expected_ms: number | null;
-  replicas: number | null;
-  /** Bumped on every change of state or of the observed starts: an isolate ignores older answers. */
-  version: number;
-  /** This object's clock when it answered. */
-  at: number;
-}
-
-interface Base {
-  backend?: string;
-  settings?: LifecycleSettings;
-  now?: number;
-}
-
-/** What one isolate saw since its last report. */
-export interface LifecycleReport extends Base {
-  /** A random id per isolate: its in-flight count replaces its previous one. */
-  isolate: string;
-  in_flight: number;
-  /** Requests started since the last report. */
-  requests: number;
-  last_request_at: number | null;
-  /** When the backend last answered successfully (null: no success in this batch). */
-  warm_at: number | null;
-  /** When a wake-up or a request planned on a cold start failed to connect or got 503. */
-  cold_at: number | null;
-  /** Cold starts measured from answers (ms). */
-  observed: number[];
-}
-
-export interface WakeRequest extends Base {
-  /** The isolate sent the backend a wake-up request itself (it wakes serverless platforms): waking from now. */
-  ping: boolean;
-}
-
-export interface EventRequest extends Base {
-  event: BackendEvent;
-}
 
 const RATE_MINUTES = 5;
 /** Bounds the per-isolate table whatever happens (stale entries go first). */

@@ -1,46 +1,9 @@
 import { DurableObject } from 'cloudflare:workers';
-import { backendSecret, metricsUrlOf } from '../worker/backends/index';
+import { metricsSecret, metricsUrlOf } from '../worker/protocol/rules/backend-endpoints';
 import { loadConfig } from '../worker/config/compiled';
 import type { BackendConfig } from '../worker/config/schema';
-import { MAX_METRICS_BODY_CHARS, parseMetrics, type BackendLoad } from '../worker/routing/metrics-parse';
-
-export type { BackendLoad } from '../worker/routing/metrics-parse';
-
-/** A backend whose scrape failed: why, and when. */
-export interface BackendLoadError {
-  error: string;
-  scrapedAt: number;
-}
-
-export type BackendLoadEntry = BackendLoad | BackendLoadError;
-
-/** Every backend's load as last scraped; `takenAt` is when the scrape round finished (epoch ms). */
-export interface LoadSnapshot {
-  takenAt: number;
-  backends: Record<string, BackendLoadEntry>;
-}
-
-/** One backend to scrape: GET `metrics_url` (default `${url}/metrics`), with `secret` in `auth_header` when there is one. */
-export interface ScrapeTarget {
-  id: string;
-  url: string;
-  metrics_url?: string;
-  kind: BackendConfig['kind'];
-  /** Default `authorization` (sent as `Bearer <secret>`); any other header gets the bare secret. */
-  auth_header?: string;
-  secret?: string;
-}
-
-/**
- * Replaces the targets the router config (env.ROUTER) would give. For tests and tools only:
- * a Durable Object's env is fixed per deployment, so a test points its own instance at its own
- * simulators with `configure()`; production never calls it. Kept in the object's SQLite (so it
- * survives a restart), secrets included: test keys only.
- */
-export interface ScrapeOverride {
-  backends: ScrapeTarget[];
-  scrape_interval_ms?: number;
-}
+import { MAX_METRICS_BODY_CHARS, parseMetrics, type BackendLoad } from '../worker/protocol/rules/metrics-parse';
+import type { BackendLoadError, BackendLoadEntry, LoadSnapshot, ScrapeTarget, ScrapeOverride } from '../worker/protocol/backend-metrics';
 
 /** Per-backend time limit of one scrape. */
 export const SCRAPE_TIMEOUT_MS = 2_000;
@@ -154,7 +117,7 @@ export class BackendMetrics extends DurableObject<Record<string, unknown>> {
     // Backends without load metrics (Modal, Replicate, Triton unless metrics_url says where) are not scraped.
     return result.config.raw.backends.flatMap((b) => {
       const metricsUrl = metricsUrlOf(b);
-      return metricsUrl === null ? [] : [{ id: b.id, url: b.url, metrics_url: metricsUrl, kind: b.kind, auth_header: b.auth_header, secret: backendSecret(b, this.env) }];
+      return metricsUrl === null ? [] : [{ id: b.id, url: b.url, metrics_url: metricsUrl, kind: b.kind, auth_header: b.auth_header, secret: metricsSecret(b, this.env) }];
     });
   }
 

@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { breakerSchema, type BreakerConfig } from '../worker/config/schema';
+import { breakerSchema } from '../worker/config/schema';
+import { type Base, type BreakerState, type BreakerSettings, type BreakerStatus, type BreakerDetails, type ReportBatch, type ProbeRequest, type ProbeReply, type ProbeSettlement, TRANSITIONS_KEPT, DEFAULT_PROBE_LEASE_MS, MAX_PROBE_LEASE_MS } from '../worker/protocol/breaker';
 
 // One circuit breaker per backend: `BREAKERS.idFromName(backendId)`. Edge isolates keep a copy of
 // its state (worker/routing/breaker-view.ts) and talk to it only from waitUntil, except for the
@@ -9,87 +10,6 @@ import { breakerSchema, type BreakerConfig } from '../worker/config/schema';
 // reports interleave, and probe permits are handed out strictly. Each takes an optional `now`
 // (epoch ms) so tests can drive the clock; callers in the router never pass it.
 
-export type BreakerState = 'closed' | 'open' | 'half-open';
-/** The router's resolved [breaker] settings for this backend; each call carries them. */
-export type BreakerSettings = BreakerConfig;
-
-/** What every reply carries: enough for an isolate to update its copy. */
-export interface BreakerStatus {
-  state: BreakerState;
-  /** While open: when the cool-down ends (this object's clock). Otherwise null. */
-  opened_until: number | null;
-  /** While open: ms left of the cool-down at `at` (clock-skew-free for the isolate). Otherwise 0. */
-  retry_in_ms: number;
-  /** This object's clock when it answered. */
-  at: number;
-  /** Bumped on every transition: an isolate ignores a reply older than what it holds. */
-  version: number;
-}
-
-export interface BreakerTransition {
-  at: string;
-  from: BreakerState;
-  to: BreakerState;
-  cause: string;
-}
-
-/** GET /admin/breakers: one backend's breaker in full. */
-export interface BreakerDetails {
-  backend: string | null;
-  state: BreakerState;
-  window: { window_ms: number; requests: number; failures: number };
-  consecutive_failures: number;
-  opened_at: string | null;
-  opened_until: string | null;
-  /** Cool-down of the current (or last) trip. */
-  cooldown_ms: number | null;
-  /** Trips since this object was created or reset. */
-  trips: number;
-  /** Trips without a lasting recovery in between: the cool-down grows with it. */
-  trip_streak: number;
-  half_open: { probes_in_flight: number; successes: number; needed: number };
-  /** Newest first, at most TRANSITIONS_KEPT. */
-  transitions: BreakerTransition[];
-  updated_at: string | null;
-}
-
-interface Base {
-  /** The backend this object is for; kept for the admin view. */
-  backend?: string;
-  /** The router's settings for it; the last ones seen are kept. */
-  settings?: BreakerSettings;
-  now?: number;
-}
-
-export interface ReportBatch extends Base {
-  backend: string;
-  settings: BreakerSettings;
-  /** Outcomes in the order they happened: "s" success, "f" failure. */
-  outcomes: string;
-  /** The last failure's cause ("HTTP 503", "timeout", …), for the transition log. */
-  cause?: string;
-}
-
-export interface ProbeRequest extends Base {
-  /** How long the permit holds if never settled (the probe's deadline); capped at MAX_PROBE_LEASE_MS. */
-  lease_ms?: number;
-}
-
-export interface ProbeReply {
-  /** A permit id to settle, or null: no probe now (open, or enough probes in flight; or closed: go ahead). */
-  permit: string | null;
-  status: BreakerStatus;
-}
-
-export interface ProbeSettlement extends Base {
-  permit: string;
-  outcome: 'success' | 'failure' | 'ignore';
-  cause?: string;
-}
-
-export const TRANSITIONS_KEPT = 20;
-export const DEFAULT_PROBE_LEASE_MS = 30_000;
-export const MAX_PROBE_LEASE_MS = 10 * 60_000;
 /** The window is kept in this many buckets (1 s each for 60 s). */
 const BUCKETS_PER_WINDOW = 60;
 

@@ -1,22 +1,7 @@
 import { DurableObject } from 'cloudflare:workers';
-import { base64url, hex, sha256Hex } from '../worker/auth/hash';
+import { base64url, hex, sha256Hex } from '../worker/protocol/rules/hash';
 import type { KeyLimits } from '../worker/config/limits';
-
-/** A key as stored: never the key itself, only its SHA-256. */
-export interface KeyRecord {
-  id: string;
-  tenant: string;
-  name: string;
-  key_prefix: string;
-  created_at: string;
-  revoked_at: string | null;
-  /** The key's own rate limit (PUT /admin/keys/:id/limits), merged over its tenant's; only on lookups. */
-  limits?: KeyLimits | null;
-}
-
-export interface CreatedKey extends KeyRecord {
-  key: string;
-}
+import type { KeyRecord, CreatedKey } from '../worker/protocol/keys';
 
 type Row = Record<string, SqlStorageValue> & KeyRecord & { hash: string };
 

@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { applyDelta, type MetricsDelta } from '../worker/telemetry/metrics-delta';
-import { MINUTES_KEPT, minuteOf, type MinuteBucket } from '../worker/telemetry/minute-series';
+import { applyDelta, type MetricsDelta, type MetricsSnapshot } from '../worker/protocol/metrics';
+import { MINUTES_KEPT, minuteOf, type MinuteBucket } from '../worker/protocol/rules/minute-series';
 
 // `METRICS.idFromName("global")` (and "shard-<n>" when [metrics].shards > 1): the service-wide sum
 // of what isolates counted. Isolates send additive deltas (worker/telemetry/metrics.ts) at most
@@ -13,13 +13,6 @@ import { MINUTES_KEPT, minuteOf, type MinuteBucket } from '../worker/telemetry/m
 
 /** Isolates silent this long are forgotten (their next flush, if any, has a newer seq anyway). */
 const ISOLATE_TTL_MS = 15 * 60_000;
-
-export interface MetricsSnapshot {
-  counters: [string, number][];
-  histograms: [string, number[], number][];
-  /** This object's clock. */
-  at: number;
-}
 
 export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;

@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { adjust, take, type BucketRow } from '../worker/ratelimit/token-bucket';
+import { adjust, take, type BucketRow } from '../worker/protocol/rules/token-bucket';
+import type { BucketSpec, GroupReply, AdjustSpec } from '../worker/protocol/rate-limiter';
 
 // The embedded rate limiter: one object per tenant (`RATE_LIMITER.idFromName("tenant:<id>")`)
 // holds every bucket of that tenant (its keys, users, features and the tenant itself), and one
@@ -8,7 +9,7 @@ import { adjust, take, type BucketRow } from '../worker/ratelimit/token-bucket';
 // once: decisions are made in memory, synchronously, so they never interleave and a limit of N
 // admits exactly N, however many isolates ask together.
 //
-// Buckets are token buckets (worker/ratelimit/token-bucket.ts), the same arithmetic
+// Buckets are token buckets (worker/protocol/rules/token-bucket.ts), the same arithmetic
 // @upstash/ratelimit runs on Redis, so both stores decide alike.
 //
 // Durability is write-behind: changed buckets are written at most FLUSH_MS later, without
@@ -19,36 +20,6 @@ import { adjust, take, type BucketRow } from '../worker/ratelimit/token-bucket';
 // much allowance again); one evicted when idle has flushed everything and reloads it. Expired
 // buckets are dropped on load and swept while busy; an alarm after the last expiry empties an
 // idle object's storage.
-
-export interface BucketSpec {
-  key: string;
-  limit: number;
-  window_ms: number;
-  cost: number;
-}
-
-export interface BucketReply {
-  ok: boolean;
-  limit: number;
-  remaining: number;
-  reset_at: number;
-}
-
-export interface GroupReply {
-  /** False when an earlier group was refused: nothing of this group was looked at. */
-  evaluated: boolean;
-  admitted: boolean;
-  buckets: (BucketReply | null)[];
-}
-
-export interface AdjustSpec {
-  key: string;
-  limit: number;
-  window_ms: number;
-  /** Start of the period the units were taken in. */
-  period_start: number;
-  delta: number;
-}
 
 /** Changed buckets are written this long after the first change (write-behind). */
 const FLUSH_MS = 1_000;

@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { guardAllows, type GuardReason } from '../worker/cache/semantic/guard';
+import { guardAllows, type GuardReason } from '../worker/protocol/rules/semantic-guard';
+import type { SemanticLookup, SemanticLookupResult, SemanticEntry } from '../worker/protocol/semantic-index';
 
 // The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
 // their answers in SQLite, vectors as Float32 blobs. worker/cache/semantic/ computes the vector in
@@ -22,49 +23,6 @@ import { guardAllows, type GuardReason } from '../worker/cache/semantic/guard';
 // Bounded: expired rows (the cache tier's TTL) are dropped on every store, and above
 // max_entries the least recently used go. Every method is synchronous (SQLite in a Durable Object
 // is), so calls never interleave. `now` is injectable for tests.
-
-export interface SemanticLookup {
-  /** Everything but the embedded text, hashed (and the embedder's id): only rows of the same scope are compared. */
-  scope: string;
-  vector: Float32Array;
-  /** The text and depth of the prompt being answered, for the guards. */
-  text: string;
-  depth: number;
-  /** Cosine similarity a row must reach. */
-  minSimilarity: number;
-  /** How many of the nearest rows above minSimilarity are offered to the guards. */
-  topK: number;
-  now?: number;
-}
-
-export interface SemanticMatch {
-  id: string;
-  similarity: number;
-  /** The stored prompt's text (for logs and tests). */
-  text: string;
-  /** The stored answer (a serialized CachedAnswer). */
-  answer: string;
-  storedAt: number;
-}
-
-export interface SemanticLookupResult {
-  match: SemanticMatch | null;
-  /** Rows of the scope that reached the threshold, and why the guards refused the ones they did. */
-  above: number;
-  refused: GuardReason[];
-}
-
-export interface SemanticEntry {
-  id: string;
-  scope: string;
-  vector: Float32Array;
-  text: string;
-  depth: number;
-  answer: string;
-  ttlSeconds: number;
-  maxEntries: number;
-  now?: number;
-}
 
 type Row = Record<string, SqlStorageValue>;
 

@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { ALERT_EVENT } from '../worker/budget/webhook';
-import { sendSignedWebhook, webhookSecret } from '../worker/http/signed-webhook';
+import { sendSignedWebhook, webhookSecret } from '../worker/protocol/rules/signed-webhook';
+import { ALERT_EVENT, type Base, LIMIT_NAMES, type LimitName, type SoftLimitPolicy, type BudgetState, NANO_PER_USD, type QuotaSettings, type BudgetOverrides, type Amount, type MaybeAmount, type Debit, type SyncRequest, type SyncReply, type BudgetView, type AlertRecord, type BudgetDetails, type Denial } from '../worker/protocol/quota';
 
 // One budget per tenant (or per tenant and feature): `QUOTAS.idFromName("<tenant>")` or
 // `"<tenant>/<feature>"`. It is the authority on usage; edge isolates (worker/budget/lease.ts)
@@ -14,8 +14,11 @@ import { sendSignedWebhook, webhookSecret } from '../worker/http/signed-webhook'
 //
 // - sync(): an isolate's one call. It carries the isolate's debits (settled requests, idempotent by
 //   debit id), what a waiting request needs beyond the lease's free part, or a close (the unspent
-//   rest goes back). The answer: what was added to the lease, a refusal (soft: the limit is reached
-//   under policy "block"; hard: the request would pass the hard limit), and the budget's state.
+//   rest goes back). The answer: what was added to the lease, a refusal, and the budget's state.
+//   Three refusals: soft (the limit is reached under policy "block"); hard (settled usage leaves no
+//   room for the request's worst case: waiting cannot help); reserved (settled usage leaves room,
+//   but leases hold it: requests in flight and isolates' unspent slices), with the time until enough
+//   of it is expected back (see expectedBack()).
 // - Leases expire: an isolate admits on one for lease_ttl_ms (renewed while busy); its unspent part
 //   is held lease_hold_ms longer (the longest a request admitted on it can run) and then returns.
 // - Periods are UTC months and days; a new one starts with its usage, alerts and overage approval
@@ -23,159 +26,6 @@ import { sendSignedWebhook, webhookSecret } from '../worker/http/signed-webhook'
 //
 // Every RPC method is synchronous (SQLite in a Durable Object is), so calls never interleave. Each
 // takes an optional `now` (epoch ms) so tests can drive the period clock; the router never passes it.
-
-export const LIMIT_NAMES = ['monthly_tokens', 'monthly_usd', 'daily_tokens', 'daily_usd'] as const;
-export type LimitName = (typeof LIMIT_NAMES)[number];
-export type SoftLimitPolicy = 'block' | 'downgrade';
-export type BudgetState = 'ok' | 'warning' | 'soft_limited' | 'hard_limited';
-/** Money is counted in integer nano-dollars. */
-export const NANO_PER_USD = 1e9;
-
-export interface QuotaScope {
-  tenant: string;
-  feature: string | null;
-}
-
-/** The router's resolved budget settings for one tenant (TOML); every call carries them, the last ones are kept. */
-export interface QuotaSettings {
-  limits: Record<LimitName, number | null>;
-  soft_limit_policy: SoftLimitPolicy;
-  hard_limit_ratio: number;
-  warning_ratio: number;
-  alert_thresholds: number[];
-  alert_webhook_url: string | null;
-  /** Name of the Worker secret holding the HMAC key (unsigned deliveries without one). */
-  alert_webhook_secret: string | null;
-  alert_retry_base_ms: number;
-  alert_retry_max_ms: number;
-  alert_max_attempts: number;
-  lease_fraction: number;
-  lease_ttl_ms: number;
-  /** How long past its use-by a lease's rest stays held: the longest a request admitted on it can run, plus the report delay. */
-  lease_hold_ms: number;
-}
-
-/** Admin changes: a limit set to null is removed; keys left out keep the TOML value. */
-export type BudgetOverrides = Partial<Record<LimitName, number | null>> & { soft_limit_policy?: SoftLimitPolicy };
-
-export interface Amount {
-  tokens: number;
-  nano: number;
-}
-/** null: unlimited (no limit in force counts in that unit). */
-export interface MaybeAmount {
-  tokens: number | null;
-  nano: number | null;
-}
-
-/** One settled request: its real usage, by a router-made id unique per admitted request. */
-export interface Debit {
-  id: string;
-  tokens: number;
-  nano: number;
-}
-
-interface Base {
-  scope?: QuotaScope;
-  settings?: QuotaSettings;
-  now?: number;
-}
-
-export interface SyncRequest extends Base {
-  scope: QuotaScope;
-  settings: QuotaSettings;
-  /** The lease this call is about (an id the isolate made up). */
-  lease: string;
-  /** First contact for this lease: create it. A later call for an id the object no longer holds answers lost. */
-  create?: boolean;
-  debits?: Debit[];
-  /** What a waiting request needs beyond the lease's free part (0: a background top-up or renewal). */
-  need?: Amount;
-  /** A typical request's worst case: near the limit, leases shrink to a few of these ("tight"). */
-  hint?: Amount;
-  /** Give the lease back (after the debits): its unspent part returns to the pool. */
-  close?: boolean;
-  /** Only the debits: neither grow nor renew the lease (one the isolate no longer admits on). */
-  report_only?: boolean;
-}
-
-export interface SyncReply {
-  /** The lease is gone (expired, revoked by a limit change): drop it and take a new one. */
-  lost: boolean;
-  /** Answer to a report_only call: the lease was neither grown nor renewed. */
-  report_only?: boolean;
-  /** Added to the lease by this call (null: unlimited in that unit). */
-  granted: MaybeAmount;
-  denied: null | { kind: 'soft' | 'hard'; limit: LimitName };
-  /** Admit on the lease for this long from now (0 when closed or lost). */
-  lease_ms: number;
-  /** Headroom is small: leases are about one request big, return them when idle. */
-  tight: boolean;
-  /** Headroom to the hard limit left in the pool after this call. */
-  free: MaybeAmount;
-  view: BudgetView;
-}
-
-export interface LimitView {
-  name: LimitName;
-  /** Tokens, or nano-dollars for the *_usd limits. */
-  limit: number;
-  used: number;
-}
-
-/** What an isolate needs to decide locally: warning header, soft limit, period staleness. */
-export interface BudgetView {
-  version: number;
-  /** ms from this answer until the next period boundary that resets a limit in force. */
-  rollover_in_ms: number;
-  policy: SoftLimitPolicy;
-  overage_approved: boolean;
-  warning_ratio: number;
-  hard_limit_ratio: number;
-  limits: LimitView[];
-  state: BudgetState;
-}
-
-export interface AlertRecord {
-  id: string;
-  limit: string;
-  threshold: number;
-  status: 'pending' | 'delivered' | 'failed';
-  attempts: number;
-  created_at: string;
-  last_error: string | null;
-}
-
-/** GET /admin/tenants/:tenant/budget. */
-export interface BudgetDetails {
-  object: 'budget';
-  tenant: string | null;
-  feature: string | null;
-  monthly_tokens: number | null;
-  monthly_usd: number | null;
-  daily_tokens: number | null;
-  daily_usd: number | null;
-  soft_limit_policy: SoftLimitPolicy;
-  /** The keys set through the admin API (they win over the TOML until cleared). */
-  overrides: BudgetOverrides;
-  /** This month's usage (UTC). */
-  used_tokens: number;
-  used_usd: number;
-  /** Held by leases: requests in flight and isolates' unspent slices. */
-  reserved_tokens: number;
-  reserved_usd: number;
-  period_start: string;
-  daily: { used_tokens: number; used_usd: number; period_start: string };
-  state: BudgetState;
-  overage_approved: boolean;
-  hard_limit_ratio: number;
-  warning_ratio: number;
-  /** Share of each limit in force used (1 = 100%). */
-  usage: Partial<Record<LimitName, number>>;
-  alerts: { thresholds: number[]; fired: string[]; recent: AlertRecord[] };
-  leases: number;
-  updated_at: string | null;
-}
 
 const DEFAULT_SETTINGS: QuotaSettings = {
   limits: { monthly_tokens: null, monthly_usd: null, daily_tokens: null, daily_usd: null },
@@ -193,7 +43,10 @@ const DEFAULT_SETTINGS: QuotaSettings = {
   lease_hold_ms: 360_000,
 };
 
-/** A hard refusal keeps the state hard_limited this long (usage alone rarely lands exactly on the limit). */
+/**
+ * A hard refusal once usage is past the limit keeps the state hard_limited this long (usage alone
+ * rarely lands exactly on the hard limit). Reservations never count: the state is settled usage.
+ */
 const HARD_STATE_MS = 60_000;
 /**
  * Debit ids are kept this long for idempotency: a report is retried within seconds, or with the
@@ -229,6 +82,8 @@ interface Core {
   hardDeniedAt: number | null;
   version: number;
   updatedAt: number | null;
+  /** An admin created this budget at run time (the config has none for the tenant). Absent in older rows: false. */
+  adminCreated: boolean;
 }
 
 interface Lease {
@@ -238,6 +93,14 @@ interface Lease {
   useUntil: number;
   expiresAt: number;
   limitsVersion: number;
+}
+
+/** What the object knows of a lease beyond its row (memory only: after a restart, its expiry stands in). */
+interface LeaseInfo {
+  /** When its requests in flight are expected to have ended (the holder's estimate), or null if never told. */
+  settleAt: number | null;
+  /** Granted tight: its holder gives it back as soon as it is idle. */
+  tight: boolean;
 }
 
 interface Dim {
@@ -287,12 +150,14 @@ const initialCore = (): Core => ({
   hardDeniedAt: null,
   version: 0,
   updatedAt: null,
+  adminCreated: false,
 });
 
 export class TenantQuota extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;
   private core: Core = initialCore();
   private leases = new Map<string, Lease>();
+  private leaseInfo = new Map<string, LeaseInfo>();
   private settingsJson = '';
   private lastPrune = 0;
 
@@ -338,6 +203,7 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
       lease = null;
     }
     this.applyDebits(req.debits, lease, now);
+    if (lease) this.noteSettle(lease.id, req.settle_in_ms, now);
     let reply: Omit<SyncReply, 'view'>;
     if (!lease && (!req.create || req.close)) {
       reply = this.reply({ lost: !req.close, granted: zero(), denied: null, lease_ms: 0, tight: false });
@@ -359,10 +225,12 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
           limitsVersion: this.core.limitsVersion,
         };
         this.leases.set(lease.id, lease);
+        this.noteSettle(lease.id, req.settle_in_ms, now);
       }
-      const { granted, denied, tight } = this.grant(lease, req.need, req.hint, now);
+      const { granted, denied, tight } = this.grant(lease, req.need, req.hint, req.worst, now);
       lease.useUntil = now + s.lease_ttl_ms;
       lease.expiresAt = lease.useUntil + s.lease_hold_ms;
+      this.leaseInfo.get(lease.id)!.tight = tight;
       this.writeLease(lease);
       reply = this.reply({ lost: false, granted, denied, lease_ms: s.lease_ttl_ms, tight });
     }
@@ -379,9 +247,13 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
     return this.describe(now);
   }
 
-  /** Admin changes to limits and policy (null removes a limit); a change of limits revokes outstanding leases. */
-  update(req: Base & { patch: BudgetOverrides }): BudgetDetails {
+  /**
+   * Admin changes to limits and policy (null removes a limit); a change of limits revokes outstanding
+   * leases. `create`: the budget is made through the admin API (the config has none for the tenant).
+   */
+  update(req: Base & { patch: BudgetOverrides; create?: boolean }): BudgetDetails {
     this.begin(req);
+    if (req.create === true) this.core.adminCreated = true;
     const o = { ...this.core.overrides };
     for (const name of LIMIT_NAMES) {
       if (!(name in req.patch)) continue;
@@ -397,10 +269,11 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
     return this.describe(now);
   }
 
-  /** Forgets the admin changes: the TOML's limits and policy apply again. */
-  clearOverrides(req: Base = {}): BudgetDetails {
+  /** Forgets the admin changes: the TOML's limits and policy apply again. `remove`: a budget an admin created is gone. */
+  clearOverrides(req: Base & { remove?: boolean } = {}): BudgetDetails {
     this.begin(req);
     this.core.overrides = {};
+    if (req.remove === true) this.core.adminCreated = false;
     this.core.version++;
     const now = this.begin(req);
     this.checkAlerts(now);
@@ -415,6 +288,11 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
     this.core.version++;
     this.save(now);
     return this.describe(now);
+  }
+
+  /** Whether an admin created this budget at run time: how isolates learn of budgets the config does not name. Reads only. */
+  runtimeBudget(): { created: boolean } {
+    return { created: this.core.adminCreated === true };
   }
 
   /** Delivers due alert webhooks; failures are retried with backoff, up to alert_max_attempts. */
@@ -530,7 +408,7 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
    * lease_fraction of the headroom to the next boundary (the limit while below it, else the hard
    * limit), minus what it already holds. Never beyond the hard limit's headroom.
    */
-  private grant(lease: Lease, need: Amount | undefined, hint: Amount | undefined, now: number): Pick<SyncReply, 'granted' | 'denied' | 'tight'> {
+  private grant(lease: Lease, need: Amount | undefined, hint: Amount | undefined, worst: Amount | undefined, now: number): Pick<SyncReply, 'granted' | 'denied' | 'tight'> {
     const s = this.settings();
     const dims = this.dims();
     const approved = this.approved();
@@ -539,21 +417,19 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
       const reached = dims.find((d) => d.used >= d.limit);
       if (reached) return { granted: zero(), denied: { kind: 'soft', limit: reached.name }, tight: true };
     }
+    const denied = this.refusal(lease, need, worst, dims, out, now);
+    if (denied) return { granted: zero(), denied, tight: true };
     const granted: MaybeAmount = { tokens: null, nano: null };
     let tight = false;
     for (const unit of ['tokens', 'nano'] as const) {
       const mine = lease[unit];
       if (mine === null) continue; // unlimited in this unit
-      const wanted = Math.max(0, Math.ceil(need?.[unit] ?? 0));
+      const wanted = wantedOf(need, unit);
       const typical = Math.max(0, hint?.[unit] ?? 0);
       let add = Number.POSITIVE_INFINITY;
       for (const d of dims) {
         if (d.unit !== unit) continue;
         const free = d.hard - d.used - out[unit];
-        if (wanted > free) {
-          this.core.hardDeniedAt = now;
-          return { granted: zero(), denied: { kind: 'hard', limit: d.name }, tight: true };
-        }
         const beforeSoft = !approved && d.used < d.limit;
         const headroom = beforeSoft ? Math.max(0, d.limit - d.used - out[unit]) : Math.max(0, free);
         const size = Math.floor(headroom * s.lease_fraction);
@@ -565,6 +441,73 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
     if (granted.tokens !== null) lease.tokens = (lease.tokens ?? 0) + granted.tokens;
     if (granted.nano !== null) lease.nano = (lease.nano ?? 0) + granted.nano;
     return { granted, denied: null, tight };
+  }
+
+  /**
+   * Whether `need` cannot be granted, and why. hard (insufficient_quota) when settled usage plus
+   * the request's whole worst case passes the hard limit: no wait helps. reserved otherwise: leases
+   * hold the rest, and retry_after_ms says when enough of it is expected back (the latest over the
+   * limits that refuse). A hard refusal anywhere wins.
+   */
+  private refusal(lease: Lease, need: Amount | undefined, worst: Amount | undefined, dims: Dim[], out: Amount, now: number): Denial | null {
+    let reserved: Denial | null = null;
+    for (const d of dims) {
+      if (lease[d.unit] === null) continue;
+      const wanted = wantedOf(need, d.unit);
+      const free = d.hard - d.used - out[d.unit];
+      if (wanted <= free) continue;
+      const whole = Math.max(wanted, wantedOf(worst, d.unit));
+      if (d.used + whole > d.hard) {
+        // Past the limit, refusals say the budget is spent (state hard_limited); below it, only that request is too big.
+        if (d.used >= d.limit) this.core.hardDeniedAt = now;
+        return { kind: 'hard', limit: d.name };
+      }
+      // What the requesting lease already holds beyond its requests in flight was counted by the isolate (need is what it lacks).
+      const ownFree = Math.max(0, whole - wanted);
+      const wait = this.expectedBack(d.unit, wanted - Math.max(0, free), lease.id, ownFree, now);
+      if (!reserved || (reserved.kind === 'reserved' && wait > reserved.retry_after_ms)) reserved = { kind: 'reserved', limit: d.name, retry_after_ms: wait };
+    }
+    return reserved;
+  }
+
+  /**
+   * ms until leases are expected to give back `short` more (in `unit`). Each lease's holding comes
+   * back when its holder said its requests in flight end (settle_in_ms, the isolate's estimate
+   * from its requests' start and the budget's typical request lifetime), for the asking lease
+   * itself at once as they settle, for a tight lease (returned when idle) then too, for any other
+   * at the later of that and its use-by (its unspent rest returns when the holder stops admitting
+   * on it); a lease whose holder never said returns at its use-by, or past that at its expiry.
+   * Never later than a lease's expiry, when its rest returns whatever its holder does.
+   */
+  private expectedBack(unit: 'tokens' | 'nano', short: number, own: string, ownFree: number, now: number): number {
+    const backs: { at: number; amount: number }[] = [];
+    for (const l of this.leases.values()) {
+      const held = (l[unit] ?? 0) - (l.id === own ? ownFree : 0);
+      if (held <= 0) continue;
+      const info = this.leaseInfo.get(l.id);
+      const settled = info?.settleAt == null ? null : Math.max(now, info.settleAt);
+      let at: number;
+      if (l.id === own) at = settled ?? now;
+      else if (settled !== null) at = info!.tight ? settled : Math.max(settled, l.useUntil);
+      else at = l.useUntil > now ? l.useUntil : l.expiresAt;
+      backs.push({ at: Math.min(at, l.expiresAt), amount: held });
+    }
+    backs.sort((a, b) => a.at - b.at);
+    let got = 0;
+    let last = now;
+    for (const b of backs) {
+      got += b.amount;
+      last = b.at;
+      if (got >= short) break;
+    }
+    return Math.max(0, last - now);
+  }
+
+  /** Keeps a holder's estimate of when its requests in flight end (bounded by how long a lease may be held). */
+  private noteSettle(id: string, settleInMs: number | undefined, now: number): void {
+    let info = this.leaseInfo.get(id);
+    if (!info) this.leaseInfo.set(id, (info = { settleAt: null, tight: false }));
+    if (typeof settleInMs === 'number' && Number.isFinite(settleInMs)) info.settleAt = now + Math.min(Math.max(0, settleInMs), this.settings().lease_hold_ms);
   }
 
   /** Counts the debits not counted before (by id), in one statement however many there are. */
@@ -689,6 +632,7 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
 
   private dropLease(id: string): void {
     this.leases.delete(id);
+    this.leaseInfo.delete(id);
     this.sql.exec('DELETE FROM leases WHERE id = ?', id);
   }
 
@@ -715,16 +659,18 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
     this.sql.exec("INSERT OR REPLACE INTO state (k, v) VALUES ('core', ?)", JSON.stringify(this.core));
   }
 
-  private reply(r: Omit<SyncReply, 'free' | 'view'>): Omit<SyncReply, 'view'> {
+  private reply(r: Omit<SyncReply, 'free' | 'headroom' | 'view'>): Omit<SyncReply, 'view'> {
     const out = this.outstanding();
     const free: MaybeAmount = { tokens: null, nano: null };
+    const headroom: MaybeAmount = { tokens: null, nano: null };
     for (const d of this.dims()) {
-      const f = Math.max(0, d.hard - d.used - out[d.unit]);
-      free[d.unit] = Math.min(free[d.unit] ?? Number.POSITIVE_INFINITY, f);
+      free[d.unit] = Math.min(free[d.unit] ?? Number.POSITIVE_INFINITY, Math.max(0, d.hard - d.used - out[d.unit]));
+      headroom[d.unit] = Math.min(headroom[d.unit] ?? Number.POSITIVE_INFINITY, Math.max(0, d.hard - d.used));
     }
-    return { ...r, free };
+    return { ...r, free, headroom };
   }
 
+  /** From settled usage only (reservations are not usage), and a hard refusal in the last HARD_STATE_MS. */
   private state(now: number, dims: Dim[]): BudgetState {
     const s = this.settings();
     let max = 0;
@@ -752,6 +698,19 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
       limits: dims.map((d) => ({ name: d.name, limit: d.limit, used: d.used })),
       state: this.state(now, dims),
     };
+  }
+
+  /** When every lease holding something is expected back (expectedBack() for all of it), as an ISO time. */
+  private reservedUntil(now: number): string | null {
+    let tokens = 0;
+    let nano = 0;
+    for (const l of this.leases.values()) {
+      tokens += l.tokens ?? 0;
+      nano += l.nano ?? 0;
+    }
+    if (tokens <= 0 && nano <= 0) return null;
+    const wait = Math.max(tokens > 0 ? this.expectedBack('tokens', tokens, '', 0, now) : 0, nano > 0 ? this.expectedBack('nano', nano, '', 0, now) : 0);
+    return iso(now + wait);
   }
 
   private describe(now: number): BudgetDetails {
@@ -784,6 +743,8 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
       used_usd: this.core.month.nano / NANO_PER_USD,
       reserved_tokens: out.tokens,
       reserved_usd: out.nano / NANO_PER_USD,
+      reserved_until: this.reservedUntil(now),
+      created_by_admin: this.core.adminCreated === true,
       period_start: iso(this.core.monthStart),
       daily: { used_tokens: this.core.day.tokens, used_usd: this.core.day.nano / NANO_PER_USD, period_start: iso(this.core.dayStart) },
       state: this.state(now, dims),
@@ -813,6 +774,11 @@ function nextMonthStart(monthStart: number): number {
 }
 
 const zero = (): MaybeAmount => ({ tokens: 0, nano: 0 });
+/** A requested amount in one unit, whole and non-negative (anything else: 0). */
+const wantedOf = (a: Amount | undefined, unit: 'tokens' | 'nano') => {
+  const v = a?.[unit];
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.ceil(v) : 0;
+};
 const count = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.round(v) : 0);
 const iso = (ms: number) => new Date(ms).toISOString();
 const round4 = (x: number) => Math.round(x * 10_000) / 10_000;

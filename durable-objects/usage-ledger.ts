@@ -1,5 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { UsageRecord } from '../worker/telemetry/usage-record';
+import type { UsageRecord } from '../worker/protocol/usage-record';
+import { GROUP_COLUMNS, type LedgerQuery, type LedgerGroup } from '../worker/protocol/ledger';
 
 // The embedded usage ledger: one object per tenant (`USAGE_LEDGER.idFromName("tenant:<id>")`),
 // one SQLite row per request, keyed by request_id so a batch written twice (a retry after a
@@ -13,36 +14,6 @@ import type { UsageRecord } from '../worker/telemetry/usage-record';
 // merge groups from several tenants and still compute exact percentiles (no sketch: the values
 // of the range are read once per report; fine at ledger scale, Analytics Engine is the scale path).
 
-/** Columns a report may group by; also the ledger's column names (never interpolated from input otherwise). */
-export const GROUP_COLUMNS = ['tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint', 'client_request_id'] as const;
-export type GroupColumn = (typeof GROUP_COLUMNS)[number];
-
-export interface LedgerQuery {
-  from: number;
-  to: number;
-  groupBy: readonly GroupColumn[];
-  /** Bucket width in ms (hour or day), or null for one bucket over the whole range. */
-  bucketMs: number | null;
-}
-
-export interface LedgerGroup {
-  keys: Record<string, string | null>;
-  /** Start of the bucket (epoch ms), or null. */
-  bucket: number | null;
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost_usd: number;
-  saved_usd: number;
-  errors: number;
-  /** Requests answered from the cache (exact or semantic hits). */
-  cache_hits: number;
-  costs: number[];
-  latencies: number[];
-  /** TTFT of the group's records that have one (streams that produced a first token). */
-  ttfts: number[];
-}
-
 const DAY_MS = 86_400_000;
 const COLUMNS = [
   'request_id', 'ts', 'tenant', 'key_id', 'user', 'feature', 'endpoint', 'requested_model', 'model', 'backend', 'region', 'tier',
@@ -52,13 +23,6 @@ const COLUMNS = [
 
 export class UsageLedger extends DurableObject {
   private readonly sql: SqlStorage;
-  /**
-   * Test seam for the "writer killed mid-flight" test: after this many rows of the next append,
-   * those rows are made durable and the object aborts (ctx.abort(): the call fails, the object
-   * restarts; without the sync the abort would drop the uncommitted rows, all or nothing). Set through
-   * runInDurableObject only; null in production.
-   */
-  faultAfterRows: number | null = null;
 
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
@@ -79,15 +43,7 @@ export class UsageLedger extends DurableObject {
   async append(records: UsageRecord[], retentionDays: number): Promise<{ inserted: number }> {
     const insert = `INSERT OR IGNORE INTO usage (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
     let inserted = 0;
-    for (const [i, r] of records.entries()) {
-      if (this.faultAfterRows !== null && i === this.faultAfterRows) {
-        // Make the rows so far durable, then die: a write that half-landed, as a crash between commits would leave it.
-        this.faultAfterRows = null;
-        await this.ctx.storage.sync();
-        this.ctx.abort('injected fault: writer killed mid-batch');
-      }
-      inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
-    }
+    for (const r of records) inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
     await this.ctx.storage.put('retention_days', retentionDays);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + DAY_MS);
     return { inserted };

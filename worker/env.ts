@@ -11,8 +11,12 @@ import type { MetricsAggregator } from '../durable-objects/metrics-aggregator';
 import type { AlertState } from '../durable-objects/alert-state';
 import type { RateLimitHold } from './ratelimit/request';
 import type { CompiledConfig } from './config/compiled';
-import type { KeyRecord } from '../durable-objects/key-registry';
+import type { KeyRecord } from './protocol/keys';
 import type { CacheSavings } from './cache/exact';
+
+// The one place in worker/ that names the Durable Object classes (as types, for namespaces and
+// stubs); their wire types are worker/protocol/. test/node/import-directions.test.ts keeps it so.
+export type { AlertState, BackendLifecycle, BackendMetrics, CircuitBreaker, KeyRegistry, MetricsAggregator, RateLimiter, SemanticIndex, TenantQuota, UsageLedger };
 
 /** The Worker's bindings (wrangler.toml) and secrets. Backend secrets are looked up by name. */
 export interface Env {

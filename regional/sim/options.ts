@@ -46,6 +46,8 @@ export const SimOptionsSchema = z.object({
   max_model_len: z.number().int().min(1).default(8192),
   /** Context window of the embedding models (bge-small: 512). */
   embedding_max_model_len: z.number().int().min(1).default(512),
+  /** Inputs one embeddings request may carry (OpenAI's 2048); more is answered 400 before any work. */
+  embedding_max_inputs: z.number().int().min(1).default(2048),
   /** Embedding vector size (bge-small: 384). */
   embedding_dim: z.number().int().min(1).default(384),
   /** Largest accepted request body. */

@@ -711,6 +711,10 @@ export class Sim {
       throw new RequestError('Model does not support matryoshka representation, changing output dimensions will lead to poor results.');
     }
     const inputs = renderEmbeddingInputs(body.input);
+    // Bounded like a real server's request validation: the answer for 100,000 inputs would not even fit in a string.
+    if (inputs.length > this.opts.embedding_max_inputs) {
+      throw new RequestError(`The batch of ${inputs.length} inputs is too large: at most ${this.opts.embedding_max_inputs} inputs per request.`, 400, 'BadRequestError', 'input');
+    }
     const maxLen = this.opts.embedding_max_model_len;
     let promptTokens = 0;
     for (const inp of inputs) {

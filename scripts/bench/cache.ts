@@ -41,7 +41,7 @@ export const cache: BenchSection = {
   description: 'exact-cache hit latency vs a miss and a bypass, Cache API and Upstash stores (dev sim)',
   async run(ctx) {
     const rounds = Math.max(2, Math.round((ctx.durationS ?? 10) / 2));
-    const perRound = Number(process.env.BENCH_CACHE_N ?? 40);
+    const perRound = Number(process.env.BENCH_CACHE_N ?? (ctx.smoke ? 5 : 40));
     let upstash: LocalUpstash | undefined;
     const stacks: Partial<Record<Store, Stack>> = {};
     try {

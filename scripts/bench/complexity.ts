@@ -40,7 +40,7 @@ const FALLBACK: Record<Tier, { model: string; price: Price }> = {
   balanced: { model: 'llama-3.1-70b', price: { input: 0.59, output: 0.79 } },
   advanced: { model: 'llama-3.1-405b', price: { input: 3.0, output: 3.0 } },
 };
-const LATENCY_RUNS = Number(process.env.BENCH_COMPLEXITY_RUNS ?? 5_000);
+const latencyRuns = (smoke: boolean) => Number(process.env.BENCH_COMPLEXITY_RUNS ?? (smoke ? 100 : 5_000));
 const PROMPT_CHARS = 16_000; // ~4,000 tokens
 /** A generic app system prompt (~1,000 tokens), for the "every request carries one" scenario. */
 const SHARED_SYSTEM = [
@@ -57,7 +57,8 @@ const SHARED_SYSTEM = [
 export const complexity: BenchSection = {
   name: 'complexity',
   description: 'complexity scorer: tier accuracy, under/over-routing and cost on the labelled fixture; scorer latency',
-  async run() {
+  async run(ctx) {
+    const runs = latencyRuns(ctx.smoke);
     const fixture = JSON.parse(readFileSync(FIXTURE, 'utf8')) as FixtureItem[];
     const cfg = readTierConfig();
     const notes: string[] = [...cfg.notes];
@@ -111,9 +112,9 @@ export const complexity: BenchSection = {
       rows: sweep.map((s) => [s.adv.toFixed(2), pct(s.exact), pct(s.below), pct(s.above), pct(s.saving)]),
     };
 
-    const latency = measureLatency(fixture);
+    const latency = measureLatency(fixture, runs);
     const latencyTable: BenchTable = {
-      title: `scoreComplexity latency, ~4,000-token last user message + 1k-token system prompt (${LATENCY_RUNS.toLocaleString('en-US')} runs after warm-up, ${os.cpus().length} cores, node ${process.version})`,
+      title: `scoreComplexity latency, ~4,000-token last user message + 1k-token system prompt (${runs.toLocaleString('en-US')} runs after warm-up, ${os.cpus().length} cores, node ${process.version})`,
       columns: ['prompt shape', 'p50', 'p99', 'max'],
       rows: latency.map((l) => [l.shape, `${(l.p50 * 1000).toFixed(1)} µs`, `${(l.p99 * 1000).toFixed(1)} µs`, `${(l.max * 1000).toFixed(1)} µs`]),
       notes: [
@@ -205,7 +206,7 @@ function fmtThresholds(t: ReadonlyArray<{ tier: string; min_complexity: number }
 }
 
 /** p50/p99/max in ms of scoreComplexity on ~4,000-token prompts of three shapes. */
-function measureLatency(fixture: FixtureItem[]) {
+function measureLatency(fixture: FixtureItem[], runs: number) {
   const lastTexts = (filter: (x: FixtureItem) => boolean) =>
     fixture
       .filter(filter)
@@ -226,7 +227,7 @@ function measureLatency(fixture: FixtureItem[]) {
     const body: ChatRequest = { model: 'auto', max_tokens: 1024, messages: [{ role: 'system', content: SHARED_SYSTEM }, { role: 'user', content: text }] };
     for (let i = 0; i < 2_000; i++) scoreComplexity(body);
     const times: number[] = [];
-    for (let i = 0; i < LATENCY_RUNS; i++) {
+    for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
       scoreComplexity(body);
       times.push(performance.now() - t0);

@@ -1,7 +1,12 @@
 /**
- * `npm run bench [-- section...]`: runs bench sections (all by default) and prints a table per
- * section; results go to .dev/bench/<section>.json. A report, never a test: it does not fail on
- * numbers. BENCH_DURATION_S shortens each load run. A new section is one more file + one line below.
+ * `npm run bench [-- section...|all] [--smoke]`: runs bench sections (all by default) and prints a
+ * table per section; results go to .dev/bench/<section>.json. A report, never a test: it does not
+ * fail on numbers. BENCH_DURATION_S shortens each load run. A new section is one more file + one
+ * line below.
+ *
+ * `--smoke` runs every named section for a second or two (1 s load runs, small counts; results go to
+ * .dev/bench/smoke/ and mean nothing): CI runs `all --smoke` so a section that no longer starts, or
+ * throws on its own output, fails the build instead of rotting unseen.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,22 +28,30 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
 };
 
 async function main(): Promise<void> {
-  const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const args = process.argv.slice(2);
+  const flags = args.filter((a) => a.startsWith('-'));
+  const badFlags = flags.filter((f) => f !== '--smoke');
+  if (badFlags.length) {
+    console.error(`unknown bench option(s): ${badFlags.join(', ')}. Known: --smoke`);
+    process.exit(2);
+  }
+  const smoke = flags.includes('--smoke');
+  const wanted = args.filter((a) => !a.startsWith('-') && a !== 'all');
   const unknown = wanted.filter((n) => !SECTIONS[n]);
   if (unknown.length) {
     console.error(`unknown bench section(s): ${unknown.join(', ')}. Available: ${Object.keys(SECTIONS).join(', ')}`);
     process.exit(2);
   }
-  const durationS = process.env.BENCH_DURATION_S ? Number(process.env.BENCH_DURATION_S) : undefined;
+  const durationS = process.env.BENCH_DURATION_S ? Number(process.env.BENCH_DURATION_S) : smoke ? 1 : undefined;
   if (durationS !== undefined && !(durationS > 0)) throw new Error('BENCH_DURATION_S must be a positive number of seconds');
-  const outDir = join(DEV_DIR, 'bench');
+  const outDir = join(DEV_DIR, 'bench', ...(smoke ? ['smoke'] : []));
   mkdirSync(outDir, { recursive: true });
 
   for (const name of wanted.length ? wanted : Object.keys(SECTIONS)) {
     const section = await SECTIONS[name]!();
-    console.error(`\n▶ ${section.name}: ${section.description}`);
+    console.error(`\n▶ ${section.name}${smoke ? ' (smoke)' : ''}: ${section.description}`);
     const started = Date.now();
-    const report = await section.run({ durationS, outDir });
+    const report = await section.run({ durationS, outDir, smoke });
     const file = join(outDir, `${section.name}.json`);
     writeFileSync(file, JSON.stringify(report.json, null, 2) + '\n');
     console.log(`\n${report.tables.map(formatTable).join('\n\n')}\n`);

@@ -33,7 +33,7 @@ export const overhead: BenchSection = {
   async run(ctx) {
     const durationS = ctx.durationS ?? 10;
     const warmS = Math.max(1, Math.min(3, Math.round(durationS / 3)));
-    const ttftN = Number(process.env.BENCH_TTFT_N ?? 300);
+    const ttftN = Number(process.env.BENCH_TTFT_N ?? (ctx.smoke ? 20 : 300));
     // Direct sockets for router and floor: Miniflare's entry worker has no counterpart on Cloudflare.
     const stack = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true });
     let floor: Awaited<ReturnType<typeof startBareProxy>> | undefined;

@@ -100,17 +100,20 @@ export const routingPrefix: BenchSection = {
   name: 'routing-prefix',
   description: `prefix-affinity vs round-robin: multi-turn chat over ${REPLICAS} replicas, prefill-bound TTFT (fresh stack per policy)`,
   async run(ctx) {
-    const capS = ctx.durationS ?? 10; // a run takes ~5-7 s here; the cap only bites when streams stall
-    const workload = chatWorkload(WORKLOAD);
+    // A run takes ~5-7 s here; the cap only bites when streams stall. A smoke run: one round of
+    // 8 conversations, capped at durationS (1 s) per policy.
+    const capS = ctx.durationS ?? 10;
+    const rounds = ctx.smoke ? 1 : ROUNDS;
+    const workload = chatWorkload(ctx.smoke ? { ...WORKLOAD, conversations: 8 } : WORKLOAD);
     log(`workload: ${workload.conversations.length} conversations × ${WORKLOAD.turns} turns, system prompts of ${workload.systemTokens.join(', ')} tokens, ${CONCURRENCY} at a time; cap ${capS} s per policy`);
     const runs: Run[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < rounds; round++) {
       // ABBA order: slow drift on a shared machine hits both policies alike.
       for (const policy of round % 2 === 0 ? POLICIES : [...POLICIES].reverse()) runs.push(await runPolicy(policy, workload, capS, round));
     }
     const results = POLICIES.map((p) => aggregate(p, runs.filter((r) => r.policy === p)));
     const samples = Object.fromEntries(POLICIES.map((p) => [p, runs.filter((r) => r.policy === p).flatMap((r) => r.records)]));
-    const perRound = Array.from({ length: ROUNDS }, (_, round) => {
+    const perRound = Array.from({ length: rounds }, (_, round) => {
       const of = (p: Policy) => runs.find((r) => r.round === round && r.policy === p);
       const pa = of('prefix-affinity');
       const rr = of('round-robin');
@@ -133,7 +136,7 @@ export const routingPrefix: BenchSection = {
         concurrency: CONCURRENCY,
         max_tokens: MAX_TOKENS,
         cap_s: capS,
-        rounds: ROUNDS,
+        rounds,
         routing: { defaults: 'prefix_block_chars 256 × prefix_max_blocks 8, affinity_load_slack 8, scrape_interval_ms 5000', overrides: ROUTING_EXTRA },
       },
       results,
@@ -150,6 +153,8 @@ export const routingPrefix: BenchSection = {
 function routerPatch(policy: Policy) {
   return (router: RouterConfigInput): RouterConfigInput => {
     const { degraded_answer: _drop, ...rest } = router;
+    // One tier is left: per-tier cache settings naming the others would no longer validate.
+    const cache = router.cache && { ...router.cache, tiers: Object.fromEntries(Object.entries(router.cache.tiers ?? {}).filter(([t]) => t === 'fast')) };
     const region = router.regions.find((r) => r.id === REGION);
     const model = router.models.find((m) => m.id === MODEL);
     if (!region || !model) throw new Error(`wrangler.toml has no region ${REGION} or model ${MODEL}`);
@@ -159,6 +164,7 @@ function routerPatch(policy: Policy) {
       models: [model],
       backends: REPLICA_IDS.map((id, i) => ({ id, kind: 'vllm' as const, region: REGION, url: `http://127.0.0.1:${18201 + i}`, models: [MODEL], max_concurrency: 256 })),
       tiers: { fast: { models: [MODEL] } },
+      ...(cache ? { cache } : {}),
       splits: {},
       prices: router.prices?.[MODEL] ? { [MODEL]: router.prices[MODEL] } : {},
       routing: { ...router.routing, ...ROUTING_EXTRA, policy },

@@ -23,7 +23,7 @@
  * Open loop (arrivals do not wait for answers); one run; no retuning between runs.
  */
 import os from 'node:os';
-import type { BackendStatus } from '../../worker/admin/backends-api';
+import type { BackendStatus } from '../../worker/protocol/backends-api';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { startStack, type Stack } from '../dev/stack';
 import type { CurrentScale, ScaleDriver, ScaleTarget } from '../scale/drivers/types';

@@ -7,7 +7,7 @@
  * Durable Object's brute-force scan over a full index (in Node: the arithmetic, not SQLite's reads).
  */
 import os from 'node:os';
-import { guardAllows } from '../../worker/cache/semantic/guard';
+import { guardAllows } from '../../worker/protocol/rules/semantic-guard';
 import { cosine, LOCAL_DIMENSIONS, localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import type { BenchSection, BenchTable } from './lib/section';
 import { evaluateIndex, evaluatePairs, loadPairs, type EvalResult } from './lib/semantic-pairs';
@@ -15,12 +15,13 @@ import { percentile } from './lib/stats';
 
 const THRESHOLDS = [0.8, 0.85, 0.9, 0.95, 0.98];
 const DEFAULT_THRESHOLD = 0.95;
-const RUNS = Number(process.env.BENCH_SEMANTIC_RUNS ?? 2_000);
+const lookupRuns = (smoke: boolean) => Number(process.env.BENCH_SEMANTIC_RUNS ?? (smoke ? 100 : 2_000));
 
 export const semantic: BenchSection = {
   name: 'semantic',
   description: 'semantic cache: hit rate and wrong-hit rate on the labelled pairs (threshold sweep, guards on/off); lookup compute',
-  async run() {
+  async run(ctx) {
+    const runs = lookupRuns(ctx.smoke);
     const pairs = loadPairs();
     const hits = pairs.filter((p) => p.label === 'hit').length;
     const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -62,9 +63,9 @@ export const semantic: BenchSection = {
       ],
     };
 
-    const lookup = measureLookup(pairs.flatMap((p) => [p.a, p.b]));
+    const lookup = measureLookup(pairs.flatMap((p) => [p.a, p.b]), runs);
     const costTable: BenchTable = {
-      title: `What a lookup computes (${RUNS.toLocaleString('en-US')} runs after warm-up, ${os.cpus().length} cores, node ${process.version})`,
+      title: `What a lookup computes (${runs.toLocaleString('en-US')} runs after warm-up, ${os.cpus().length} cores, node ${process.version})`,
       columns: ['step', 'p50', 'p99'],
       rows: lookup.map((l) => [l.step, fmtMs(l.p50), fmtMs(l.p99)]),
       notes: [
@@ -88,11 +89,11 @@ export const semantic: BenchSection = {
   },
 };
 
-function measureLookup(texts: string[]) {
+function measureLookup(texts: string[], runs: number) {
   const time = (fn: (i: number) => void) => {
     for (let i = 0; i < 200; i++) fn(i);
     const ms: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
+    for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
       fn(i);
       ms.push(performance.now() - t0);

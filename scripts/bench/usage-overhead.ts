@@ -38,11 +38,12 @@ export const usageOverhead: BenchSection = {
       });
       log(`warm-up ${warmS} s each`);
       for (const v of VARIANTS) await runLoad(target(v), 8, warmS);
-      const slice = Math.max(1, durationS / 3);
-      log(`latency c=1, 3 × ${slice} s per variant`);
-      const lat = await interleaved(VARIANTS, target, 1, slice);
-      log(`throughput c=32, 3 × ${slice} s per variant`);
-      const thr = await interleaved(VARIANTS, target, 32, slice);
+      const slices = ctx.smoke ? 1 : 3;
+      const slice = Math.max(1, durationS / slices);
+      log(`latency c=1, ${slices} × ${slice} s per variant`);
+      const lat = await interleaved(VARIANTS, target, 1, slice, slices);
+      log(`throughput c=32, ${slices} × ${slice} s per variant`);
+      const thr = await interleaved(VARIANTS, target, 32, slice, slices);
       const ledgerRows = await rowsIn(stacks.on);
       const sent = lat.on.requests + thr.on.requests;
       const addedP50 = lat.on.latency_ms.p50 - lat.off.latency_ms.p50;

@@ -6,6 +6,8 @@
 import { parse, TomlError } from 'smol-toml';
 import { compileConfig } from '../../worker/config/compiled';
 import { configSecrets } from '../../worker/config/secrets';
+import { tenantRouteWarnings } from '../../worker/routing/resolve-model';
+import { semanticResidencyWarnings } from '../../worker/cache/semantic/residency';
 import { isPrivateHost } from './private-hosts';
 
 export const TOP_LEVEL = 'top-level';
@@ -54,6 +56,7 @@ function checkEnv(name: string, table: Table, top: Table): EnvReport {
       plural(Object.keys(c.tiers).length, 'tier'),
       plural(Object.keys(c.tenants).length, 'tenant'),
     ].join(', ');
+    report.warnings.push(...tenantRouteWarnings(result.config), ...semanticResidencyWarnings(result.config));
   } else {
     report.errors.push(...result.errors);
   }

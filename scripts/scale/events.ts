@@ -3,7 +3,7 @@
  * Pure, so each rule is tested alone. An event is only sent when the router's view differs from
  * what was done or seen, so a second apply in a steady state sends nothing.
  */
-import type { BackendEvent, BackendStatus } from '../../worker/admin/backends-api';
+import type { BackendEvent, BackendStatus } from '../../worker/protocol/backends-api';
 import type { CurrentScale } from './drivers/types';
 import type { Decision } from './policy';
 

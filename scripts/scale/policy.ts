@@ -11,7 +11,7 @@
  *   5. idle for idle_minutes (since the last request, wake-up or state change): down to the floor,
  *      which is zero outside keep-warm windows when min_replicas = 0.
  */
-import type { BackendStatus } from '../../worker/admin/backends-api';
+import type { BackendStatus } from '../../worker/protocol/backends-api';
 import type { ScalingConfig } from '../../worker/config/scaling';
 import { activeWindow, describeWindow } from './schedule';
 

@@ -1,9 +1,9 @@
 /**
  * The router's admin API as the scale scripts use it: `GET /admin/backends` (what the router
  * knows of each backend) and `POST /admin/backends/:id/events` (what the scripts did). Both sides
- * share the zod schemas of worker/admin/backends-api.ts.
+ * share the zod schemas of worker/protocol/backends-api.ts.
  */
-import { backendEventSchema, backendListSchema, type BackendEvent, type BackendList } from '../../worker/admin/backends-api';
+import { backendEventSchema, backendListSchema, type BackendEvent, type BackendList } from '../../worker/protocol/backends-api';
 import { formatIssues } from '../../worker/config/format-issues';
 
 export class RouterError extends Error {

@@ -4,7 +4,7 @@
  * (Promise.allSettled): one driver failing marks its row failed and leaves the others alone.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BackendEvent, BackendList, BackendStatus } from '../../worker/admin/backends-api';
+import type { BackendEvent, BackendList, BackendStatus } from '../../worker/protocol/backends-api';
 import type { ScaleBackend } from './config';
 import type { Drivers } from './drivers';
 import { errorMessage, type CurrentScale, type ScaleTarget } from './drivers/types';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { guardAllows, promptFeatures } from '../../worker/cache/semantic/guard';
+import { guardAllows, promptFeatures } from '../../worker/protocol/rules/semantic-guard';
 import { cosine, LOCAL_DIMENSIONS, localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import { semanticPrompt } from '../../worker/cache/semantic/prompt';
-import { contentTokens, stem } from '../../worker/cache/semantic/text';
+import { contentTokens, stem } from '../../worker/protocol/rules/semantic-text';
 
 const allows = (a: string, b: string, depth = 1) => guardAllows({ text: a, depth }, { text: b, depth });
 const refusal = (a: string, b: string) => {

@@ -173,7 +173,7 @@ describe('chat completions (streaming)', () => {
         await post('/v1/chat/completions', { model: CHAT, messages: hi, max_tokens: 3, stream: true, stream_options: { include_usage: false } })
       ).text(),
     );
-    expect(off.slice(0, -1).every((e) => JSON.parse(e).choices.length === 1)).toBe(true);
+    expect(off.slice(0, -1).filter((e) => JSON.parse(e).choices.length !== 1)).toEqual([]);
   });
 
   it('puts running usage on every chunk with continuous_usage_stats', async () => {

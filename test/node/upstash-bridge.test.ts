@@ -140,7 +140,7 @@ describe('@upstash/ratelimit through the bridge (its Lua scripts run in Redis)',
     for (let i = 0; i < 15; i++) results.push(await limiter.limit('user-1'));
     expect(results.filter((r) => r.success)).toHaveLength(10);
     expect(results.slice(0, 10).map((r) => r.remaining)).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
-    expect(results.slice(10).every((r) => !r.success && r.limit === 10)).toBe(true);
+    expect(results.slice(10).filter((r) => !(!r.success && r.limit === 10))).toEqual([]);
     expect((await limiter.limit('user-2')).success).toBe(true); // another identifier, its own window
   });
 

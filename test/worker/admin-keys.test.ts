@@ -1,14 +1,10 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { authenticateKey, KEY_TTL_MS, registry } from '../../worker/auth/key-cache';
-import { sha256Hex } from '../../worker/auth/hash';
+import { sha256Hex } from '../../worker/protocol/rules/hash';
 import type { Env } from '../../worker/env';
-import { ADMIN_TOKEN, call, createKey, errorOf } from './support';
+import { admin, call, createKey, errorOf } from './support';
 
-const admin = (init: RequestInit = {}) => ({
-  ...init,
-  headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) },
-});
 
 describe('/admin/keys', () => {
   it('needs the admin token', async () => {
@@ -19,13 +15,13 @@ describe('/admin/keys', () => {
   });
 
   it('creates a key shown once, stores only its hash, lists without secrets', async () => {
-    const res = await call('/admin/keys', admin({ method: 'POST', body: JSON.stringify({ tenant: 'acme', name: 'ci' }) }));
+    const res = await admin('/admin/keys', { method: 'POST', body: JSON.stringify({ tenant: 'acme', name: 'ci' }) });
     expect(res.status).toBe(201);
     const created = (await res.json()) as { id: string; key: string; tenant: string; name: string };
     expect(created).toMatchObject({ tenant: 'acme', name: 'ci' });
     expect(created.key).toMatch(/^sk-er-[A-Za-z0-9_-]{43}$/);
 
-    const list = (await (await call('/admin/keys?tenant=acme', admin())).json()) as { data: Record<string, unknown>[] };
+    const list = (await (await admin('/admin/keys?tenant=acme')).json()) as { data: Record<string, unknown>[] };
     const listed = list.data.find((k) => k.id === created.id)!;
     expect(listed).toBeDefined();
     expect(JSON.stringify(list)).not.toContain(created.key);
@@ -40,10 +36,10 @@ describe('/admin/keys', () => {
   });
 
   it('rejects bad input with 400 naming the field, and unknown tenants', async () => {
-    const missing = await call('/admin/keys', admin({ method: 'POST', body: JSON.stringify({ tenant: 'acme' }) }));
+    const missing = await admin('/admin/keys', { method: 'POST', body: JSON.stringify({ tenant: 'acme' }) });
     expect(missing.status).toBe(400);
     expect((await errorOf(missing)).param).toBe('name');
-    const unknown = await call('/admin/keys', admin({ method: 'POST', body: JSON.stringify({ tenant: 'nobody', name: 'x' }) }));
+    const unknown = await admin('/admin/keys', { method: 'POST', body: JSON.stringify({ tenant: 'nobody', name: 'x' }) });
     expect(unknown.status).toBe(400);
     expect((await errorOf(unknown)).code).toBe('unknown_tenant');
   });
@@ -51,11 +47,11 @@ describe('/admin/keys', () => {
   it('revokes: at once in this isolate, within the cache TTL everywhere else', async () => {
     const a = await createKey('demo');
     expect((await call('/v1/models', { headers: { authorization: `Bearer ${a.key}` } })).status).toBe(200);
-    const del = await call(`/admin/keys/${a.id}`, admin({ method: 'DELETE' }));
+    const del = await admin(`/admin/keys/${a.id}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
     expect(((await del.json()) as { revoked_at: string | null }).revoked_at).not.toBeNull();
     expect((await call('/v1/models', { headers: { authorization: `Bearer ${a.key}` } })).status).toBe(401);
-    expect((await call(`/admin/keys/key_doesnotexist`, admin({ method: 'DELETE' }))).status).toBe(404);
+    expect((await admin(`/admin/keys/key_doesnotexist`, { method: 'DELETE' })).status).toBe(404);
 
     // Another isolate: revoked straight in the registry, so only the TTL can make this isolate notice.
     const b = await createKey('demo');

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { detectAll, detectCostWithoutTraffic, detectErrorRate, detectKeySpikes, detectSloWindow, detectTtft, histogramQuantile, lookbackMs, type Alert, type DetectorInput } from '../../worker/alerts/detectors';
+import { detectAll, detectCostWithoutTraffic, detectErrorRate, detectKeySpikes, detectSloWindow, detectTtft, histogramQuantile, lookbackMs, type DetectorInput } from '../../worker/alerts/detectors';
+import type { Alert } from '../../worker/protocol/alerts';
 import { alertsSchema, sloSchema, type AlertsConfig, type SloConfig } from '../../worker/config/alerts';
 import { routerConfigSchema } from '../../worker/config/schema';
-import { LATENCY_BUCKETS_MS, bucketIndex, type MinuteBucket } from '../../worker/telemetry/minute-series';
+import { LATENCY_BUCKETS_MS, bucketIndex, type MinuteBucket } from '../../worker/protocol/rules/minute-series';
 
 const MIN = 60_000;
 // Mid-minute: the minute NOW is in is incomplete and must be ignored.

@@ -1,13 +1,14 @@
 import { createExecutionContext, createScheduledController, env as testEnv, waitOnExecutionContext } from 'cloudflare:test';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { lookbackMs } from '../../worker/alerts/detectors';
 import { runAlerts } from '../../worker/alerts/scheduled';
 import { alertsSchema } from '../../worker/config/alerts';
 import type { Env } from '../../worker/env';
-import { verifyWebhook } from '../../worker/http/signed-webhook';
+import { verifyWebhook } from '../../worker/protocol/rules/signed-webhook';
 import worker from '../../worker/index';
-import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../../worker/telemetry/minute-series';
+import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../../worker/protocol/rules/minute-series';
 import { baseConfig, envWith } from './support';
+import { spawnWebhook, type WebhookCall } from '../support/webhook';
 
 const base = testEnv as unknown as Env;
 const MIN = 60_000;
@@ -17,18 +18,6 @@ const SECRET = 'test-alert-hook-key';
 const T0 = Math.floor(Date.now() / MIN) * MIN;
 const LOOKBACK = lookbackMs(alertsSchema.parse({}));
 
-interface Call {
-  headers: Record<string, string>;
-  body: string;
-  status: number;
-}
-
-async function spawnWebhook(opts: { fail_first?: number } = {}) {
-  const res = await fetch(`${inject('simSpawner')}/spawn-webhook`, { method: 'POST', body: JSON.stringify(opts) });
-  if (!res.ok) throw new Error(`spawn-webhook: ${await res.text()}`);
-  const { url } = (await res.json()) as { url: string };
-  return { url, calls: async () => (await (await fetch(`${url}/calls`)).json()) as Call[] };
-}
 
 /** The last 10 complete minutes before `now`, 100 requests each, `errors` of them failed. */
 function minutes(now: number, errors: number): MinuteBucket[] {
@@ -91,7 +80,7 @@ async function tick(e: Env, scheduledTime: number): Promise<void> {
   await waitOnExecutionContext(ctx);
 }
 
-const payload = (c: Call) => JSON.parse(c.body) as { type: string; status: string; alert: { id: string; severity: string; summary: string }; started_at: string; resolved_at?: string; sent_at: string };
+const payload = (c: WebhookCall) => JSON.parse(c.body) as { type: string; status: string; alert: { id: string; severity: string; summary: string }; started_at: string; resolved_at?: string; sent_at: string };
 
 describe('scheduled alerts', () => {
   it('fires once while the condition lasts and resolves once when it ends, signed with HMAC-SHA256', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { scrapeOne } from '../../durable-objects/backend-metrics';
-import { metricsUrlOf } from '../../worker/backends';
+import { metricsUrlOf } from '../../worker/protocol/rules/backend-endpoints';
 import { renderChat } from '../../worker/backends/chat-template';
 import { compileConfig } from '../../worker/config/compiled';
 import { configSecrets } from '../../worker/config/secrets';

@@ -1,7 +1,8 @@
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resetVertexTokens } from '../../worker/backends/vertex';
-import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText, type FakeServer, type RecordedCall } from './fakes';
+import { sseData } from '../support/sse';
+import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText, type FakeServer, type RecordedCall } from './fakes';
 import { ledgerRecords } from './usage-support';
 
 // The managed providers behind the router, end to end, each against its stand-in

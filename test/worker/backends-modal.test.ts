@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText } from './fakes';
+import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText } from './fakes';
+import { sseData } from '../support/sse';
 
 // vLLM on a Modal web endpoint behind the router, end to end, against the stand-in of
 // test/setup/fakes/modal.ts (proxy auth, 303 to the result URL of a long call).

@@ -1,7 +1,8 @@
 import { env as testEnv, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { CircuitBreaker, ReportBatch } from '../../durable-objects/circuit-breaker';
-import { TRANSITIONS_KEPT } from '../../durable-objects/circuit-breaker';
+import type { CircuitBreaker } from '../../durable-objects/circuit-breaker';
+import type { ReportBatch } from '../../worker/protocol/breaker';
+import { TRANSITIONS_KEPT } from '../../worker/protocol/breaker';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { breakerSchema } from '../../worker/config/schema';
 import type { Env } from '../../worker/env';
@@ -15,22 +16,21 @@ import {
   PROBE_DENIED_MS,
   refreshBreakers,
   reportOutcome,
-  resetBreakerView,
 } from '../../worker/routing/breaker-view';
-import { isolateState } from '../../worker/routing/isolate-state';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { spawnSim } from './sims';
-import { ADMIN_TOKEN, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
+import { admin, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
+import { uid } from '../support/uid';
+import { until } from '../support/until';
 
 const env = testEnv as unknown as Env;
 const ns = env.BREAKERS;
-const uid = () => crypto.randomUUID().slice(0, 8);
 /** A breaker of this test's own: backend ids are unique per test, so no state leaks between tests. */
 const fresh = (name = `b-${uid()}`) => ({ name, stub: ns.get(ns.idFromName(name)) });
 const settings = (over: Record<string, unknown> = {}) => breakerSchema.parse(over);
 const T0 = Date.UTC(2030, 0, 1);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-beforeEach(() => resetBreakerView());
+beforeEach(() => resetIsolate());
 
 describe('CircuitBreaker Durable Object', () => {
   it('opens after consecutive failures; a success in between starts the count again', async () => {
@@ -265,7 +265,8 @@ function collector() {
 describe('the isolate view (breaker-view)', () => {
   it('batches successes: one report for report_max_batch outcomes, the tail after report_interval_ms', async () => {
     const id = `v-${uid()}`;
-    const config = configFor([id], { report_max_batch: 10, report_interval_ms: 150 });
+    // The isolate's clock is passed in (`now`) where time must pass: no sleeps, no windows.
+    const config = configFor([id], { report_max_batch: 10, report_interval_ms: 60_000 });
     const { env: e, calls } = recording();
     const { ctx, settle } = collector();
     reportOutcome(ctx, e, config, id, 'success'); // nothing sent lately: goes at once
@@ -286,32 +287,30 @@ describe('the isolate view (breaker-view)', () => {
     refreshBreakers(e, ctx, config);
     await settle();
     expect(calls).toHaveLength(2);
-    await sleep(160);
-    refreshBreakers(e, ctx, config);
+    refreshBreakers(e, ctx, config, Date.now() + 60_001);
     await settle();
     expect(calls.filter((c) => c.method === 'report').map((c) => c.arg.outcomes)).toEqual(['s', 'ssssssssss', 's']);
   });
 
-  it('a failure goes out within FAILURE_FLUSH_MS, one report in flight at a time; the reply updates the copy', async () => {
+  it('a failure goes out without waiting for a batch, one report in flight at a time; the reply updates the copy', async () => {
     const id = `v-${uid()}`;
     const config = configFor([id], { consecutive_failures: 3, report_interval_ms: 60_000 });
     const { env: e, calls, release } = recording({ hold: true });
     const { ctx, settle } = collector();
     reportOutcome(ctx, e, config, id, 'failure', { cause: 'HTTP 503' });
-    await sleep(5);
+    await until('the failure sent', () => calls.map((c) => c.arg.outcomes), (x) => x.length > 0);
     expect(calls.map((c) => c.arg.outcomes)).toEqual(['f']); // sent, answer held back
     reportOutcome(ctx, e, config, id, 'success');
     reportOutcome(ctx, e, config, id, 'failure');
     reportOutcome(ctx, e, config, id, 'failure', { cause: 'timed out (first token)' });
-    reportOutcome(ctx, e, config, id, 'failure');
-    await sleep(FAILURE_FLUSH_MS + 20);
+    // Even past the failure gap (by the clock passed in), nothing more goes while one is in flight.
+    reportOutcome(ctx, e, config, id, 'failure', { now: Date.now() + FAILURE_FLUSH_MS + 20 });
+    refreshBreakers(e, ctx, config, Date.now() + FAILURE_FLUSH_MS + 20);
     expect(calls).toHaveLength(1); // still one in flight: the rest waits for it
     expect(breakerAllows(id)).toBe('closed');
-    const started = Date.now();
     const releasing = setInterval(release, 5);
     await settle();
     clearInterval(releasing);
-    expect(Date.now() - started).toBeLessThan(FAILURE_FLUSH_MS + 500);
     expect(calls.map((c) => c.arg.outcomes)).toEqual(['f', 'sfff']);
     expect(calls[1]!.arg.cause).toBe('timed out (first token)');
     // The object tripped on the third failure in a row, and said so in its reply.
@@ -321,27 +320,28 @@ describe('the isolate view (breaker-view)', () => {
 
   it('skips an open breaker without any call, sees it half-open when the cool-down ends, and refreshes in the background', async () => {
     const id = `v-${uid()}`;
-    const config = configFor([id], { consecutive_failures: 1, cooldown_ms: 150, refresh_ms: 300 });
+    // The view's clock is passed in where "not yet" is checked; real time passes only where the
+    // object must agree (the cool-down's end), waited on as an event.
+    const config = configFor([id], { consecutive_failures: 1, cooldown_ms: 150, refresh_ms: 60_000 });
     const { env: e, calls } = recording();
     const { ctx, settle } = collector();
     reportOutcome(ctx, e, config, id, 'failure');
     await settle();
     expect(calls).toHaveLength(1);
-    const now = Date.now();
-    for (let i = 0; i < 100; i++) expect(breakerAllows(id, now + i)).toBe('open');
-    refreshBreakers(e, ctx, config); // the copy is fresh: nothing to ask
+    const view = breakerView(id)!;
+    for (let i = 1; i <= 100; i++) expect(breakerAllows(id, view.openUntil - i)).toBe('open');
+    refreshBreakers(e, ctx, config, view.openUntil - 1); // the copy is fresh: nothing to ask
     await settle();
     expect(calls).toHaveLength(1);
     // The cool-down ends by this isolate's own clock: half-open, still without a call.
-    await sleep(170);
-    expect(breakerAllows(id)).toBe('half-open');
-    refreshBreakers(e, ctx, config);
+    expect(breakerAllows(id, view.openUntil)).toBe('half-open');
+    await until('the cool-down over', () => breakerAllows(id), (s) => s === 'half-open');
+    refreshBreakers(e, ctx, config, view.fetchedAt + 60_000 - 1);
     await settle();
     expect(calls).toHaveLength(1);
     // Older than refresh_ms: re-read in the background, once.
-    await sleep(150);
-    refreshBreakers(e, ctx, config);
-    refreshBreakers(e, ctx, config);
+    refreshBreakers(e, ctx, config, view.fetchedAt + 60_001);
+    refreshBreakers(e, ctx, config, view.fetchedAt + 60_002);
     await settle();
     expect(calls.map((c) => c.method)).toEqual(['report', 'state']);
     expect(breakerView(id)!.state).toBe('half-open'); // the object agrees
@@ -349,7 +349,7 @@ describe('the isolate view (breaker-view)', () => {
 
   it('another isolate’s trip reaches this one within refresh_ms', async () => {
     const id = `v-${uid()}`;
-    const config = configFor([id], { consecutive_failures: 2, refresh_ms: 200 });
+    const config = configFor([id], { consecutive_failures: 2, refresh_ms: 5_000 });
     const { ctx, settle } = collector();
     expect(breakerAllows(id)).toBe('closed'); // consulted: kept fresh from now on
     refreshBreakers(env, ctx, config);
@@ -357,8 +357,11 @@ describe('the isolate view (breaker-view)', () => {
     // "Elsewhere": straight to the object.
     await ns.get(ns.idFromName(id)).report({ backend: id, settings: breakerSettings(config, id), outcomes: 'ff' });
     expect(breakerAllows(id)).toBe('closed');
-    await sleep(220);
-    refreshBreakers(env, ctx, config);
+    const fetchedAt = breakerView(id)!.fetchedAt;
+    refreshBreakers(env, ctx, config, fetchedAt + 4_999); // not yet refresh_ms old: not re-read
+    await settle();
+    expect(breakerAllows(id)).toBe('closed');
+    refreshBreakers(env, ctx, config, fetchedAt + 5_000);
     await settle();
     expect(breakerAllows(id)).toBe('open');
   });
@@ -370,14 +373,13 @@ describe('the isolate view (breaker-view)', () => {
     const { ctx, settle } = collector();
     reportOutcome(ctx, e, config, id, 'failure');
     await settle();
-    await sleep(320);
-    expect(breakerAllows(id)).toBe('half-open');
+    await until('the cool-down over', () => breakerAllows(id), (s) => s === 'half-open');
     const permit = await acquireProbe(e, config, id, { leaseMs: 5_000 });
     expect(permit).toMatchObject({ backend: id, id: expect.any(String) });
     // This isolate holds the one probe allowed: others here skip the backend without asking.
     expect(breakerAllows(id)).toBe('open');
     // Another isolate (a fresh view) asks and is denied; it then skips without asking for a while.
-    resetBreakerView();
+    resetIsolate('breaker-view');
     expect(breakerAllows(id)).toBe('closed'); // a fresh isolate knows nothing yet …
     refreshBreakers(e, ctx, config);
     await settle();
@@ -415,10 +417,6 @@ describe('the isolate view (breaker-view)', () => {
 
 // ---------------------------------------------------------------- admin API
 
-const admin = (init: RequestInit & { env?: Env } = {}) => ({
-  ...init,
-  headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) },
-});
 
 describe('/admin/breakers', () => {
   it('lists every configured backend: state, window counts, consecutive failures, opened_until, trips, transitions', async () => {
@@ -434,7 +432,7 @@ describe('/admin/breakers', () => {
     await ns.get(ns.idFromName(a)).report({ backend: a, settings: breakerSettings(s.config, a), outcomes: 'sfff', cause: 'HTTP 503' } satisfies ReportBatch);
 
     expect((await call('/admin/breakers', { env: e })).status).toBe(401);
-    const res = await call('/admin/breakers', admin({ env: e }));
+    const res = await admin('/admin/breakers', { env: e });
     expect(res.status).toBe(200);
     const list = (await res.json()) as { object: string; data: any[] };
     expect(list.object).toBe('list');
@@ -454,7 +452,7 @@ describe('/admin/breakers', () => {
     expect(open.transitions).toEqual([{ at: expect.any(String), from: 'closed', to: 'open', cause: '3 consecutive failures (last: HTTP 503); open for 30 s' }]);
     expect(list.data.find((d) => d.backend === b)).toMatchObject({ state: 'closed', window: { requests: 0, failures: 0 }, trips: 0, transitions: [] });
 
-    const one = await call(`/admin/breakers/${a}`, admin({ env: e }));
+    const one = await admin(`/admin/breakers/${a}`, { env: e });
     expect(((await one.json()) as any).state).toBe('open');
 
     // This isolate has seen it open; the reset closes it here at once.
@@ -462,17 +460,17 @@ describe('/admin/breakers', () => {
     reportOutcome(ctx, e, s.config, a, 'failure');
     await settle();
     expect(breakerAllows(a)).toBe('open');
-    const reset = await call(`/admin/breakers/${a}/reset`, admin({ method: 'POST', env: e }));
+    const reset = await admin(`/admin/breakers/${a}/reset`, { method: 'POST', env: e });
     expect(reset.status).toBe(200);
     const body = (await reset.json()) as any;
     expect(body).toMatchObject({ backend: a, state: 'closed', consecutive_failures: 0, window: { requests: 0, failures: 0 } });
     expect(body.transitions[0]).toMatchObject({ from: 'open', to: 'closed', cause: 'reset by admin' });
     expect(breakerAllows(a)).toBe('closed');
 
-    const unknown = await call('/admin/breakers/no-such-backend/reset', admin({ method: 'POST', env: e }));
+    const unknown = await admin('/admin/breakers/no-such-backend/reset', { method: 'POST', env: e });
     expect(unknown.status).toBe(404);
     expect(await errorOf(unknown)).toMatchObject({ code: 'backend_not_found', param: 'backend', type: 'not_found_error' });
-    expect((await call('/admin/breakers/no-such-backend', admin({ env: e }))).status).toBe(404);
+    expect((await admin('/admin/breakers/no-such-backend', { env: e })).status).toBe(404);
   });
 });
 
@@ -485,7 +483,6 @@ describe('wired into routing', () => {
   const hi = [{ role: 'user', content: 'Say hello.' }];
 
   it('a backend failing 100% opens its breaker, traffic moves on with no failed request, and a probe closes it after recovery', async () => {
-    isolateState.reset();
     const [sa, sb] = await Promise.all([spawnSim({ name: 'brk-a', models: ['m'] }), spawnSim({ name: 'brk-b', models: ['m'] })]);
     const [a, b] = [`e2e-${uid()}-a`, `e2e-${uid()}-b`];
     const cfg = {
@@ -503,7 +500,9 @@ describe('wired into routing', () => {
       tiers: { fast: { models: ['m'] } },
       tenants: { demo: { models: ['*'] } },
       // Short cool-downs for the test.
-      breaker: { window_ms: 10_000, consecutive_failures: 3, cooldown_ms: 400, cooldown_max_ms: 2_000, close_after_successes: 3 },
+      // (Long enough that the five requests while open fit in one on a busy machine; the ends of the
+      // cool-downs are waited on, not slept through.)
+      breaker: { window_ms: 10_000, consecutive_failures: 3, cooldown_ms: 1_500, cooldown_max_ms: 6_000, close_after_successes: 3 },
     };
     const e = envWith(cfg);
     const key = (await createKey('demo', e)).key;
@@ -513,7 +512,7 @@ describe('wired into routing', () => {
       expect(res.headers.get('x-router-degraded')).toBeNull();
       return res;
     };
-    const breaker = async () => ((await (await call(`/admin/breakers/${a}`, admin({ env: e }))).json()) as any);
+    const breaker = async () => ((await (await admin(`/admin/breakers/${a}`, { env: e })).json()) as any);
 
     expect((await ask()).headers.get('x-router-backend')).toBe(a);
 
@@ -540,16 +539,16 @@ describe('wired into routing', () => {
     expect((await sa.stats()).requests.chat).toBe(reached);
 
     // Still failing when the cool-down ends: the probe fails (b answers), the cool-down doubles.
-    await sleep(450);
+    await until('the cool-down over', () => breakerAllows(a), (s) => s === 'half-open');
     const probed = await ask();
     expect(probed.headers.get('x-router-fallback')).toBe(`${a}>${b}`);
     const reopened = await breaker();
-    expect(reopened).toMatchObject({ state: 'open', trips: 2, cooldown_ms: 800 });
+    expect(reopened).toMatchObject({ state: 'open', trips: 2, cooldown_ms: 3_000 });
     expect(reopened.transitions[0].cause).toMatch(/^probe failed/);
 
     // a recovers; after the cool-down, probes go to a one at a time and three successes close it.
     await sa.faults({});
-    await sleep(850);
+    await until('the doubled cool-down over', () => breakerAllows(a), (s) => s === 'half-open');
     for (let i = 0; i < 3; i++) {
       const res = await ask();
       expect(res.headers.get('x-router-backend')).toBe(a);
@@ -559,7 +558,7 @@ describe('wired into routing', () => {
     expect(closed.state).toBe('closed');
     expect(closed.transitions.slice(0, 2).map((t: any) => `${t.from}>${t.to}: ${t.cause}`)).toEqual([
       'half-open>closed: 3 probes succeeded',
-      'open>half-open: cool-down of 0.8 s elapsed',
+      'open>half-open: cool-down of 3 s elapsed',
     ]);
     expect(breakerAllows(a)).toBe('closed');
     expect((await ask()).headers.get('x-router-backend')).toBe(a);

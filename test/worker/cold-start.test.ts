@@ -1,21 +1,22 @@
 import { createExecutionContext, env as testEnv, waitOnExecutionContext } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { LifecycleSettings } from '../../durable-objects/backend-lifecycle';
+import type { LifecycleSettings } from '../../worker/protocol/rules/lifecycle-rules';
 import worker from '../../worker/index';
-import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/admin/backends-api';
+import { backendListSchema, backendStatusSchema, type BackendStatus } from '../../worker/protocol/backends-api';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
-import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles, resetLifecycleView, type LifecycleStatus } from '../../worker/routing/backend-lifecycle-view';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { coldStateOf, lifecycleView, noteLifecycle, refreshBackendLifecycles } from '../../worker/routing/backend-lifecycle-view';
+import type { LifecycleStatus } from '../../worker/protocol/lifecycle';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { coldStartHeader, planColdStarts } from '../../worker/routing/cold-start';
-import { isolateState } from '../../worker/routing/isolate-state';
 import type { Candidate } from '../../worker/routing/plan';
 import { FAST, spawnSim, type Sim } from './sims';
-import { ADMIN_TOKEN, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
+import { admin, baseConfig, call, chat, createKey, envWith, errorOf } from './support';
+import { uid } from '../support/uid';
+import { until } from '../support/until';
 
 const env = testEnv as unknown as Env;
 const ns = env.BACKEND_LIFECYCLE;
-const uid = () => crypto.randomUUID().slice(0, 8);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const T0 = Date.UTC(2030, 0, 1);
 const HI = [{ role: 'user', content: 'Say hello.' }];
@@ -25,30 +26,11 @@ let key: string;
 beforeAll(async () => {
   key = (await createKey('demo', envWith(baseConfig()))).key;
 });
-beforeEach(() => {
-  resetLifecycleView();
-  resetBreakerView();
-  isolateState.reset();
-});
+beforeEach(() => resetIsolate());
 
-/** Polls `read` until `ok` holds (bounded: background work lands in well under a second here). */
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: T = await read();
-  while (!ok(last)) {
-    if (Date.now() > end) throw new Error(`${what}: not reached in ${ms} ms; last: ${JSON.stringify(last)}`);
-    await sleep(25);
-    last = await read();
-  }
-  return last;
-}
-
-function admin(path: string, e: Env, init: RequestInit = {}) {
-  return call(path, { ...init, env: e, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
-}
-const event = (e: Env, id: string, body: unknown) => admin(`/admin/backends/${id}/events`, e, { method: 'POST', body: JSON.stringify(body) });
+const event = (e: Env, id: string, body: unknown) => admin(`/admin/backends/${id}/events`, { env: e, method: 'POST', body: JSON.stringify(body) });
 async function statusOf(e: Env, id: string): Promise<BackendStatus> {
-  const res = await admin(`/admin/backends/${id}`, e);
+  const res = await admin(`/admin/backends/${id}`, { env: e });
   expect(res.status).toBe(200);
   return backendStatusSchema.parse(await res.json());
 }
@@ -431,7 +413,7 @@ describe('/admin/backends', () => {
     const tracked = `t-${uid()}`;
     const plain = `p-${uid()}`;
     const e = envWith(config([{ id: tracked, url: 'http://127.0.0.1:9', cold_start_ms: 600 }, { id: plain, url: 'http://127.0.0.1:9' }]));
-    const res = await admin('/admin/backends', e);
+    const res = await admin('/admin/backends', { env: e });
     expect(res.status).toBe(200);
     const body = (await res.json()) as Record<string, any>;
     const list = backendListSchema.parse(body);
@@ -456,7 +438,7 @@ describe('/admin/backends', () => {
     expect(extra.status).toBe(400);
     const negative = await event(e, id, { type: 'ready', cold_start_ms: -5 });
     expect((await errorOf(negative)).param).toBe('cold_start_ms');
-    const notJson = await admin(`/admin/backends/${id}/events`, e, { method: 'POST', body: '{nope' });
+    const notJson = await admin(`/admin/backends/${id}/events`, { env: e, method: 'POST', body: '{nope' });
     expect(notJson.status).toBe(400);
     expect((await errorOf(notJson)).code).toBe('invalid_json');
     expect((await statusOf(e, id)).state).toBe('unknown'); // none of them did anything
@@ -464,7 +446,7 @@ describe('/admin/backends', () => {
     const nobody = await event(e, 'no-such-backend', { type: 'scaled_down', replicas: 0 });
     expect(nobody.status).toBe(404);
     expect((await errorOf(nobody)).code).toBe('backend_not_found');
-    expect((await admin('/admin/backends/no-such-backend', e)).status).toBe(404);
+    expect((await admin('/admin/backends/no-such-backend', { env: e })).status).toBe(404);
     expect((await call('/admin/backends', { env: e })).status).toBe(401);
   });
 });

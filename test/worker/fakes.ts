@@ -1,6 +1,7 @@
 import { inject } from 'vitest';
 import { call, createKey, envWith } from './support';
 import type { Env } from '../../worker/env';
+import { uid } from '../support/uid';
 
 /** A call a stand-in recorded (test/setup/fakes/common.ts; not imported: it would bring Node's types into workerd's). */
 export interface RecordedCall {
@@ -40,7 +41,6 @@ export async function spawnFake(kind: 'modal' | 'replicate' | 'triton' | 'openai
   return new FakeServer(((await res.json()) as { url: string }).url);
 }
 
-const uid = () => crypto.randomUUID().slice(0, 8);
 
 /**
  * A router of this test's own: one region, model "sl" (served as "org/sl-model") on one backend
@@ -77,20 +77,6 @@ export async function fakeRouter(backend: Record<string, unknown>, opts: { secre
   return { t, id, cfg, env, key, chat, completions };
 }
 
-/** The data of each SSE event of a body, in order (`[DONE]` included). */
-export async function sseData(res: Response): Promise<string[]> {
-  const raw = await res.text();
-  return raw
-    .split('\n\n')
-    .filter((e) => e.trim() !== '')
-    .map((e) =>
-      e
-        .split('\n')
-        .filter((l) => l.startsWith('data:'))
-        .map((l) => l.slice(l.startsWith('data: ') ? 6 : 5))
-        .join('\n'),
-    );
-}
 
 /** The JSON events of a stream (all but [DONE]). */
 export const jsonEvents = (events: string[]) => events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e) as Record<string, any>);

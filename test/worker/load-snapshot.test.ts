@@ -7,19 +7,15 @@ import {
   waitOnExecutionContext,
 } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import {
-  IDLE_INTERVALS,
-  SCRAPE_TIMEOUT_MS,
-  scrapeOne,
-  type BackendMetrics,
-  type LoadSnapshot,
-  type ScrapeTarget,
-} from '../../durable-objects/backend-metrics';
+import { IDLE_INTERVALS, SCRAPE_TIMEOUT_MS, scrapeOne, type BackendMetrics } from '../../durable-objects/backend-metrics';
+import type { LoadSnapshot, ScrapeTarget } from '../../worker/protocol/backend-metrics';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import type { Env } from '../../worker/env';
-import { backendLoad, refreshLoad, resetLoadSnapshot } from '../../worker/routing/load-snapshot';
+import { resetIsolate } from '../../worker/isolate/registry';
+import { backendLoad, refreshLoad } from '../../worker/routing/load-snapshot';
 import { FAST, spawnSim, type Sim } from './sims';
 import { baseConfig } from './support';
+import { until } from '../support/until';
 
 const env = testEnv as unknown as Env;
 const ns = env.BACKEND_METRICS;
@@ -39,14 +35,6 @@ const INTERVAL = 60_000; // long enough that no alarm fires by itself during a t
 let idle: Sim;
 let busy: Sim;
 let targets: ScrapeTarget[];
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * Long streamed generations held open at the simulator until stopped. Started inside each test:
@@ -208,7 +196,7 @@ describe('scrapeOne', () => {
 });
 
 describe('the isolate view (load-snapshot)', () => {
-  beforeEach(() => resetLoadSnapshot());
+  beforeEach(() => resetIsolate());
 
   it('refreshLoad returns at once; the waitUntil promise fills the snapshot; stale entries are ignored', async () => {
     const config = configWith({ scrape_interval_ms: 1_000, load_stale_ms: 5_000 });

@@ -1,10 +1,10 @@
 import { createExecutionContext, env as testEnv, evictDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import type { MetricsSnapshot } from '../../durable-objects/metrics-aggregator';
+import type { MetricsSnapshot } from '../../worker/protocol/metrics';
 import type { Env } from '../../worker/env';
 import { renderExposition } from '../../worker/telemetry/exposition';
 import { MetricsIsolate, type Send } from '../../worker/telemetry/metrics';
-import { minuteOf } from '../../worker/telemetry/minute-series';
+import { minuteOf } from '../../worker/protocol/rules/minute-series';
 import { upstashHealth } from '../../worker/cache/upstash-health';
 import { requestFamilies } from '../../worker/telemetry/scrape';
 import { parseExposition, record, valueOf } from './metrics-support';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseMetrics, parseTrtllmPrometheus, parseTrtllmStats, parseVllmMetrics } from '../../worker/routing/metrics-parse';
+import { parseMetrics, parseTrtllmPrometheus, parseTrtllmStats, parseVllmMetrics } from '../../worker/protocol/rules/metrics-parse';
 
 const NOW = 1_700_000_000_000;
 

@@ -2,7 +2,7 @@
 // relies on (every sample belongs to a family with a TYPE; histograms cumulative, ending with +Inf,
 // _count equal to the +Inf bucket) and throws on anything malformed.
 
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 
 export interface PromSample {
   name: string;

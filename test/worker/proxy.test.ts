@@ -1,10 +1,11 @@
 import { env as testEnv } from 'cloudflare:test';
-import { resetBreakerView } from '../../worker/routing/breaker-view';
+import { resetIsolate } from '../../worker/isolate/registry';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isolateState } from '../../worker/routing/isolate-state';
 import type { Env } from '../../worker/env';
 import { baseConfig, call, chat, createKey, envWith, errorOf } from './support';
 import { FAST, simulatedConfig, type Sim } from './sims';
+import { sse } from '../support/sse';
+import { spawnWebhook } from '../support/webhook';
 
 const PARIS = '48.86,2.35,FR';
 const SINGAPORE = '1.29,103.85,SG';
@@ -23,18 +24,11 @@ beforeAll(async () => {
 
 // Each test starts as a fresh isolate would: no memory of backends failing in an earlier test.
 beforeEach(async () => {
-  isolateState.reset();
+  resetIsolate();
   // Breakers outlive a test (Durable Object storage is shared by the tests of a file): start closed.
-  resetBreakerView();
   const ns = (testEnv as unknown as Env).BREAKERS;
   await Promise.all(baseConfig().backends.map((b: { id: string }) => b.id).map((id: string) => ns.get(ns.idFromName(id)).reset()));
 });
-
-async function sse(res: Response): Promise<{ events: string[]; raw: string }> {
-  const raw = await res.text();
-  const events = raw.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
-  return { events, raw };
-}
 
 describe('chat completions through the router', () => {
   it('answers a non-streamed request in OpenAI format with the routing headers', async () => {
@@ -56,6 +50,14 @@ describe('chat completions through the router', () => {
     expect(eu.status).toBe(200);
     expect(eu.headers.get('x-router-backend')).toBe('trtllm-eu-west-70b');
     expect(eu.headers.get('x-router-tier')).toBe('balanced');
+    // Its simulator checks the key (auth_secret TRTLLM_EU_WEST_KEY): without the secret the router
+    // sends none, the backend answers 401, and the request moves on to another backend.
+    const refusals = async () => (((await sims['trtllm-eu-west-70b']!.stats()).responses ?? {}) as Record<string, number>)['401'] ?? 0;
+    expect(await refusals()).toBe(0);
+    const noSecret = { ...env, TRTLLM_EU_WEST_KEY: undefined } as unknown as Env;
+    const refused = await chat(key, { model: 'large', messages: hi, max_tokens: 4 }, { env: noSecret, headers: { 'x-router-debug-geo': PARIS } });
+    expect(refused.headers.get('x-router-backend')).not.toBe('trtllm-eu-west-70b');
+    expect(await refusals()).toBe(1);
     const ap = await chat(key, { model: 'small', messages: hi, max_tokens: 4 }, { env, headers: { 'x-router-debug-geo': SINGAPORE } });
     expect(ap.headers.get('x-router-region')).toBe('ap-southeast');
   });
@@ -87,6 +89,21 @@ describe('chat completions through the router', () => {
     const res = await chat(key, { model: 'small', messages: hi, max_tokens: 4, top_k: 5, repetition_penalty: 1.1 }, { env });
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).model).toBe('meta-llama/Llama-3.1-8B-Instruct');
+    // What the backend received: a recording receiver as the only backend (its answer is not a
+    // completion, so the router's reply is an error: only the request it sent matters here).
+    const hook = await spawnWebhook();
+    const cfg = {
+      regions: [{ id: 'here', latitude: 0, longitude: 0 }],
+      models: [{ id: 'm', served_name: 'org/served-m' }],
+      backends: [{ id: 'recorder', kind: 'vllm', region: 'here', url: hook.url, models: ['m'] }],
+      tenants: { demo: { models: ['*'] } },
+      max_attempts: 1,
+    };
+    const recorded = envWith(cfg);
+    await (await chat((await createKey('demo', recorded)).key, { model: 'm', messages: hi, max_tokens: 4, top_k: 5, repetition_penalty: 1.1 }, { env: recorded })).arrayBuffer();
+    const sent = (await hook.calls()).filter((c) => c.path === '/v1/chat/completions');
+    expect(sent).toHaveLength(1);
+    expect(JSON.parse(sent[0]!.body)).toMatchObject({ model: 'org/served-m', top_k: 5, repetition_penalty: 1.1, max_tokens: 4 });
   });
 
   it('streams chunk by chunk, strips the usage chunk the client did not ask for, keeps it when asked', async () => {
@@ -94,14 +111,14 @@ describe('chat completions through the router', () => {
     expect(plain.status).toBe(200);
     expect(plain.headers.get('content-type')).toContain('text/event-stream');
     const a = await sse(plain);
-    expect(a.events.at(-1)).toBe('[DONE]');
-    const chunks = a.events.slice(0, -1).map((e) => JSON.parse(e));
-    expect(chunks.length).toBeGreaterThan(2);
-    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.choices.length > 0 && !c.usage)).toBe(true);
+    expect(a.done).toBe(true);
+    expect(a.events.length).toBeGreaterThan(2);
+    expect(a.events.filter((c) => !(c.object === 'chat.completion.chunk' && c.choices.length > 0 && !c.usage))).toEqual([]);
 
     const withUsage = await chat(key, { model: 'small', messages: hi, max_tokens: 6, stream: true, stream_options: { include_usage: true } }, { env });
     const b = await sse(withUsage);
-    const last = JSON.parse(b.events.at(-2)!);
+    expect(b.done).toBe(true);
+    const last = b.events.at(-1);
     expect(last.choices).toEqual([]);
     expect(last.usage.completion_tokens).toBeGreaterThan(0);
   });
@@ -109,9 +126,9 @@ describe('chat completions through the router', () => {
   it('relays a stream whose events arrive split across reads, to the end', async () => {
     const { cfg } = await simulatedConfig({ ...FAST, itl_ms: 3 });
     const res = await chat(key, { model: 'small', messages: hi, max_tokens: 25, ignore_eos: true, stream: true }, { env: envWith(cfg) });
-    const { events } = await sse(res);
-    expect(events.at(-1)).toBe('[DONE]');
-    const content = events.slice(0, -1).map((e) => JSON.parse(e)).filter((c) => c.choices[0]?.delta?.content);
+    const { events, done } = await sse(res);
+    expect(done).toBe(true);
+    const content = events.filter((c) => c.choices[0]?.delta?.content);
     expect(content).toHaveLength(25);
   });
 
@@ -217,10 +234,9 @@ describe('upstream failures', () => {
     await sims['vllm-us-east-8b']!.faults({ drop_after_tokens: 3 });
     const res = await chat(key, { model: 'small', messages: hi, max_tokens: 20, ignore_eos: true, stream: true }, { env: envWith(cfg) });
     expect(res.status).toBe(200);
-    const { events } = await sse(res);
-    const last = JSON.parse(events.at(-1)!);
-    expect(last.error.code).toBe('upstream_stream_error');
-    expect(events).not.toContain('[DONE]');
+    const { events, data } = await sse(res);
+    expect(events.at(-1).error.code).toBe('upstream_stream_error');
+    expect(data).not.toContain('[DONE]');
   });
 
   it('a client that goes away aborts the upstream request', async () => {

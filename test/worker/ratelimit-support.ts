@@ -1,9 +1,12 @@
 import { expect } from 'vitest';
 import type { Env } from '../../worker/env';
 import { FAST, spawnSim, type Sim } from './sims';
-import { ADMIN_TOKEN, call, chat, createKey, envWith } from './support';
+import { chat, createKey, envWith } from './support';
 
-export const uid = () => crypto.randomUUID().slice(0, 8);
+import { uid } from '../support/uid';
+
+export { uid };
+export { admin } from './support';
 
 // The simulator's answer to HI with max_tokens 20 and ignore_eos: 13 prompt + 20 completion tokens.
 export const HI = [{ role: 'user', content: 'Say hello.' }];
@@ -43,10 +46,6 @@ export async function limitStack(limits: Record<string, unknown>, opts: { patch?
   const ask = (extra: Record<string, unknown> = {}, headers: Record<string, string> = {}, k = key.key) =>
     chat(k, { model: 'm', messages: HI, max_tokens: 20, ignore_eos: true, ...extra }, { env: e, headers });
   return { t, sim, cfg, e, key, ask, newKey };
-}
-
-export function admin(path: string, init: RequestInit & { env?: Env } = {}) {
-  return call(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
 }
 
 export const remaining = (res: Response, unit: 'requests' | 'tokens') => Number(res.headers.get(`x-ratelimit-remaining-${unit}`));

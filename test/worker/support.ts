@@ -1,8 +1,10 @@
 import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test';
 import worker from '../../worker/index';
 import type { Env } from '../../worker/env';
+import { flushMetricsSoon } from '../../worker/telemetry/metrics';
+import { ADMIN_TOKEN, withAdmin } from '../support/admin';
 
-export const ADMIN_TOKEN = 'test-admin-token';
+export { ADMIN_TOKEN };
 
 /** The wrangler.toml config (top level) as the Worker receives it, deep-copied for patching. */
 export function baseConfig(): Record<string, any> {
@@ -20,14 +22,20 @@ export async function call(path: string, init: RequestInit & { env?: Env; cf?: R
   if (cf) Object.defineProperty(request, 'cf', { value: cf });
   const ctx = createExecutionContext();
   const res = await worker.fetch(request, e, ctx);
+  flushMetricsSoon(); // the metrics timer would hold this request's waitUntil for flush_interval_ms
   if (!res.body || !res.headers.get('content-type')?.includes('text/event-stream')) {
     await waitOnExecutionContext(ctx);
     return res;
   }
   // A relayed stream keeps its request's waitUntil open until it ends (worker/pipeline/run.ts), as in
   // production: the test reads it first, and its last read waits for the background work to drain.
-  const drained = res.body.pipeThrough(new TransformStream({ flush: () => waitOnExecutionContext(ctx) }));
+  const drained = res.body.pipeThrough(new TransformStream({ flush: () => (flushMetricsSoon(), waitOnExecutionContext(ctx)) }));
   return new Response(drained, res);
+}
+
+/** An admin API call with the admin token (and a JSON content type). */
+export function admin(path: string, init: RequestInit & { env?: Env } = {}): Promise<Response> {
+  return call(path, withAdmin(init));
 }
 
 export async function createKey(tenant: string, e?: Env): Promise<{ id: string; key: string }> {

@@ -5,7 +5,7 @@ import { compileConfig, type CompiledConfig } from '../../worker/config/compiled
 import type { Env } from '../../worker/env';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
 import { ledgerName, recordUsage } from '../../worker/telemetry/record';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { baseConfig, envWith } from './support';
 import { admin, uid } from './usage-support';
 
@@ -20,6 +20,19 @@ function record(tenant: string, i: number, over: Partial<UsageRecord> = {}): Usa
     tokens_estimated: false, cost_usd: 0.001, saved_usd: 0, latency_ms: 100, ttft_ms: null, tokens_per_s: null, status: 200, outcome: 'ok',
     cache: 'miss', attempts: 1, path: ['b'], error_code: null, ...over,
   };
+}
+
+/**
+ * Runs an append inside the ledger object and aborts the object while it is in flight (after its
+ * rows, before the rest of the call: retention, alarm, the answer), as the runtime does to an
+ * object it kills: the call fails and the object restarts from storage.
+ */
+function appendThenKill(stub: DurableObjectStub<UsageLedger>, batch: UsageRecord[], days = 90): Promise<unknown> {
+  return runInDurableObject(stub, (o: UsageLedger, state) => {
+    const writing = o.append(batch, days);
+    state.abort('killed mid-batch');
+    return writing;
+  });
 }
 
 function compiled(usage: Record<string, unknown>, tenants: string[] = []): CompiledConfig {
@@ -40,26 +53,40 @@ describe('usage ledger: idempotent, nothing lost', () => {
     expect((await ledger(t).records()).map((r) => r.request_id)).toEqual([0, 1, 2, 3].map((i) => `r-${t}-${i}`));
   });
 
-  it('a writer killed mid-batch: part of it is stored, and the retry lands every record exactly once', async () => {
+  it('a writer killed mid-batch: what landed stays, the caller sees a failure, and the retry lands every record exactly once', async () => {
     const t = `kill-${uid()}`;
-    const stub = ledger(t);
     const batch = Array.from({ length: 10 }, (_, i) => record(t, i));
-    // Direct: the object aborts after 4 rows; those 4 stay, the caller sees a failure.
-    await runInDurableObject(stub, (o: UsageLedger) => void (o.faultAfterRows = 4));
-    const failed = await stub.append(batch, 90).then(() => null, (e: unknown) => e);
-    expect(String(failed)).toContain('injected fault');
-    expect(await ledger(t).records()).toHaveLength(4);
-    expect(await ledger(t).append(batch, 90)).toEqual({ inserted: 6 });
+    const failed = await appendThenKill(ledger(t), batch).then(() => null, (e: unknown) => e);
+    expect(failed).toBeInstanceOf(Error);
+    // The runtime's kill: the object restarts; its storage keeps whatever committed (SQLite-backed
+    // storage commits a turn's writes together, so all or none of the batch, never a torn row).
+    const landed = (await ledger(t).records()).length;
+    expect([0, batch.length]).toContain(landed);
+    expect(await ledger(t).append(batch, 90)).toEqual({ inserted: batch.length - landed });
+    expect((await ledger(t).records()).map((r) => r.request_id)).toEqual(batch.map((r) => r.request_id));
   });
 
   it('the isolate queue retries a batch whose writer died mid-flight: every record exactly once', async () => {
-    // Through the isolate's queue (recordUsage): the first write dies after 3 rows, the queue retries.
+    // Through the isolate's queue (recordUsage), with a USAGE_LEDGER that forwards to the real
+    // objects but kills the object during the first append (the runtime's abort), then lets the
+    // queue's retry through.
     const t2 = `kill-${uid()}`;
-    await runInDurableObject(ledger(t2), (o: UsageLedger) => void (o.faultAfterRows = 3));
+    const appends: number[] = [];
+    const ns = env.USAGE_LEDGER;
+    const killing = {
+      idFromName: (n: string) => ns.idFromName(n),
+      get: (id: DurableObjectId) => ({
+        append: (batch: UsageRecord[], days: number) => {
+          appends.push(batch.length);
+          return appends.length === 1 ? appendThenKill(ns.get(id), batch, days) : ns.get(id).append(batch, days);
+        },
+      }),
+    } as unknown as Env['USAGE_LEDGER'];
     const config = compiled({ flush_interval_ms: 0, max_batch: 50, retry_base_ms: 5 }, [t2]);
     const records = Array.from({ length: 12 }, (_, i) => record(t2, i));
-    for (const r of records) recordUsage(env, waitUntil, config, r);
+    for (const r of records) recordUsage({ ...env, USAGE_LEDGER: killing }, waitUntil, config, r);
     await usageWritesSettled();
+    expect(appends.length).toBeGreaterThanOrEqual(2); // the first write died; the queue retried
     const stored = await ledger(t2).records();
     expect(stored.map((r) => r.request_id).sort()).toEqual(records.map((r) => r.request_id).sort());
     expect(new Set(stored.map((r) => r.request_id)).size).toBe(12);
@@ -97,7 +124,7 @@ describe('GET /admin/usage', () => {
   const range = `from=${new Date(t0 - H).toISOString()}&to=${t0 + 3 * H}`;
   const get = async (q: string) => {
     await seed();
-    return admin(`/admin/usage?${q}`, e);
+    return admin(`/admin/usage?${q}`, { env: e });
   };
 
   it('group_by=tenant,model: sums and exact percentiles per group', async () => {

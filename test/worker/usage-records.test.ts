@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cacheWritesSettled } from '../../worker/cache/exact';
+import { backgroundSettled } from '../../worker/isolate/background';
 import type { Env } from '../../worker/env';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
-import { usageRecordSchema, type UsageRecord } from '../../worker/telemetry/usage-record';
+import { usageRecordSchema, type UsageRecord } from '../../worker/protocol/usage-record';
 import { FAST, spawnSim } from './sims';
 import { chat, createKey, envWith } from './support';
 import { fakeAnalytics, ledgerRecords, spawnCollector, uid } from './usage-support';
@@ -56,7 +56,7 @@ describe('usage records: one per request, every sink', () => {
     await (await ask('chat', { model: 'm' }, { 'x-router-user': 'alice' })).text();
     await (await ask('stream', { model: 'm', stream: true })).text();
     await (await ask('cached-miss', { model: 'fast', temperature: 0 })).text();
-    await cacheWritesSettled();
+    await backgroundSettled();
     await (await ask('cached-hit', { model: 'fast', temperature: 0 })).text();
     await (await ask('limited', { model: 'm' }, { 'x-router-user': 'alice' })).text(); // alice's one request per hour is used
     await (await ask('failed', { model: 'm-down' })).text();

@@ -1,12 +1,13 @@
 import { env as testEnv } from 'cloudflare:test';
-import { inject } from 'vitest';
-import type { UsageRecord } from '../../worker/telemetry/usage-record';
+import type { UsageRecord } from '../../worker/protocol/usage-record';
 import { usageWritesSettled } from '../../worker/telemetry/batch-queue';
 import { ledgerName } from '../../worker/telemetry/record';
 import type { Env } from '../../worker/env';
-import { ADMIN_TOKEN, call } from './support';
 
-export const uid = () => crypto.randomUUID().slice(0, 8);
+export { uid } from '../support/uid';
+export { admin } from './support';
+/** The usage HTTP collector's stand-in: a loopback webhook receiver. */
+export { spawnWebhook as spawnCollector } from '../support/webhook';
 
 /** Every record in a tenant's ledger, after the writes in flight have landed. */
 export async function ledgerRecords(tenant: string): Promise<UsageRecord[]> {
@@ -15,24 +16,8 @@ export async function ledgerRecords(tenant: string): Promise<UsageRecord[]> {
   return ns.get(ns.idFromName(ledgerName(tenant))).records();
 }
 
-/** A loopback webhook receiver (test/setup/sim-spawner.ts): the HTTP collector's stand-in. */
-export async function spawnCollector(opts: { fail_first?: number; fail_status?: number } = {}) {
-  const res = await fetch(`${inject('simSpawner')}/spawn-webhook`, { method: 'POST', body: JSON.stringify(opts) });
-  const { url } = (await res.json()) as { url: string };
-  return {
-    url,
-    async calls(): Promise<{ body: string; status: number; headers: Record<string, string> }[]> {
-      return (await fetch(`${url}/calls`)).json();
-    },
-  };
-}
-
 /** A recording stand-in for an Analytics Engine dataset binding (none exists locally). */
 export function fakeAnalytics() {
   const points: { indexes?: string[]; blobs?: (string | null)[]; doubles?: number[] }[] = [];
   return { points, binding: { writeDataPoint: (p: (typeof points)[number]) => void points.push(structuredClone(p)) } };
-}
-
-export function admin(path: string, e?: Env) {
-  return call(path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, ...(e ? { env: e } : {}) });
 }

@@ -1,4 +1,4 @@
-// Alert detectors: pure functions over the per-minute metrics (worker/telemetry/minute-series.ts).
+// Alert detectors: pure functions over the per-minute metrics (worker/protocol/rules/minute-series.ts).
 //
 // Every window is made of complete minutes: the minute `now` falls in is still filling, so it is
 // left out. Baselines are clipped to the oldest minute the data holds (the aggregator's horizon,
@@ -8,17 +8,8 @@
 // breaks the run rather than pass it (low traffic is covered by the SLO-window checks instead).
 
 import type { AlertsConfig, SloConfig } from '../config/alerts';
-import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../telemetry/minute-series';
-
-export type Severity = 'critical' | 'warning';
-
-export interface Alert {
-  /** Stable while the condition lasts: dedupe and resolution key on it. */
-  id: string;
-  severity: Severity;
-  summary: string;
-  details: Record<string, string | number | null>;
-}
+import type { Alert, Severity } from '../protocol/alerts';
+import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../protocol/rules/minute-series';
 
 export interface DetectorInput {
   buckets: readonly MinuteBucket[];

@@ -5,13 +5,13 @@
 // A missing binding, a failed read or an invalid config skips the run (logged): a scheduled
 // handler that throws only produces noise, and the next minute tries again.
 
-import type { Delivery } from '../../durable-objects/alert-state';
+import type { Delivery } from '../protocol/alerts';
 import type { AlertsConfig } from '../config/alerts';
 import { loadConfig } from '../config/compiled';
 import type { Env } from '../env';
-import { sendSignedWebhook, webhookSecret } from '../http/signed-webhook';
+import { sendSignedWebhook, webhookSecret } from '../protocol/rules/signed-webhook';
 import { readMinutes } from '../telemetry/metrics';
-import type { MinuteBucket } from '../telemetry/minute-series';
+import type { MinuteBucket } from '../protocol/rules/minute-series';
 import { detectAll, lookbackMs } from './detectors';
 
 export const ALERT_EVENT = 'router.alert';

@@ -1,7 +1,8 @@
-import type { KeyRecord } from '../../durable-objects/key-registry';
+import type { KeyRecord } from '../protocol/keys';
 import type { Env } from '../env';
 import { errors } from '../http/errors';
-import { digestsEqual, sha256Hex } from './hash';
+import { digestsEqual } from './hash';
+import { sha256Hex } from '../protocol/rules/hash';
 
 /**
  * The isolate's view of the key registry: SHA-256 of a key → its record.

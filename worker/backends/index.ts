@@ -53,22 +53,3 @@ export function unsupportedBy(backend: BackendConfig, endpoint: EndpointKind, bo
 export function adapterFor(backend: BackendConfig): BackendAdapter {
   return adapters[backend.kind];
 }
-
-/** The backend's API key, from the Worker secret its config names. */
-export function backendSecret(backend: BackendConfig, env: Record<string, unknown>): string | undefined {
-  if (!backend.auth_secret) return undefined;
-  const value = env[backend.auth_secret];
-  return typeof value === 'string' && value !== '' ? value : undefined;
-}
-
-/**
- * Where the backend's load metrics are scraped, or null when it is not scraped: `metrics_url`
- * if set, else `<url>/metrics` for the kinds that serve it there (vllm, trtllm). Modal
- * and Replicate have none by default (a scrape of a Modal endpoint would keep a GPU container
- * awake and see one container of many); Triton serves Prometheus on another port; managed
- * providers (openai, azure-openai, anthropic, bedrock, vertex) serve none.
- */
-export function metricsUrlOf(backend: BackendConfig): string | null {
-  if (backend.metrics_url) return backend.metrics_url;
-  return backend.kind === 'vllm' || backend.kind === 'trtllm' ? backend.url.replace(/\/+$/, '') + '/metrics' : null;
-}

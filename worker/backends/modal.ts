@@ -11,6 +11,7 @@ import { USAGE_HEADER, type BackendAdapter } from './types';
 //   parameter naming the call; a GET there blocks until the result, or 303s again after another
 //   150 s (modal.com/docs/guide/webhook-timeouts). So redirects are followed by hand: with GET,
 //   under the same signal (the deadline still holds), credentials kept only on the same origin.
+//   A 307/308 (which repeats the POST, prompt included) is followed only on the same origin.
 // The `modal` SDK (gRPC over HTTP/2) is Node-only: it belongs to the scripts; the Worker speaks HTTPS.
 
 const paths = { chat: '/v1/chat/completions', completions: '/v1/completions', embeddings: '/v1/embeddings' } as const;
@@ -46,6 +47,8 @@ export const modalAdapter: BackendAdapter = {
       // 307/308 repeat the POST; 303 (Modal's) and the older 301/302 fetch the result with GET.
       const repost = res.status === 307 || res.status === 308;
       const sameOrigin = url.origin === origin;
+      // A 307/308 elsewhere would re-send the prompt to an origin the config never named: refused.
+      if (repost && !sameOrigin) return badUpstream(`${backend.id}: a ${res.status} redirect to ${url.origin} would re-send the request body to another origin; refused`);
       const next: Record<string, string> = sameOrigin ? { ...headers } : { accept: headers.accept!, 'x-request-id': request.requestId };
       if (!repost) delete next['content-type'];
       res = await fetch(url, { method: repost ? 'POST' : 'GET', headers: next, ...(repost ? { body } : {}), signal, redirect: 'manual' });

@@ -86,9 +86,24 @@ export const replicateAdapter: BackendAdapter = {
   },
 };
 
+/** Replicate's own streaming host, trusted only beside its own API origin. */
+const OFFICIAL_API = 'https://api.replicate.com';
+const OFFICIAL_STREAM = 'https://stream.replicate.com';
+
+/**
+ * The origins whose URLs a prediction may name and which receive the API token: the backend's
+ * own (scheme, host and port equal), those in `allowed_origins`, and Replicate's stream host when
+ * the backend is Replicate's own API. Nothing else: no parent-domain or look-alike matching.
+ */
+export function trustedOrigins(backendUrl: string, cfg: Pick<ReplicateConfig, 'allowed_origins'>): Set<string> {
+  const own = new URL(backendUrl).origin;
+  return new Set([own, ...cfg.allowed_origins.map((o) => new URL(o).origin), ...(own === OFFICIAL_API ? [OFFICIAL_STREAM] : [])]);
+}
+
 /** One request's dealings with Replicate: auth, the prediction's URLs, cancelling it if abandoned. */
 class ReplicateCall {
   private readonly base: URL;
+  private readonly trusted: Set<string>;
   private readonly auth: Record<string, string>;
   private unwatch: () => void = () => {};
   private cancelled = false;
@@ -99,6 +114,7 @@ class ReplicateCall {
     private readonly init: SendInit,
   ) {
     this.base = new URL(backend.url.replace(/\/+$/, '') + '/');
+    this.trusted = trustedOrigins(backend.url, cfg);
     this.auth = {};
     if (init.secret) this.auth[backend.auth_header] = backend.auth_header === 'authorization' ? `Bearer ${init.secret}` : init.secret;
   }
@@ -151,6 +167,11 @@ class ReplicateCall {
   async settle(first: Prediction): Promise<Prediction | Response> {
     let p = first;
     for (let wait = POLL_MIN_MS; !TERMINAL.has(p.status); wait = Math.min(POLL_MAX_MS, wait * 2)) {
+      const foreign = this.foreign(p);
+      if (foreign) {
+        this.cancel(p);
+        return badUpstream(foreign);
+      }
       await sleep(wait, this.init.signal);
       const res = await fetch(this.getUrl(p), { headers: this.authFor(this.getUrl(p)), signal: this.init.signal });
       const next = res.ok ? await readPrediction(res) : null;
@@ -165,7 +186,12 @@ class ReplicateCall {
   }
 
   stream(p: Prediction, tr: TextRequest, promptText: string): Promise<Response> {
-    const url = this.own(p.urls!.stream!) ?? new URL(p.urls!.stream!);
+    const url = this.own(p.urls!.stream!);
+    const foreign = this.foreign(p);
+    if (!url || foreign) {
+      this.cancel(p);
+      return Promise.resolve(badUpstream(foreign ?? `${this.backend.id}: prediction ${p.id} names a stream URL that is not a URL`));
+    }
     const opened = fetch(url, { headers: { ...this.authFor(url), accept: 'text/event-stream', 'cache-control': 'no-store' }, signal: this.init.signal });
     opened.catch(() => this.cancel(p)); // could not even open the stream: the prediction would run for nobody
     return opened.then(async (res) => {
@@ -200,6 +226,7 @@ class ReplicateCall {
 
   /** The finished prediction, for its token counts; null if it cannot be had quickly. */
   private async finalState(p: Prediction): Promise<Prediction | null> {
+    if (this.foreign(p)) return null;
     try {
       const url = this.getUrl(p);
       const res = await fetch(url, { headers: this.authFor(url), signal: AbortSignal.timeout(METRICS_TIMEOUT_MS) });
@@ -213,23 +240,36 @@ class ReplicateCall {
     return this.own(p.urls?.get) ?? new URL(`v1/predictions/${encodeURIComponent(p.id)}`, this.base);
   }
 
-  /** A URL the prediction names, if it parses. */
+  /** A URL the prediction names, if it parses and is on a trusted origin (else null: the fallback is a URL on the API's own origin). */
   private own(url: string | undefined): URL | null {
-    if (!url) return null;
-    try {
-      return new URL(url);
-    } catch {
-      return null;
-    }
+    const u = url ? parseUrl(url) : null;
+    return u && this.trusted.has(u.origin) ? u : null;
   }
 
-  /** The API token goes only to the API's origin or, over HTTPS, its parent domain (stream.replicate.com for api.replicate.com). */
+  /** Why the prediction cannot be followed: it names a URL on an origin the config does not trust (null when it names none). */
+  private foreign(p: Prediction): string | null {
+    // Only the URLs the router would call: urls.web (Replicate's page for humans) is never fetched.
+    for (const name of ['get', 'stream', 'cancel'] as const) {
+      const url = p.urls?.[name];
+      const parsed = typeof url === 'string' ? parseUrl(url) : null;
+      if (!parsed) continue;
+      const origin = parsed.origin;
+      if (!this.trusted.has(origin)) return `${this.backend.id}: prediction ${p.id} names urls.${name} on ${origin}, not an origin this backend trusts (replicate.allowed_origins); not followed`;
+    }
+    return null;
+  }
+
+  /** The API token goes only to trusted origins (own() already refuses any other URL; this is the last guard). */
   private authFor(url: URL): Record<string, string> {
-    if (url.origin === this.base.origin) return this.auth;
-    const host = this.base.hostname;
-    const named = /[a-z]/i.test(host) && !host.includes(':') && host.split('.').length >= 3;
-    const parent = host.split('.').slice(-2).join('.');
-    return named && url.protocol === 'https:' && url.hostname.endsWith(`.${parent}`) ? this.auth : {};
+    return this.trusted.has(url.origin) ? this.auth : {};
+  }
+}
+
+function parseUrl(url: string): URL | null {
+  try {
+    return new URL(url);
+  } catch {
+    return null;
   }
 }
 

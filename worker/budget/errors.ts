@@ -1,4 +1,4 @@
-import type { LimitName } from '../../durable-objects/tenant-quota';
+import type { LimitName } from '../protocol/quota';
 import { errors, RouterError, type ErrorBody } from '../http/errors';
 
 /**
@@ -15,16 +15,50 @@ export class QuotaError extends RouterError {
 
 const WARNING = 'x-router-budget-warning';
 
-/** Hard limit (limit × hard_limit_ratio): always refused, whatever the policy or approvals. */
-export function hardLimitError(scope: string, limit: LimitName | null, warning: string | null): QuotaError {
+/** What is left below the hard limit over settled usage, and what the request may use, in the refusing limit's unit. */
+export interface HardShortfall {
+  /** Tokens, or nano-dollars for the *_usd limits. */
+  left: number;
+  need: number;
+}
+
+/**
+ * Hard limit (limit × hard_limit_ratio): always refused, whatever the policy or approvals, when
+ * settled usage leaves no room for the request's worst case; waiting for requests in flight does
+ * not help (that is budgetReservedError). `short`: usage has not quite reached the hard limit,
+ * but what is left is less than this request may use.
+ */
+export function hardLimitError(scope: string, limit: LimitName | null, warning: string | null, short?: HardShortfall): QuotaError {
   const what = limit ? ` (${limit})` : '';
-  return new QuotaError(
+  const message =
+    short && short.left > 0
+      ? `You exceeded your current quota: the budget of "${scope}" has ${amount(limit, short.left)} left before its hard limit${what}, less than this request may use (${amount(limit, short.need)}). Lower max_tokens, or wait for the next period.`
+      : `You exceeded your current quota: the budget of "${scope}" has reached its hard limit${what}. It resets with the next period.`;
+  return new QuotaError(429, message, 'insufficient_quota', null, warning ? { [WARNING]: warning } : {});
+}
+
+/** The error code when in-flight reservations, not usage, fill a budget. */
+export const RESERVED_CODE = 'budget_reserved';
+
+/**
+ * Settled usage leaves room for the request, but requests in flight (and other isolates' unspent
+ * slices) hold it: a 429 of the rate-limit kind, with Retry-After (whole seconds, at least 1)
+ * until enough of it is expected back.
+ */
+export function budgetReservedError(scope: string, limit: LimitName | null, warning: string | null, retryAfterMs: number): RouterError {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1_000));
+  const what = limit ? ` (${limit})` : '';
+  return new RouterError(
     429,
-    `You exceeded your current quota: the budget of "${scope}" has reached its hard limit${what}. It resets with the next period.`,
-    'insufficient_quota',
+    `The budget of "${scope}" is held by requests in flight${what}: it has room for this request once they settle. Retry in ${seconds} s.`,
+    RESERVED_CODE,
     null,
-    warning ? { [WARNING]: warning } : {},
+    { 'retry-after': String(seconds), ...(warning ? { [WARNING]: warning } : {}) },
   );
+}
+
+function amount(limit: LimitName | null, v: number): string {
+  return limit?.endsWith('_usd') ? `$${(v / 1e9).toFixed(6)}` : `${Math.max(0, Math.floor(v))} tokens`;
 }
 
 /** Soft limit (100%) under policy "block", until an admin approves overage or the period ends. */

@@ -3,9 +3,14 @@
 // - A request reserves its worst case (estimate.ts) from the lease this isolate holds for its
 //   budget: synchronous, no I/O. Only when the lease cannot cover it does the request wait for
 //   one sync with the tenant's TenantQuota object, which grows the lease by at least that much or
-//   refuses (hard limit: 429 insufficient_quota; soft limit under "block": 429 budget_exceeded).
+//   refuses: 429 insufficient_quota when settled usage leaves no room for it below the hard limit;
+//   429 budget_reserved with Retry-After when it would fit but requests in flight (and other
+//   isolates' unspent slices) hold the room; soft limit under "block": 429 budget_exceeded.
 //   Syncs of one budget run one at a time, in order; a grant is taken by the request that asked
 //   for it before anyone else can see it.
+// - With per_feature a request counts against two budgets, the tenant's and its feature's: it
+//   reserves in both (the tenant's first) and settles both, so the tenant's limits hold whatever
+//   feature names a client sends.
 // - When the request ends it settles: the reservation goes back to the lease and the real usage
 //   becomes a debit (its id made here, unique per admitted request). A failed request releases
 //   everything. Debits go to the object in batches (report_interval_ms / report_max_batch) from
@@ -21,16 +26,17 @@
 //   A copy older than refresh_ms is refreshed in the background; one from a past period (UTC day
 //   or month) is refreshed before the request goes on.
 
-import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../../durable-objects/tenant-quota';
+import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../protocol/quota';
+import type { WaitUntil } from '../isolate/background';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
 import type { Usage } from '../openai/usage';
-import { budgetUnavailable, hardLimitError, softLimitError } from './errors';
 import type { EndpointKind } from '../openai/schemas';
+import { budgetReservedError, budgetUnavailable, hardLimitError, softLimitError } from './errors';
 import { cheapestTier, costOf, worstCase, type WorstCase } from './estimate';
-import { budgetScope, quotaStub, tenantBudget, type TenantBudgetConfig } from './settings';
+import { adminBudgetExists, resetAdminBudgets } from './runtime';
+import { adminBudgetSettings, budgetScopes, checkFeatureAllowed, quotaStub, tenantBudget, type TenantBudgetConfig } from './settings';
 
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 type Env = Record<string, unknown>;
 /** Tokens and nano-dollars; Infinity where no limit counts that unit. */
 interface Amount {
@@ -48,6 +54,10 @@ const MAX_ROUNDS = 4;
 const MAX_DEBITS_PER_SYNC = 500;
 /** Background syncs of one budget start at most this often. */
 const REFRESH_GAP_MS = 100;
+/** A request's expected lifetime on a budget before this isolate has seen one end there (Retry-After's estimate). */
+const FIRST_LIFETIME_MS = 1_000;
+/** Weight of the latest request in the running mean of lifetimes. */
+const LIFETIME_WEIGHT = 0.2;
 
 interface Lease {
   id: string;
@@ -58,6 +68,8 @@ interface Lease {
   /** Local clock: no new reservation after this. */
   useUntil: number;
   inflight: number;
+  /** Requests in flight on it: hold id → local clock of admission. */
+  since: Map<number, number>;
   /** Settled, not yet reported. */
   debits: Debit[];
   /** No new reservations (expired, tight and idle, or lost); closed once idle. */
@@ -87,8 +99,11 @@ interface Entry {
   unacked: Amount;
   busySince: number | null;
   waiters: Waiter[];
-  /** The object's last refusal, with the headroom it reported. */
-  denied: { at: number; kind: 'soft' | 'hard'; limit: LimitName; free: Amount } | null;
+  /**
+   * The object's last refusal: free is the pool's headroom past every lease, headroom the hard
+   * limit's over settled usage alone; retryAt (reserved) when enough is expected back.
+   */
+  denied: { at: number; kind: 'soft' | 'hard' | 'reserved'; limit: LimitName; free: Amount; headroom: Amount; retryAt: number | null } | null;
   flushArmedAt: number | null;
   /** A flush at once was armed because report_max_batch debits piled up. */
   batchArmed: boolean;
@@ -97,6 +112,8 @@ interface Entry {
   lastRefreshAt: number;
   /** The last worst case reserved: a typical request, for the object's lease sizing. */
   hint: Amount;
+  /** Running mean of how long this budget's requests live here (ms, admission to settle or release); null before one ended. */
+  lifetime: number | null;
 }
 
 let entries = new Map<string, Entry>();
@@ -123,6 +140,7 @@ function entryFor(scope: QuotaScope & { key: string }, cfg: TenantBudgetConfig):
       refreshingSince: null,
       lastRefreshAt: Number.NEGATIVE_INFINITY,
       hint: { tokens: 0, nano: 0 },
+      lifetime: null,
     };
     entries.set(scope.key, e);
   }
@@ -132,47 +150,79 @@ function entryFor(scope: QuotaScope & { key: string }, cfg: TenantBudgetConfig):
 
 /**
  * The request's budget, or null when its tenant has none (or budgets are off): then nothing
- * else of this module runs for it. Throws 400 for a malformed x-router-feature when budgets are per feature.
+ * else of this module runs for it. Throws 400 for an x-router-feature the tenant does not allow
+ * (its `features` list) or, when budgets are per feature, a malformed one. A tenant without a
+ * budget table in the config may have one an admin created (runtime.ts): its first request on
+ * this isolate gets a handle that learns which when first awaited.
  */
 export function budgetFor(config: CompiledConfig, tenantId: string, featureHeader: string | undefined, env: Env, ctx: WaitUntil): BudgetHandle | null {
+  checkFeatureAllowed(config, tenantId, featureHeader);
   const cfg = tenantBudget(config, tenantId);
-  if (!cfg) return null;
-  return new BudgetHandle(config, entryFor(budgetScope(cfg, featureHeader), cfg), env, ctx);
+  if (cfg) return new BudgetHandle(config, entriesFor(cfg, featureHeader), env, ctx);
+  const admin = adminBudgetSettings(config, tenantId);
+  if (!admin) return null;
+  const exists = adminBudgetExists(tenantId, env, ctx, admin.refreshMs);
+  if (exists === false) return null;
+  if (exists === true) return new BudgetHandle(config, entriesFor(admin, featureHeader), env, ctx);
+  return new BudgetHandle(
+    config,
+    exists.then((yes) => (yes ? entriesFor(admin, featureHeader) : null)),
+    env,
+    ctx,
+  );
 }
 
-/** One request's handle on its budget. */
+/** The entries a request counts against: the tenant's, then (per_feature) its feature's. */
+function entriesFor(cfg: TenantBudgetConfig, featureHeader: string | undefined): Entry[] {
+  return budgetScopes(cfg, featureHeader).map((scope) => entryFor(scope, cfg));
+}
+
+/** One request's handle on its budgets: the tenant's, and with per_feature its feature's, nested. */
 export class BudgetHandle {
+  /** null: it turned out to have no budget (a tenant without one learnt of on first use). */
+  private entries: Entry[] | null = null;
+  private pending: Promise<void> | null = null;
+
   constructor(
     private readonly config: CompiledConfig,
-    private readonly e: Entry,
+    entries: Entry[] | Promise<Entry[] | null>,
     private readonly env: Env,
     private readonly ctx: WaitUntil,
-  ) {}
+  ) {
+    if (Array.isArray(entries)) {
+      this.entries = entries;
+    } else {
+      this.pending = entries.then((found) => {
+        this.entries = found;
+        this.pending = null;
+      });
+      this.pending.catch(() => {}); // surfaces in check()/admit(); never unhandled
+    }
+  }
 
+  /** The most specific budget's key (the feature's with per_feature). */
   get key(): string {
-    return this.e.key;
+    const e = this.entries;
+    return e && e.length ? e[e.length - 1]!.key : '';
   }
 
   /**
    * The soft limit, before routing: throws 429 budget_exceeded under "block"; says whether to
-   * downgrade under "downgrade". From memory, unless this isolate has no current copy of the
+   * downgrade under "downgrade". From memory, unless this isolate has no current copy of a
    * budget (first request, new period): then one sync first.
    */
   async check(): Promise<{ downgrade: boolean }> {
-    const e = this.e;
-    const now = Date.now();
-    if (!e.view || now >= e.staleAt) {
-      const reply = await this.withTurn(async () => {
-        if (e.view && Date.now() < e.staleAt) return true; // another request just did it
-        return (await this.send(this.currentLease(Date.now()), {})) !== null;
-      });
-      if (!reply || !e.view) throw budgetUnavailable();
-    } else if (now - e.viewAt >= e.cfg.refreshMs) {
-      this.refresh(now);
+    const entries = await this.resolved();
+    if (!entries) return { downgrade: false };
+    await Promise.all(entries.map((e) => this.currentView(e)));
+    let downgrade = false;
+    for (const e of entries) {
+      const soft = softLimitReached(e);
+      if (!soft) continue;
+      if (e.view!.policy === 'block') throw softLimitError(e.key, soft, this.warning());
+      downgrade = true;
     }
-    const soft = softLimitReached(e);
-    if (soft && e.view!.policy === 'block') throw softLimitError(e.key, soft, this.warning());
-    return { downgrade: soft !== null && e.view!.policy === 'downgrade' };
+    return { downgrade };
   }
 
   /**
@@ -192,136 +242,170 @@ export class BudgetHandle {
    * limit, sets `body.max_tokens` to the one reserved for (so the backend cannot exceed it).
    */
   async admit(endpoint: EndpointKind, body: Record<string, unknown>, models: readonly ModelConfig[]): Promise<Reservation> {
+    const entries = await this.resolved();
+    if (!entries) return new Reservation(this.config, [], { tokens: 0, nano: 0 }, this.env, this.ctx);
     const unique = [...new Set(models)];
-    const worst = worstCase(this.config, endpoint, body, unique, { defaultMaxTokens: this.e.cfg.defaultMaxTokens, nonTextPartTokens: this.e.cfg.nonTextPartTokens });
+    const cfg = entries[0]!.cfg;
+    const worst = worstCase(this.config, endpoint, body, unique, { defaultMaxTokens: cfg.defaultMaxTokens, nonTextPartTokens: cfg.nonTextPartTokens });
     const reservation = await this.reserve(worst);
     if (worst.maxTokens !== null) body.max_tokens = worst.maxTokens;
     return reservation;
   }
 
   /**
-   * Reserves the request's worst case from this isolate's lease; asks the tenant's object only
-   * when the lease cannot cover it. Throws 429 (insufficient_quota or budget_exceeded) or 503
-   * (budget_unavailable: the object could not be reached when it had to be).
+   * Reserves the request's worst case in each of its budgets (the tenant's first), from this
+   * isolate's leases; asks a budget's object only when its lease cannot cover it. Throws 429
+   * (insufficient_quota, budget_reserved or budget_exceeded) or 503 (budget_unavailable: the
+   * object could not be reached when it had to be), having given back what it took.
    */
   async reserve(worst: WorstCase): Promise<Reservation> {
-    const e = this.e;
     const need: Amount = { tokens: worst.tokens, nano: worst.nano };
+    const entries = (await this.resolved()) ?? [];
+    const holds: Hold[] = [];
+    try {
+      for (const e of entries) holds.push(await this.reserveIn(e, need));
+    } catch (err) {
+      for (const h of holds) endHold(h, null, this.env, this.ctx, false); // never ran: not a lifetime
+      throw err;
+    }
+    return new Reservation(this.config, holds, need, this.env, this.ctx);
+  }
+
+  /**
+   * x-router-budget-warning: each limit at or above warning_ratio, e.g. "monthly_tokens=83%"
+   * (with per_feature, the higher share of the tenant's and the feature's).
+   */
+  warning(): string | null {
+    const shares = new Map<LimitName, number>();
+    for (const e of this.entries ?? []) {
+      const view = e.view;
+      if (!view) continue;
+      for (const l of view.limits) {
+        const share = shareOf(e, l.name, l.limit, l.used);
+        if (share >= view.warning_ratio) shares.set(l.name, Math.max(shares.get(l.name) ?? 0, share));
+      }
+    }
+    if (shares.size === 0) return null;
+    return [...shares]
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, share]) => `${name}=${Number.isFinite(share) ? Math.floor(share * 100) : 100}%`)
+      .join(', ');
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async resolved(): Promise<Entry[] | null> {
+    if (this.pending) await this.pending;
+    return this.entries;
+  }
+
+  /** A current copy of the budget: one sync first when there is none or its period ended. */
+  private async currentView(e: Entry): Promise<void> {
+    const now = Date.now();
+    if (!e.view || now >= e.staleAt) {
+      const reply = await withTurn(e, async () => {
+        if (e.view && Date.now() < e.staleAt) return true; // another request just did it
+        return (await send(this.env, e, currentLease(e, Date.now(), this.env, this.ctx), {})) !== null;
+      });
+      if (!reply || !e.view) throw budgetUnavailable();
+    } else if (now - e.viewAt >= e.cfg.refreshMs) {
+      this.refresh(e, now);
+    }
+  }
+
+  /** Reserves `need` in one budget: from the lease if it can, else after one sync (in turn). */
+  private async reserveIn(e: Entry, need: Amount): Promise<Hold> {
     e.hint = need;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const taken = this.take(need, Date.now());
+      const taken = this.take(e, need, Date.now());
       if (taken) return taken;
-      this.refuseIfKnown(need, Date.now());
-      const got = await this.withTurn(async () => {
+      this.refuseIfKnown(e, need, Date.now());
+      const got = await withTurn(e, async () => {
         const now = Date.now();
-        const again = this.take(need, now);
+        const again = this.take(e, need, now);
         if (again) return again;
-        this.refuseIfKnown(need, now);
-        const lease = this.currentLease(now);
-        const reply = await this.send(lease, { need: { tokens: lack(need.tokens, lease.avail.tokens), nano: lack(need.nano, lease.avail.nano) } });
+        this.refuseIfKnown(e, need, now);
+        const lease = currentLease(e, now, this.env, this.ctx);
+        const lacking = { tokens: lack(need.tokens, lease.avail.tokens), nano: lack(need.nano, lease.avail.nano) };
+        const reply = await send(this.env, e, lease, { need: lacking, worst: need });
         if (!reply) throw budgetUnavailable();
-        if (reply.denied) throw this.refusal(reply.denied.kind, reply.denied.limit);
+        if (reply.denied) throw this.refusal(e, need, Date.now());
         // Nothing ran since the grant was applied: it is this request's (even if the lease was
         // retired meanwhile, as the last request on it ended).
-        return this.takeFrom(lease, need, Date.now());
+        return this.takeFrom(e, lease, need, Date.now());
       });
       if (got) return got;
     }
     throw budgetUnavailable();
   }
 
-  /** x-router-budget-warning: each limit at or above warning_ratio, e.g. "monthly_tokens=83%". */
-  warning(): string | null {
-    const view = this.e.view;
-    if (!view) return null;
-    const parts: { text: string; share: number }[] = [];
-    for (const l of view.limits) {
-      const share = shareOf(this.e, l.name, l.limit, l.used);
-      if (share >= view.warning_ratio) parts.push({ text: `${l.name}=${l.limit > 0 ? Math.floor(share * 100) : 100}%`, share });
-    }
-    return parts.length ? parts.sort((a, b) => b.share - a.share).map((p) => p.text).join(', ') : null;
+  /** The 429 for the refusal the budget's object gave last (e.denied), for a request needing `need`. */
+  private refusal(e: Entry, need: Amount, now: number) {
+    const d = e.denied!;
+    if (d.kind === 'soft') return softLimitError(e.key, d.limit, this.warning());
+    if (d.kind === 'reserved') return budgetReservedError(e.key, d.limit, this.warning(), Math.max(0, (d.retryAt ?? now) - now));
+    const unit = unitOf(d.limit);
+    return hardLimitError(e.key, d.limit, this.warning(), { left: settledHeadroom(e, unit), need: need[unit] });
   }
 
-  // ---------------------------------------------------------------- internals
-
-  private refusal(kind: 'soft' | 'hard', limit: LimitName | null) {
-    return kind === 'soft' ? softLimitError(this.e.key, limit, this.warning()) : hardLimitError(this.e.key, limit, this.warning());
-  }
-
-  /** Refuses without a hop when the object said lately that its headroom cannot cover this. */
-  private refuseIfKnown(need: Amount, now: number): void {
-    const d = this.e.denied;
-    if (!d || now - d.at >= this.e.cfg.refreshMs || now < d.at) return;
-    const lease = usable(this.e.current, now);
+  /**
+   * Refuses without a hop when the object said lately that its headroom cannot cover this: hard
+   * when settled usage (this isolate's unreported part included) leaves no room for it, reserved
+   * (with the time the object gave) when leases hold the rest. Otherwise the object decides.
+   */
+  private refuseIfKnown(e: Entry, need: Amount, now: number): void {
+    const d = e.denied;
+    if (!d || now - d.at >= e.cfg.refreshMs || now < d.at) return;
+    const lease = usable(e.current, now);
     const avail = lease?.avail ?? { tokens: 0, nano: 0 };
-    if (need.tokens > avail.tokens + d.free.tokens || need.nano > avail.nano + d.free.nano) throw this.refusal(d.kind, d.limit);
+    if (need.tokens <= avail.tokens + d.free.tokens && need.nano <= avail.nano + d.free.nano) return;
+    if (d.kind === 'soft') throw this.refusal(e, need, now);
+    for (const unit of ['tokens', 'nano'] as const) {
+      if (need[unit] > settledHeadroom(e, unit)) {
+        const limit = unitOf(d.limit) === unit ? d.limit : (e.view?.limits.find((l) => unitOf(l.name) === unit)?.name ?? d.limit);
+        throw hardLimitError(e.key, limit, this.warning(), { left: settledHeadroom(e, unit), need: need[unit] });
+      }
+    }
+    if (d.kind === 'reserved' && d.retryAt !== null && d.retryAt > now) throw this.refusal(e, need, now);
   }
 
   /** Takes `need` from the current lease if it can cover it (retiring a lease past its use-by). */
-  private take(need: Amount, now: number): Reservation | null {
-    const lease = this.e.current;
+  private take(e: Entry, need: Amount, now: number): Hold | null {
+    const lease = e.current;
     if (!lease) return null;
     if (lease.retired || now >= lease.useUntil) {
-      this.retire(lease);
+      retire(e, lease, this.env, this.ctx);
       return null;
     }
-    return this.takeFrom(lease, need, now);
+    return this.takeFrom(e, lease, need, now);
   }
 
-  private takeFrom(lease: Lease, need: Amount, now: number): Reservation | null {
-    const e = this.e;
+  private takeFrom(e: Entry, lease: Lease, need: Amount, now: number): Hold | null {
     if (lease.gone || now >= lease.useUntil || lease.avail.tokens < need.tokens || lease.avail.nano < need.nano) return null;
     lease.avail.tokens -= need.tokens;
     lease.avail.nano -= need.nano;
     lease.inflight++;
-    const r = new Reservation(this.config, e, lease, need, this.env, this.ctx);
-    this.renewSoon(lease, now);
-    return r;
-  }
-
-  /** The lease to grow: the current one, or a new one. */
-  private currentLease(now: number): Lease {
-    const e = this.e;
-    const lease = usable(e.current, now);
-    if (lease) return lease;
-    if (e.current) this.retire(e.current);
-    const fresh: Lease = {
-      id: `ls_${crypto.randomUUID().replaceAll('-', '')}`,
-      created: false,
-      avail: { tokens: 0, nano: 0 },
-      useUntil: 0,
-      inflight: 0,
-      debits: [],
-      retired: false,
-      gone: false,
-      tight: false,
-    };
-    e.current = fresh;
-    e.leases.add(fresh);
-    return fresh;
-  }
-
-  private retire(lease: Lease): void {
-    retire(this.e, lease, this.env, this.ctx);
+    const hold: Hold = { e, lease, id: ++holdIds, at: now, worst: need, done: false };
+    lease.since.set(hold.id, now);
+    this.renewSoon(e, lease, now);
+    return hold;
   }
 
   /** Renews in the background: a lease nearing its use-by or running low, a view older than refresh_ms. */
-  private renewSoon(lease: Lease, now: number): void {
-    const e = this.e;
+  private renewSoon(e: Entry, lease: Lease, now: number): void {
     const ttl = e.cfg.settings.lease_ttl_ms;
     const low = !lease.tight && (lease.avail.tokens < 2 * e.hint.tokens || lease.avail.nano < 2 * e.hint.nano);
-    if (lease.useUntil - now < ttl / 3 || low || now - e.viewAt >= e.cfg.refreshMs) this.refresh(now);
+    if (lease.useUntil - now < ttl / 3 || low || now - e.viewAt >= e.cfg.refreshMs) this.refresh(e, now);
   }
 
   /** One background sync (renewal, top-up, fresh view), unless one is running. */
-  private refresh(now: number): void {
-    const e = this.e;
+  private refresh(e: Entry, now: number): void {
     if (e.refreshingSince !== null && now - e.refreshingSince < TURN_GIVE_UP_MS) return;
     if (now - e.lastRefreshAt < REFRESH_GAP_MS && now >= e.lastRefreshAt) return;
     e.lastRefreshAt = now;
     const mine = (e.refreshingSince = now);
-    const run = this.withTurn(async () => {
-      await this.send(this.currentLease(Date.now()), {});
+    const run = withTurn(e, async () => {
+      await send(this.env, e, currentLease(e, Date.now(), this.env, this.ctx), {});
     })
       .catch((err) => console.warn(`budget ${e.key}: refresh failed: ${message(err)}`))
       .finally(() => {
@@ -329,17 +413,22 @@ export class BudgetHandle {
       });
     background(this.ctx, run);
   }
-
-  private send(lease: Lease, opts: { need?: Amount; close?: boolean }): Promise<SyncReply | null> {
-    return send(this.env, this.e, lease, opts);
-  }
-
-  private withTurn<T>(fn: () => Promise<T>): Promise<T> {
-    return withTurn(this.e, fn);
-  }
 }
 
-/** One admitted request's hold on its lease: settle it with the real usage, or release it. */
+/** One request's reservation in one budget. */
+interface Hold {
+  e: Entry;
+  lease: Lease;
+  id: number;
+  /** Local clock of admission: how long requests on this budget live (Entry.lifetime). */
+  at: number;
+  worst: Amount;
+  done: boolean;
+}
+
+let holdIds = 0;
+
+/** One admitted request's hold on its leases (one per budget it counts against): settle it with the real usage, or release it. */
 export class Reservation {
   /** The debit's id: unique per admitted request (x-request-id is the client's and may repeat). */
   readonly id = `dbt_${crypto.randomUUID().replaceAll('-', '')}`;
@@ -347,8 +436,7 @@ export class Reservation {
 
   constructor(
     private readonly config: CompiledConfig,
-    private readonly e: Entry,
-    private readonly lease: Lease,
+    private readonly holds: readonly Hold[],
     readonly worst: Amount,
     private readonly env: Env,
     private readonly ctx: WaitUntil,
@@ -361,34 +449,22 @@ export class Reservation {
   readonly settle = (s: { usage: Usage | null; candidate: { model: { id: string } } }): void => {
     if (this.done) return;
     this.done = true;
+    if (this.holds.length === 0) return;
     const usage = s.usage;
     const actual: Amount = usage
       ? { tokens: usage.prompt_tokens + usage.completion_tokens, nano: costOf(this.config, s.candidate.model.id, usage) }
       : { ...this.worst };
-    const { lease, e } = this;
-    lease.inflight--;
-    lease.avail.tokens += this.worst.tokens - actual.tokens;
-    lease.avail.nano += this.worst.nano - actual.nano;
     if (actual.tokens > this.worst.tokens || actual.nano > this.worst.nano) {
-      console.warn(JSON.stringify({ msg: 'budget: usage above its reservation', budget: e.key, reserved: this.worst, actual }));
+      console.warn(JSON.stringify({ msg: 'budget: usage above its reservation', budget: this.holds.map((h) => h.e.key), reserved: this.worst, actual }));
     }
-    if (actual.tokens > 0 || actual.nano > 0) {
-      lease.debits.push({ id: this.id, tokens: actual.tokens, nano: actual.nano });
-      e.unacked.tokens += actual.tokens;
-      e.unacked.nano += actual.nano;
-      armFlush(this.env, e, this.ctx);
-    }
-    this.idle();
+    for (const h of this.holds) endHold(h, { id: this.id, ...actual }, this.env, this.ctx);
   };
 
   /** The request failed (or was never sent): everything goes back, nothing is debited. */
   release(): void {
     if (this.done) return;
     this.done = true;
-    this.lease.inflight--;
-    this.lease.avail.tokens += this.worst.tokens;
-    this.lease.avail.nano += this.worst.nano;
-    this.idle();
+    for (const h of this.holds) endHold(h, null, this.env, this.ctx);
   }
 
   /**
@@ -398,12 +474,71 @@ export class Reservation {
   finish(streaming: boolean): void {
     if (!this.done && !streaming) this.release();
   }
+}
 
-  /** A tight or lost lease goes back as soon as its last request ends. */
-  private idle(): void {
-    const lease = this.lease;
-    if (lease.inflight === 0 && (lease.tight || lease.gone || lease.retired)) retire(this.e, lease, this.env, this.ctx);
+/** Ends one hold: the reservation goes back to its lease, the real usage (if any) becomes a debit. `ran`: counts in the lifetime mean. */
+function endHold(h: Hold, debit: Debit | null, env: Env, ctx: WaitUntil, ran = true): void {
+  if (h.done) return;
+  h.done = true;
+  const { lease, e } = h;
+  const now = Date.now();
+  const actual = debit ?? { tokens: 0, nano: 0 };
+  lease.inflight--;
+  lease.since.delete(h.id);
+  lease.avail.tokens += h.worst.tokens - actual.tokens;
+  lease.avail.nano += h.worst.nano - actual.nano;
+  if (ran) {
+    const lived = Math.max(0, now - h.at);
+    e.lifetime = e.lifetime === null ? lived : e.lifetime + LIFETIME_WEIGHT * (lived - e.lifetime);
   }
+  if (debit && (debit.tokens > 0 || debit.nano > 0)) {
+    lease.debits.push({ id: debit.id, tokens: debit.tokens, nano: debit.nano });
+    e.unacked.tokens += debit.tokens;
+    e.unacked.nano += debit.nano;
+    armFlush(env, e, ctx);
+  }
+  // A tight or lost lease goes back as soon as its last request ends.
+  if (lease.inflight === 0 && (lease.tight || lease.gone || lease.retired)) retire(e, lease, env, ctx);
+}
+
+/** The lease to grow: the current one, or a new one. */
+function currentLease(e: Entry, now: number, env: Env, ctx: WaitUntil): Lease {
+  const lease = usable(e.current, now);
+  if (lease) return lease;
+  if (e.current) retire(e, e.current, env, ctx);
+  const fresh: Lease = {
+    id: `ls_${crypto.randomUUID().replaceAll('-', '')}`,
+    created: false,
+    avail: { tokens: 0, nano: 0 },
+    useUntil: 0,
+    inflight: 0,
+    since: new Map(),
+    debits: [],
+    retired: false,
+    gone: false,
+    tight: false,
+  };
+  e.current = fresh;
+  e.leases.add(fresh);
+  return fresh;
+}
+
+/**
+ * ms until the lease's requests in flight are expected to have ended: each started at its
+ * admission and is expected to live as long as this budget's requests have lately lived on this
+ * isolate (Entry.lifetime; FIRST_LIFETIME_MS before any has ended). 0 when none is in flight.
+ */
+function settleIn(e: Entry, lease: Lease, now: number): number {
+  const expected = e.lifetime ?? FIRST_LIFETIME_MS;
+  let end = now;
+  for (const at of lease.since.values()) end = Math.max(end, at + expected);
+  return Math.round(end - now);
+}
+
+/** What settled usage leaves below the hard limit, by the object's last word less this isolate's unreported usage. */
+function settledHeadroom(e: Entry, unit: 'tokens' | 'nano'): number {
+  const h = e.denied?.headroom[unit] ?? Number.POSITIVE_INFINITY;
+  return Math.max(0, h - Math.max(0, e.unacked[unit]));
 }
 
 // ------------------------------------------------------------------ syncs
@@ -424,7 +559,7 @@ function cleanup(e: Entry, lease: Lease): void {
 }
 
 /** A sync with the tenant's object for one lease: its debits, and a need or a close. null when the call failed. */
-async function send(env: Env, e: Entry, lease: Lease, opts: { need?: Amount; close?: boolean }): Promise<SyncReply | null> {
+async function send(env: Env, e: Entry, lease: Lease, opts: { need?: Amount; worst?: Amount; close?: boolean }): Promise<SyncReply | null> {
   const debits = lease.debits.splice(0, MAX_DEBITS_PER_SYNC);
   // A retired lease only reports (and closes): growing or renewing it would strand headroom.
   const reportOnly = lease.retired && !opts.close;
@@ -435,7 +570,9 @@ async function send(env: Env, e: Entry, lease: Lease, opts: { need?: Amount; clo
     create: !lease.created,
     debits,
     hint: finiteOrZero(e.hint),
+    settle_in_ms: settleIn(e, lease, Date.now()),
     ...(opts.need ? { need: finiteOrZero(opts.need) } : {}),
+    ...(opts.worst ? { worst: finiteOrZero(opts.worst) } : {}),
     ...(opts.close ? { close: true } : {}),
     ...(reportOnly ? { report_only: true } : {}),
   };
@@ -473,15 +610,18 @@ function apply(e: Entry, lease: Lease, sent: Debit[], reply: SyncReply, now: num
     lease.tight = reply.tight;
   }
   if (reply.denied) {
+    const unlimited = (v: number | null | undefined) => v ?? Number.POSITIVE_INFINITY;
     e.denied = {
       at: now,
       kind: reply.denied.kind,
       limit: reply.denied.limit,
       // A soft refusal holds whatever the request needs.
-      free:
-        reply.denied.kind === 'soft'
-          ? { tokens: 0, nano: 0 }
-          : { tokens: reply.free.tokens ?? Number.POSITIVE_INFINITY, nano: reply.free.nano ?? Number.POSITIVE_INFINITY },
+      free: reply.denied.kind === 'soft' ? { tokens: 0, nano: 0 } : { tokens: unlimited(reply.free.tokens), nano: unlimited(reply.free.nano) },
+      // An object without `headroom` (older code) refused as hard: count its `free` as the headroom.
+      headroom: reply.headroom
+        ? { tokens: unlimited(reply.headroom.tokens), nano: unlimited(reply.headroom.nano) }
+        : { tokens: unlimited(reply.free.tokens), nano: unlimited(reply.free.nano) },
+      retryAt: reply.denied.kind === 'reserved' ? now + Math.max(0, reply.denied.retry_after_ms) : null,
     };
   } else if (!reply.lost) {
     e.denied = null;
@@ -615,6 +755,7 @@ export function budgetView(key: string) {
 /** For tests: forget every budget copy and lease, as a fresh isolate would. */
 export function resetBudgetView(): void {
   entries = new Map();
+  resetAdminBudgets();
 }
 
 // ------------------------------------------------------------------ helpers

@@ -2,6 +2,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { EndpointKind } from '../openai/schemas';
 import type { Usage } from '../openai/usage';
 import type { ResolvedRoute } from '../routing/resolve-model';
+import { background, type WaitUntil } from '../isolate/background';
 import { answerFromJson, replayAnswer, StreamAssembler, type CachedAnswer } from './answer';
 import { canonicalJson, sha256Hex } from './canonical';
 import type { CacheStore } from './store';
@@ -29,7 +30,7 @@ export interface CacheSavings {
 export interface CacheLookupInput {
   config: CompiledConfig;
   env: Record<string, unknown>;
-  ctx: { waitUntil(p: Promise<unknown>): void };
+  ctx: WaitUntil;
   tenantId: string;
   endpoint: EndpointKind;
   /** The validated body as the client sent it. */
@@ -225,16 +226,7 @@ async function safely<T>(op: string, fn: () => Promise<T>): Promise<T | null> {
   }
 }
 
-const pendingWrites = new Set<Promise<unknown>>();
-
-/** Runs a cache write in the background (waitUntil), visible to cacheWritesSettled(). */
-export function track(ctx: { waitUntil(p: Promise<unknown>): void }, p: Promise<unknown>) {
-  pendingWrites.add(p);
-  const done = p.finally(() => pendingWrites.delete(p));
-  ctx.waitUntil(done);
-}
-
-/** Resolves once every cache write started so far (and any they start) has finished: for tests. */
-export async function cacheWritesSettled(): Promise<void> {
-  while (pendingWrites.size > 0) await Promise.allSettled([...pendingWrites]);
+/** Runs a cache write in the background (waitUntil); tests wait for it with backgroundSettled(). */
+export function track(ctx: WaitUntil, p: Promise<unknown>) {
+  background(ctx, p, 'cache');
 }

@@ -57,6 +57,15 @@ export const replicateSchema = z
     deployment: ownerName.optional(),
     /** A pinned version (64 hex chars), with `model`: POST /v1/predictions { version }. */
     version: z.string().regex(/^[0-9a-f]{64}$/, 'must be a 64-character version id').optional(),
+    /**
+     * Origins (scheme://host[:port]) besides the backend's own `url` whose prediction URLs
+     * (urls.get / stream / cancel) the router follows, sending them the API token. Any other URL a
+     * prediction names is refused (an upstream error). https://stream.replicate.com is implied
+     * when url is https://api.replicate.com (README "Security model").
+     */
+    allowed_origins: z
+      .array(z.url({ protocol: /^https?$/ }).refine((u) => new URL(u).origin === u.replace(/\/$/, ''), 'must be an origin: scheme://host[:port], no path'))
+      .default([]),
     /** Prefer: wait=N on non-streamed calls: Replicate holds the create call up to N s (1-60) for the output. */
     wait_seconds: z.number().int().min(1).max(60).default(60),
     /**

@@ -17,10 +17,24 @@ export const rateLimitSchema = z
   })
   .refine((l) => l.requests !== undefined || l.tokens !== undefined, 'set requests, tokens or both');
 
+/**
+ * The `user` dimension: the same limit, and `required`. Per-user limits count whatever `user`
+ * (or x-router-user) the key holder sends: the key is the trust boundary. `required = true`
+ * refuses a request without one (400), so a client cannot escape them by sending none.
+ */
+export const userLimitSchema = z
+  .strictObject({
+    requests: z.number().int().positive().max(1e9).optional(),
+    tokens: z.number().int().positive().max(1e13).optional(),
+    window_s: z.number().int().min(1).max(MAX_WINDOW_S).default(60),
+    required: z.boolean().default(false),
+  })
+  .refine((l) => l.requests !== undefined || l.tokens !== undefined || l.required, 'set requests, tokens, required or a combination');
+
 /** A tenant's own limits: each dimension's table replaces the [limits] one for that tenant's requests. */
 export const tenantLimitsSchema = z.strictObject({
   key: rateLimitSchema.optional(),
-  user: rateLimitSchema.optional(),
+  user: userLimitSchema.optional(),
   feature: rateLimitSchema.optional(),
   tenant: rateLimitSchema.optional(),
 });
@@ -33,7 +47,7 @@ export const limitsSchema = z.strictObject({
   /** Time allowed for the embedded limiter's answer; past it (or on an error) the request is let through, logged. */
   timeout_ms: z.number().int().min(10).max(30_000).default(1_000),
   key: rateLimitSchema.optional(),
-  user: rateLimitSchema.optional(),
+  user: userLimitSchema.optional(),
   feature: rateLimitSchema.optional(),
   tenant: rateLimitSchema.optional(),
   /** All requests of all tenants together (one more Durable Object call per request on the embedded path). */

@@ -127,6 +127,11 @@ export const backendSchema = z.strictObject({
    * scraped). See README "Backends".
    */
   metrics_url: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * Whether the scrape of metrics_url carries the backend's auth_secret: "same-origin" (default)
+   * only when metrics_url has the scheme, host and port of `url`; "always"; "never".
+   */
+  metrics_auth: z.enum(['same-origin', 'always', 'never']).default('same-origin'),
   /** Kind-specific settings (worker/config/backend-kinds.ts): each only on a backend of that kind. */
   modal: modalSchema.optional(),
   replicate: replicateSchema.optional(),
@@ -261,6 +266,8 @@ export const tenantSchema = z.strictObject({
   cache_nondeterministic: z.boolean().default(false),
   /** Token and money budget; absent: none (and no cost on the hot path). Unset keys take [budgets]. */
   budget: tenantBudgetSchema.optional(),
+  /** The only x-router-feature names it may send (400 for any other; no header counts as "default"). Absent: any well-formed name. */
+  features: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_", ":" or "-", starting with a letter or digit')).max(1_000).optional(),
   /** Rate limits of its own: each dimension's table replaces the [limits] one (worker/config/limits.ts). */
   limits: tenantLimitsSchema.optional(),
 });
@@ -342,6 +349,8 @@ export const upstashSchema = z.strictObject({
   vector_url: z.url({ protocol: /^https?$/ }).optional(),
   /** Name of the Worker secret holding the Vector REST token. */
   vector_token_secret: z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'must be an UPPER_SNAKE secret name').default('UPSTASH_VECTOR_REST_TOKEN'),
+  /** The [[regions]] id the Vector index lives in: a tenant with allowed_regions uses it only when that region is allowed (README "Security model"). */
+  vector_region: id.optional(),
 });
 
 export const routerConfigSchema = z
@@ -467,6 +476,7 @@ export const routerConfigSchema = z
       else if (m.type !== 'embedding') issue(['cache', 'semantic', 'embedding_model'], `"${semantic.embedding_model}" is not an embedding model (type = "embedding")`);
     }
     if (semantic.index === 'upstash' && !cfg.upstash?.vector_url) issue(['cache', 'semantic', 'index'], '"upstash" needs [upstash].vector_url');
+    if (cfg.upstash?.vector_region !== undefined && !regionIds.has(cfg.upstash.vector_region)) issue(['upstash', 'vector_region'], `unknown region "${cfg.upstash.vector_region}"`);
     if (cfg.limits.store === 'upstash' && !cfg.upstash?.redis_url) issue(['limits', 'store'], '"upstash" needs [upstash].redis_url');
     for (const name of Object.keys(cfg.prices)) {
       if (!modelIds.has(name)) issue(['prices', name], `price for unknown model "${name}"`);

@@ -1,4 +1,5 @@
-import { base64url, digestsEqual } from '../auth/hash';
+import { base64url } from '../protocol/rules/hash';
+import { digestsEqual } from '../auth/hash';
 
 /**
  * The dashboard's browser session. A browser cannot send `Authorization: Bearer` when it navigates,

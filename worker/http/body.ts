@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { formatPath } from '../config/format-issues';
 import { errors, RouterError } from './errors';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth';
 
 /**
  * Reads a JSON body of at most `limit` bytes and validates it. Hono's bodyLimit middleware
@@ -10,10 +11,22 @@ import { errors, RouterError } from './errors';
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, limit: number): Promise<z.infer<S>> {
   const length = request.headers.get('content-length');
   const declared = length === null ? NaN : Number(length);
-  if (declared > limit) throw errors.tooLarge(limit);
+  if (declared > limit) {
+    // Drained first (within bounds): answered while the client is still sending, the 413 would
+    // often reach it as a connection reset instead (README "Security model").
+    if (declared <= DRAIN_MAX_BYTES && request.body) await drain(request.body.getReader(), DRAIN_MAX_BYTES);
+    throw errors.tooLarge(limit);
+  }
   // With a declared length within the limit, the runtime's own reader is the fast path
   // (it cannot deliver more than the length); a chunked body is counted as it streams.
-  const text = Number.isFinite(declared) ? await request.text() : await readText(request, limit);
+  let text: string;
+  try {
+    text = Number.isFinite(declared) ? await request.text() : await readText(request, limit);
+  } catch (e) {
+    if (e instanceof RouterError) throw e;
+    // Only the client feeds the body: a read that fails is a client that left mid-upload.
+    throw clientClosed();
+  }
   if (text.trim() === '') throw errors.badRequest('The request body is empty; expected a JSON object.', null, 'invalid_json');
   let value: unknown;
   try {
@@ -21,6 +34,7 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
   } catch (e) {
     throw errors.badRequest(`The request body is not valid JSON: ${(e as Error).message}`, null, 'invalid_json');
   }
+  if (exceedsJsonDepth(value)) throw errors.badRequest(`The request body nests JSON more than ${MAX_JSON_DEPTH} levels deep.`, null, 'json_too_deep');
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw schemaError(parsed.error);
   return parsed.data;
@@ -44,6 +58,35 @@ function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
   return issue;
 }
 
+/**
+ * An oversized body is read to its end (and thrown away) before the 413, up to this many bytes
+ * in all and for this long: a client still sending when the answer comes and the connection
+ * closes would often see ECONNRESET instead of the 413 (and an SDK would retry the upload).
+ * Past either bound the answer goes at once.
+ */
+export const DRAIN_MAX_BYTES = 32 * 1024 * 1024;
+export const DRAIN_MAX_MS = 10_000;
+
+/** Reads and discards the rest of a body, within the bounds; then cancels what is left, if any. Never throws. */
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, maxBytes: number): Promise<void> {
+  const timer = setTimeout(() => void reader.cancel().catch(() => {}), DRAIN_MAX_MS);
+  try {
+    for (let left = maxBytes; left > 0; ) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      left -= value.byteLength;
+    }
+    await reader.cancel();
+  } catch {
+    // The client left, or the timer cancelled the read: nothing more to drain.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The client closed its connection before its body arrived: nobody reads this answer; logs and usage say client_closed. */
+export const clientClosed = () => new RouterError(400, 'The client closed the connection before its request body arrived.', 'client_closed');
+
 async function readText(request: Request, limit: number): Promise<string> {
   if (!request.body) return '';
   const reader = request.body.getReader();
@@ -54,7 +97,7 @@ async function readText(request: Request, limit: number): Promise<string> {
     if (done) break;
     size += value.byteLength;
     if (size > limit) {
-      await reader.cancel().catch(() => {});
+      await drain(reader, DRAIN_MAX_BYTES - size);
       throw errors.tooLarge(limit);
     }
     chunks.push(value);

@@ -108,9 +108,20 @@ export const completionRequestSchema = z.looseObject({
   logprobs: z.number().int().min(0).max(5).nullish(),
 });
 
+/** OpenAI's bounds for one embeddings request: inputs per request, and tokens in all of them together. */
+export const MAX_EMBEDDING_INPUTS = 2048;
+export const MAX_EMBEDDING_TOKENS = 300_000;
+
+/** Token-id inputs, counted exactly: at most MAX_EMBEDDING_TOKENS in all (each input is bounded by its model's context later, resolve-model.ts). */
+const embeddingIds = z.union([tokenIds.max(MAX_EMBEDDING_TOKENS), z.array(tokenIds).min(1).max(MAX_EMBEDDING_INPUTS)]).superRefine((v, ctx) => {
+  if (!Array.isArray(v[0])) return;
+  const total = (v as number[][]).reduce((n, ids) => n + ids.length, 0);
+  if (total > MAX_EMBEDDING_TOKENS) ctx.addIssue({ code: 'custom', message: `${total} tokens in all; at most ${MAX_EMBEDDING_TOKENS} per request` });
+});
+
 export const embeddingRequestSchema = z.looseObject({
   model: z.string().min(1),
-  input: z.union([z.string(), z.array(z.string()).min(1).max(2048), tokenIds, z.array(tokenIds).min(1)]),
+  input: z.union([z.string(), z.array(z.string()).min(1).max(MAX_EMBEDDING_INPUTS), embeddingIds]),
   encoding_format: z.enum(['float', 'base64']).optional(),
   dimensions: z.number().int().min(1).optional(),
   user: z.string().max(256).optional(),

@@ -4,7 +4,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { Env } from '../env';
 import type { RouterError } from '../http/errors';
 import type { EndpointKind, endpoints } from '../openai/schemas';
-import type { KeyRecord } from '../../durable-objects/key-registry';
+import type { KeyRecord } from '../protocol/keys';
 import type { ColdStartPlan } from '../routing/cold-start';
 import type { Candidate } from '../routing/plan';
 import type { ResolvedRoute } from '../routing/resolve-model';

@@ -3,7 +3,7 @@
 // tenants' "alice" are two users). Requests without a user are not counted per user; requests
 // without x-router-feature count as feature "default", as budgets do.
 
-import { sha256Hex } from '../auth/hash';
+import { sha256Hex } from '../protocol/rules/hash';
 import { DEFAULT_FEATURE, FEATURE_HEADER } from '../budget/settings';
 import { errors } from '../http/errors';
 import type { LimitSpec, ResolvedLimits } from './settings';

@@ -1,4 +1,5 @@
-import type { BucketSpec, GroupReply, RateLimiter } from '../../durable-objects/rate-limiter';
+import type { BucketSpec, GroupReply } from '../protocol/rate-limiter';
+import type { RateLimiter } from '../env';
 import { combine, type Adjustment, type Bucket, type BucketOutcome, type LimiterStore, type LimitRequest, type LimitResult } from './store';
 
 /**

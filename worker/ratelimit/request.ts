@@ -17,7 +17,8 @@
 // slow, after Upstash's own fallback) lets the request through without headers, logged at most
 // once a minute and counted.
 
-import type { KeyRecord } from '../../durable-objects/key-registry';
+import type { KeyRecord } from '../protocol/keys';
+import { background, type WaitUntil } from '../isolate/background';
 import { worstCase } from '../budget/estimate';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
@@ -26,11 +27,10 @@ import type { Usage } from '../openai/usage';
 import { bucketsFor } from './dimensions';
 import { rateLimitError } from './errors';
 import { rateLimitHeaders, type Described } from './headers';
-import { hasLimits, limitsFor } from './settings';
+import { hasLimits, limitsFor, userRequired } from './settings';
+import { RouterError } from '../http/errors';
 import type { Adjustment, Bucket, BucketState, LimitResult, LimiterStore } from './store';
 import { limiterFor } from './stores';
-
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
 
 export interface RateLimitInput {
   config: CompiledConfig;
@@ -46,26 +46,29 @@ export interface RateLimitInput {
 }
 
 const LOG_INTERVAL_MS = 60_000;
+/** The longest end-user id (OpenAI's `user` is bounded the same way in the body schema). */
+const MAX_USER_CHARS = 256;
 let failOpen = 0;
 let lastFailOpenLog = Number.NEGATIVE_INFINITY;
 
 /** Requests let through because no store could decide (for the metrics endpoint). */
 export const rateLimitFailOpenCount = () => failOpen;
 
-const pending = new Set<Promise<unknown>>();
-
-/** Tests: wait for the corrections sent so far (they run in waitUntil, after the answer or the stream's end). */
-export async function rateLimitCorrectionsSettled(): Promise<void> {
-  while (pending.size) await Promise.allSettled([...pending]);
-}
-
 /**
  * Takes the request's units. Null when no limit applies (no I/O at all) or when no store could
  * decide (let through). Throws 429 when a requests limit refuses (nothing is taken then), or 400
- * for a malformed x-router-feature under a feature limit.
+ * for a malformed x-router-feature under a feature limit, or for a request without a user when
+ * the tenant's `limits.user.required` is set.
  */
 export async function rateLimit(input: RateLimitInput): Promise<RateLimitHold | null> {
   const { config, key } = input;
+  // body.user is bounded by its schema (256); the x-router-user header is the other way in.
+  if (input.user && input.user.length > MAX_USER_CHARS) {
+    throw new RouterError(400, `x-router-user must be at most ${MAX_USER_CHARS} characters.`, 'invalid_header', 'x-router-user');
+  }
+  if (!input.user && userRequired(config, key.tenant)) {
+    throw new RouterError(400, 'This key\'s tenant requires an end-user id: set `user` in the body (or the x-router-user header).', 'user_required', 'user');
+  }
   const limits = limitsFor(config, key.tenant, key.limits);
   if (!hasLimits(limits)) return null;
   const needsTokens = Object.values(limits).some((l) => l.tokens !== null);
@@ -190,14 +193,9 @@ export class RateLimitHold {
     if (!items.length) return;
     const run = this.store
       .adjust(items, this.result.store)
-      .catch((e) => console.warn(JSON.stringify({ msg: 'ratelimit: correction failed', store: this.result.store, error: String(e) })))
-      .finally(() => pending.delete(run));
-    pending.add(run);
-    try {
-      this.ctx.waitUntil(run);
-    } catch {
-      // No execution context left (cannot happen in a request); the promise runs anyway.
-    }
+      .catch((e) => console.warn(JSON.stringify({ msg: 'ratelimit: correction failed', store: this.result.store, error: String(e) })));
+    // Tests wait for corrections (they run after the answer or the stream's end) with backgroundSettled().
+    background(this.ctx, run, 'ratelimit');
   }
 
   /** 429 naming the limit that refused (the most specific one: key before user, feature, tenant, global); Retry-After when all of them refill. */

@@ -38,13 +38,19 @@ function resolve(config: CompiledConfig, tenantId: string): ResolvedLimits {
   const out: ResolvedLimits = {};
   for (const dim of TENANT_DIMENSIONS) {
     const table = own?.[dim] ?? d[dim];
-    if (table) out[dim] = spec(table);
+    if (table && (table.requests !== undefined || table.tokens !== undefined)) out[dim] = spec(table);
   }
   if (d.global) out.global = spec(d.global);
   return out;
 }
 
-const spec = (t: RateLimitConfig): LimitSpec => ({ requests: t.requests ?? null, tokens: t.tokens ?? null, windowS: t.window_s });
+/** `limits.user.required` for this tenant (its own `user` table replaces [limits].user, `required` included). */
+export function userRequired(config: CompiledConfig, tenantId: string): boolean {
+  const d = config.raw.limits;
+  return d.enabled && (config.raw.tenants[tenantId]?.limits?.user ?? d.user)?.required === true;
+}
+
+const spec = (t: Pick<RateLimitConfig, 'requests' | 'tokens' | 'window_s'>): LimitSpec => ({ requests: t.requests ?? null, tokens: t.tokens ?? null, windowS: t.window_s });
 
 /**
  * The limits of a request made with a key: the tenant's, with the key's override merged over

@@ -1,4 +1,4 @@
-import type { RateLimiter } from '../../durable-objects/rate-limiter';
+import type { RateLimiter } from '../env';
 import { upstashRedis, upstashRedisSettings } from '../cache/upstash-client';
 import { upstashHealth } from '../cache/upstash-health';
 import type { CompiledConfig } from '../config/compiled';

@@ -1,17 +1,17 @@
 import { Hono } from 'hono';
-import type { LifecycleStatus } from '../../durable-objects/backend-lifecycle';
-import { backendEventSchema, type BackendList, type BackendStatus } from '../admin/backends-api';
+import type { LifecycleStatus } from '../protocol/lifecycle';
+import { backendEventSchema, type BackendList, type BackendStatus } from '../protocol/backends-api';
 import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig } from '../config/schema';
 import type { AppEnv, Env } from '../env';
 import { readJsonBody } from '../http/body';
 import { errors } from '../http/errors';
 import { noteLifecycle } from '../routing/backend-lifecycle-view';
-import { lifecycleSettings, tracked } from '../routing/lifecycle-rules';
+import { lifecycleSettings, tracked } from '../protocol/rules/lifecycle-rules';
 import { objectCall } from '../http/object-call';
 
 /**
- * /admin/backends (issue 6; wire contract in worker/admin/backends-api.ts): each configured
+ * /admin/backends (issue 6; wire contract in worker/protocol/backends-api.ts): each configured
  * backend's lifecycle as its BackendLifecycle object knows it, and the scale scripts' events.
  *
  * Backends without cold_start_ms are listed too, but isolates report no traffic for them (they cost

@@ -2,7 +2,8 @@ import { Hono } from 'hono';
 import type { CompiledConfig } from '../config/compiled';
 import type { AppEnv, Env } from '../env';
 import { errors } from '../http/errors';
-import { breakerSettings, noteBreakerStatus, type BreakerDetails } from '../routing/breaker-view';
+import { breakerSettings, noteBreakerStatus } from '../routing/breaker-view';
+import type { BreakerDetails } from '../protocol/breaker';
 
 /** /admin/breakers: every configured backend's circuit breaker; reset one. */
 export const adminBreakers = new Hono<AppEnv>();

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { GROUP_COLUMNS, type GroupColumn, type LedgerGroup } from '../../durable-objects/usage-ledger';
+import { GROUP_COLUMNS, type GroupColumn, type LedgerGroup } from '../protocol/ledger';
 import type { AppEnv } from '../env';
 import { errors } from '../http/errors';
 import { ledgerName } from '../telemetry/record';

@@ -1,11 +1,12 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import { backendStates } from '../admin/backends-api';
+import { backendStates } from '../protocol/backends-api';
 import { secretsEqual } from '../auth/hash';
 import type { CompiledConfig } from '../config/compiled';
 import type { AppEnv, Env } from '../env';
 import { errors } from '../http/errors';
-import { breakerSettings, type BreakerState } from '../routing/breaker-view';
-import { lifecycleSettings } from '../routing/lifecycle-rules';
+import { breakerSettings } from '../routing/breaker-view';
+import type { BreakerState } from '../protocol/breaker';
+import { lifecycleSettings } from '../protocol/rules/lifecycle-rules';
 import { EXPOSITION_CONTENT_TYPE, renderExposition, type Family, type Sample } from '../telemetry/exposition';
 import { STATE_METRICS as S } from '../telemetry/metric-catalog';
 import { readSnapshots } from '../telemetry/metrics';

@@ -13,14 +13,16 @@
 //   simulator start on a request): it records a pending wake-up in the object (for the scale
 //   scripts, which start Kubernetes backends) and moves this copy to waking.
 
-import type { BackendLifecycle, LifecycleStatus } from '../../durable-objects/backend-lifecycle';
-import type { BackendState } from '../admin/backends-api';
+import type { BackendLifecycle } from '../env';
+import type { LifecycleReport, LifecycleStatus } from '../protocol/lifecycle';
+import type { BackendState } from '../protocol/backends-api';
 import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig } from '../config/schema';
-import { background, errorMessage, stillRunning, type WaitUntil } from './isolate-sync';
-import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, lifecycleSettings, tracked, type LifecycleSettings } from './lifecycle-rules';
-
-export type { LifecycleStatus } from '../../durable-objects/backend-lifecycle';
+import { background, errorMessage, type WaitUntil } from '../isolate/background';
+import { registerIsolateState } from '../isolate/registry';
+import { ReportLoop, type ReportLoopSpec } from '../isolate/report-loop';
+import { SingleFlight } from '../isolate/single-flight';
+import { expectedColdStart, idleSince, IN_FLIGHT_FRESH_MS, lifecycleSettings, tracked, type LifecycleSettings } from '../protocol/rules/lifecycle-rules';
 
 /** A copy older than this is re-read (in the background) when the backend is planned again. */
 export const REFRESH_MS = 1_000;
@@ -57,7 +59,7 @@ interface Entry {
   version: number;
   fetchedAt: number;
   heldUntil: number;
-  refreshing: number | null;
+  refresh: SingleFlight;
   // What this isolate saw and has not reported yet.
   inFlight: number;
   reportedInFlight: number;
@@ -70,14 +72,25 @@ interface Entry {
   /** The wake start last measured, so that requests waiting on one wake record it once. */
   observedFor: number;
   urgent: boolean;
-  flushing: number | null;
+  reports: ReportLoop<LoopArgs, LifecycleReport, LifecycleStatus>;
   lastFlushAt: number;
   /** Typical time to the first byte of a warm answer (ms, 0 unknown): [streamed, not streamed]. */
   normal: [number, number];
 }
 
+/** What a report loop works with: its backend, and the namespace and settings of the call that started it. */
+interface LoopArgs {
+  id: string;
+  e: Entry;
+  ns: Ns;
+  s: LifecycleSettings;
+}
+
 let entries = new Map<string, Entry>();
 let isolateId: string | null = null;
+registerIsolateState('lifecycle-view', () => {
+  entries = new Map(); // reports in flight land nowhere
+});
 
 function entry(id: string): Entry {
   let e = entries.get(id);
@@ -92,7 +105,7 @@ function entry(id: string): Entry {
       version: -1,
       fetchedAt: 0,
       heldUntil: 0,
-      refreshing: null,
+      refresh: new SingleFlight(),
       inFlight: 0,
       reportedInFlight: 0,
       started: 0,
@@ -103,7 +116,7 @@ function entry(id: string): Entry {
       observed: null,
       observedFor: 0,
       urgent: false,
-      flushing: null,
+      reports: new ReportLoop(REPORTS),
       lastFlushAt: Number.NEGATIVE_INFINITY,
       normal: [0, 0],
     };
@@ -159,15 +172,13 @@ export function refreshBackendLifecycles(env: Record<string, unknown>, ctx: Wait
     const e = entry(b.id);
     const s = lifecycleSettings(config, b.id);
     if (hasNews(e)) pump(ctx, ns, b.id, e, s, now);
-    if (now - e.fetchedAt < REFRESH_MS || stillRunning(e.refreshing, now) || stillRunning(e.flushing, now)) continue;
-    const mine = (e.refreshing = now);
+    if (now - e.fetchedAt < REFRESH_MS || e.refresh.running(now) || e.reports.running(now)) continue;
+    const mine = e.refresh.start(now);
     const read = stubOf(ns, b.id)
       .status({ backend: b.id, settings: s })
       .then((status) => apply(e, status, Date.now(), true))
       .catch((err) => console.warn(`lifecycle ${b.id}: refresh failed: ${errorMessage(err)}`))
-      .finally(() => {
-        if (e.refreshing === mine) e.refreshing = null;
-      });
+      .finally(() => e.refresh.done(mine));
     background(ctx, read, 'lifecycle');
   }
 }
@@ -299,11 +310,6 @@ export function lifecycleView(backendId: string): { state: BackendState; since: 
   return e && { state: e.state, since: e.since, expectedMs: e.expectedMs, inFlight: e.inFlight, fetchedAt: e.fetchedAt, normal: [...e.normal] };
 }
 
-/** For tests: forget every copy and batch, as a fresh isolate would. Reports in flight land nowhere. */
-export function resetLifecycleView(): void {
-  entries = new Map();
-}
-
 // ------------------------------------------------------------------ internals
 
 function namespace(env: Record<string, unknown>): Ns | undefined {
@@ -322,60 +328,49 @@ function hasNews(e: Entry): boolean {
   return e.started > 0 || e.warmAt !== null || e.coldAt !== null || e.observed !== null || e.inFlight !== e.reportedInFlight;
 }
 
-/** How long the batch must still wait (0: send now). */
-function waitFor(e: Entry, now: number): number {
-  const since = now - e.lastFlushAt;
-  return Math.max(0, (e.urgent ? URGENT_GAP_MS : REPORT_INTERVAL_MS) - since);
-}
-
 /** Starts the report loop for a backend unless one is running (it will pick the news up). */
 function pump(ctx: WaitUntil, ns: Ns, id: string, e: Entry, s: LifecycleSettings, now: number): void {
-  if (stillRunning(e.flushing, now) || !hasNews(e)) return;
-  const mine = (e.flushing = now);
-  background(ctx, drain(ns, id, e, s, mine), 'lifecycle');
+  e.reports.pump(ctx, { id, e, ns, s }, now);
 }
 
-/** Sends batches, one report at a time, each once it is due, until nothing is left to say. */
-async function drain(ns: Ns, id: string, e: Entry, s: LifecycleSettings, mine: number): Promise<void> {
-  try {
-    for (;;) {
-      if (e.flushing !== mine || !hasNews(e) || Date.now() - mine > LOOP_MAX_MS) return;
-      const wait = waitFor(e, Date.now());
-      if (wait > 0) {
-        await new Promise((r) => setTimeout(r, wait));
-        continue;
-      }
-      const now = Date.now();
-      const batch = {
-        backend: id,
-        settings: s,
-        isolate: (isolateId ??= crypto.randomUUID()),
-        in_flight: e.inFlight,
-        requests: e.started,
-        last_request_at: e.lastRequestAt || null,
-        warm_at: e.warmAt,
-        cold_at: e.coldAt,
-        observed: e.observed ?? [],
-      };
-      e.started = 0;
-      e.warmAt = null;
-      e.coldAt = null;
-      e.observed = null;
-      e.urgent = false;
-      e.reportedInFlight = batch.in_flight;
-      e.lastReportedRequestAt = e.lastRequestAt;
-      e.lastFlushAt = now;
-      try {
-        apply(e, await stubOf(ns, id).report(batch), Date.now(), false);
-      } catch (err) {
-        // Not retried: the object may have counted it. The next batch carries the in-flight count again.
-        console.warn(`lifecycle ${id}: report failed: ${errorMessage(err)}`);
-      }
-    }
-  } finally {
-    if (e.flushing === mine) e.flushing = null;
-  }
-}
+/**
+ * Each backend's report loop: counts ride along within REPORT_INTERVAL_MS, news goes within
+ * URGENT_GAP_MS, until nothing is left to say (or LOOP_MAX_MS has passed).
+ */
+const REPORTS: ReportLoopSpec<LoopArgs, LifecycleReport, LifecycleStatus> = {
+  what: 'lifecycle',
+  maxLoopMs: LOOP_MAX_MS,
+  due(now, { e }) {
+    if (!hasNews(e)) return 'idle';
+    return Math.max(0, (e.urgent ? URGENT_GAP_MS : REPORT_INTERVAL_MS) - (now - e.lastFlushAt));
+  },
+  take(now, { id, e, s }) {
+    const batch: LifecycleReport = {
+      backend: id,
+      settings: s,
+      isolate: (isolateId ??= crypto.randomUUID()),
+      in_flight: e.inFlight,
+      requests: e.started,
+      last_request_at: e.lastRequestAt || null,
+      warm_at: e.warmAt,
+      cold_at: e.coldAt,
+      observed: e.observed ?? [],
+    };
+    e.started = 0;
+    e.warmAt = null;
+    e.coldAt = null;
+    e.observed = null;
+    e.urgent = false;
+    e.reportedInFlight = batch.in_flight;
+    e.lastReportedRequestAt = e.lastRequestAt;
+    e.lastFlushAt = now;
+    return batch;
+  },
+  send: (batch, { id, ns }) => stubOf(ns, id).report(batch),
+  apply: (status, { e }) => apply(e, status, Date.now(), false),
+  // Not retried: the object may have counted it. The next batch carries the in-flight count again.
+  failed: (err, _batch, { id }) => console.warn(`lifecycle ${id}: report failed: ${errorMessage(err)}`),
+};
 
 /**
  * Installs the object's answer. An answer older than the copy is ignored; a background read does

@@ -14,12 +14,14 @@
 // - A half-open breaker is the one case that pays a hop on the request path: acquireProbe() asks
 //   its object for a probe permit, so that at most half_open_max_probes probes run edge-wide.
 
-import type { BreakerSettings, BreakerState, BreakerStatus, CircuitBreaker } from '../../durable-objects/circuit-breaker';
+import type { BreakerSettings, BreakerState, BreakerStatus } from '../protocol/breaker';
+import type { CircuitBreaker } from '../env';
 import type { CompiledConfig } from '../config/compiled';
 import { managedKinds, type BackendKind } from '../config/schema';
-import { background as backgroundTask, errorMessage as message, GIVE_UP_MS, type WaitUntil } from './isolate-sync';
-
-export type { BreakerDetails, BreakerSettings, BreakerState, BreakerStatus } from '../../durable-objects/circuit-breaker';
+import { background as backgroundTask, errorMessage as message, type WaitUntil } from '../isolate/background';
+import { registerIsolateState } from '../isolate/registry';
+import { ReportLoop, type ReportLoopSpec } from '../isolate/report-loop';
+import { SingleFlight } from '../isolate/single-flight';
 
 export type BreakerOutcome = 'success' | 'failure' | 'ignore';
 
@@ -53,10 +55,8 @@ interface Entry {
   fetchedAt: number;
   /** Local clock: last breakerAllows() for it. */
   askedAt: number;
-  /** Since when a refresh has been in flight (null: none). */
-  refreshing: number | null;
-  /** Since when a report loop has been running (null: none). */
-  flushing: number | null;
+  refresh: SingleFlight;
+  reports: ReportLoop<LoopArgs, Batch, BreakerStatus>;
   lastFlushAt: number;
   batch: Batch | null;
   /** Expiry (local clock) of each probe permit this isolate holds. */
@@ -65,7 +65,18 @@ interface Entry {
   probeDeniedUntil: number;
 }
 
+/** What a report loop works with: its backend, and the namespace and settings of the call that started it. */
+interface LoopArgs {
+  id: string;
+  e: Entry;
+  ns: DurableObjectNamespace<CircuitBreaker>;
+  s: BreakerSettings;
+}
+
 let entries = new Map<string, Entry>();
+registerIsolateState('breaker-view', () => {
+  entries = new Map(); // reports in flight land nowhere
+});
 const settingsCache = new WeakMap<CompiledConfig, Map<string, BreakerSettings>>();
 
 function entry(id: string): Entry {
@@ -77,8 +88,8 @@ function entry(id: string): Entry {
       version: -1,
       fetchedAt: 0,
       askedAt: 0,
-      refreshing: null,
-      flushing: null,
+      refresh: new SingleFlight(),
+      reports: new ReportLoop(REPORTS),
       lastFlushAt: Number.NEGATIVE_INFINITY,
       batch: null,
       probes: [],
@@ -180,7 +191,7 @@ export function reportOutcome(
     b.failures++;
     if (options.cause) b.cause = options.cause;
   }
-  if (ns) pump(ctx, ns, backendId, e, s, now);
+  if (ns) e.reports.pump(ctx, { id: backendId, e, ns, s }, now);
 }
 
 /**
@@ -237,19 +248,16 @@ export function refreshBreakers(env: Record<string, unknown>, ctx: WaitUntil, co
       e.batch = null;
       continue;
     }
-    if (e.batch) pump(ctx, ns, id, e, s, now);
+    if (e.batch) e.reports.pump(ctx, { id, e, ns, s }, now);
     if (now - e.askedAt > IN_USE_MS || now - e.fetchedAt < s.refresh_ms) continue;
-    if (e.refreshing !== null && now - e.refreshing < GIVE_UP_MS) continue;
     // A report in flight brings the state back too.
-    if (e.flushing !== null && now - e.flushing < GIVE_UP_MS) continue;
-    const mine = (e.refreshing = now);
+    if (e.refresh.running(now) || e.reports.running(now)) continue;
+    const mine = e.refresh.start(now);
     const read = stubOf(ns, id)
       .state({ backend: id, settings: s })
       .then((status) => apply(e, status, Date.now()))
       .catch((err) => console.warn(`breaker ${id}: refresh failed: ${message(err)}`))
-      .finally(() => {
-        if (e.refreshing === mine) e.refreshing = null;
-      });
+      .finally(() => e.refresh.done(mine));
     background(ctx, read);
   }
 }
@@ -265,11 +273,6 @@ export function breakerView(backendId: string): { state: BreakerState; openUntil
   return e && { state: e.state, openUntil: e.openUntil, fetchedAt: e.fetchedAt, pending: e.batch?.outcomes ?? '' };
 }
 
-/** For tests: forget every copy and batch, as a fresh isolate would. Reports in flight land nowhere. */
-export function resetBreakerView(): void {
-  entries = new Map();
-}
-
 // ------------------------------------------------------------------ internals
 
 function namespace(env: Record<string, unknown>): DurableObjectNamespace<CircuitBreaker> | undefined {
@@ -280,62 +283,35 @@ function stubOf(ns: DurableObjectNamespace<CircuitBreaker>, backendId: string): 
   return ns.get(ns.idFromName(backendId));
 }
 
-const background = (ctx: WaitUntil, p: Promise<unknown>): void => backgroundTask(ctx, p, 'breaker');
-
-function due(e: Entry, s: BreakerSettings, now: number): boolean {
-  const b = e.batch;
-  if (!b) return false;
-  const since = now - e.lastFlushAt;
-  return b.outcomes.length >= s.report_max_batch || since >= s.report_interval_ms || (b.failures > 0 && since >= failureGap(s));
-}
+const background = (ctx: WaitUntil, p: Promise<unknown>): void => void backgroundTask(ctx, p, 'breaker');
 
 const failureGap = (s: BreakerSettings) => Math.min(FAILURE_FLUSH_MS, s.report_interval_ms);
 
-/** Starts the report loop for a backend unless one is running (it will pick the batch up). */
-function pump(ctx: WaitUntil, ns: DurableObjectNamespace<CircuitBreaker>, id: string, e: Entry, s: BreakerSettings, now: number): void {
-  if (e.flushing !== null && now - e.flushing < GIVE_UP_MS) return;
-  if (!due(e, s, now) && !(e.batch && e.batch.failures > 0)) return; // successes wait for more, or for refreshBreakers
-  const mine = (e.flushing = now);
-  background(ctx, drain(ns, id, e, s, mine, now));
-}
-
 /**
- * Sends the batch whenever it is due, one report at a time, until nothing is due: a batch with a
- * failure waits out the failure gap here; one of successes only is left for later traffic.
+ * Each backend's report loop. A batch is due once report_max_batch outcomes piled up or
+ * report_interval_ms passed since the last report; a batch with a failure waits out only the
+ * failure gap (in the loop); one of successes only is left for later traffic (refreshBreakers).
  */
-async function drain(ns: DurableObjectNamespace<CircuitBreaker>, id: string, e: Entry, s: BreakerSettings, mine: number, startedAt: number): Promise<void> {
-  let now = startedAt;
-  try {
-    for (;;) {
-      const b = e.batch;
-      if (!b || e.flushing !== mine) return;
-      if (!due(e, s, now)) {
-        if (b.failures === 0) return;
-        const wait = Math.min(failureGap(s), Math.max(0, failureGap(s) - (now - e.lastFlushAt)));
-        await new Promise((r) => setTimeout(r, wait));
-        now = Math.max(Date.now(), e.lastFlushAt + failureGap(s));
-        continue;
-      }
-      e.batch = null;
-      e.lastFlushAt = now;
-      try {
-        const status = await stubOf(ns, id).report({
-          backend: id,
-          settings: s,
-          outcomes: b.outcomes,
-          ...(b.cause ? { cause: b.cause } : {}),
-        });
-        apply(e, status, Date.now());
-      } catch (err) {
-        // Not retried: the object may have counted it before the reply was lost.
-        console.warn(`breaker ${id}: report of ${b.outcomes.length} outcomes failed: ${message(err)}`);
-      }
-      now = Date.now();
-    }
-  } finally {
-    if (e.flushing === mine) e.flushing = null;
-  }
-}
+const REPORTS: ReportLoopSpec<LoopArgs, Batch, BreakerStatus> = {
+  what: 'breaker',
+  due(now, { e, s }) {
+    const b = e.batch;
+    if (!b) return 'idle';
+    const since = now - e.lastFlushAt;
+    if (b.outcomes.length >= s.report_max_batch || since >= s.report_interval_ms || (b.failures > 0 && since >= failureGap(s))) return 0;
+    if (b.failures === 0) return 'idle';
+    return Math.min(failureGap(s), Math.max(0, failureGap(s) - since));
+  },
+  take(now, { e }) {
+    const b = e.batch!;
+    e.batch = null;
+    e.lastFlushAt = now;
+    return b;
+  },
+  send: (b, { id, ns, s }) => stubOf(ns, id).report({ backend: id, settings: s, outcomes: b.outcomes, ...(b.cause ? { cause: b.cause } : {}) }),
+  apply: (status, { e }) => apply(e, status, Date.now()),
+  failed: (err, b, { id }) => console.warn(`breaker ${id}: report of ${b.outcomes.length} outcomes failed: ${message(err)}`),
+};
 
 function apply(e: Entry, status: BreakerStatus, now: number): void {
   if (!status || typeof status.state !== 'string' || typeof status.version !== 'number') return;

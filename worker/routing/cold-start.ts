@@ -15,7 +15,8 @@
 // there instead of queueing behind the start: only the request that started a wake waits for it.
 // x-router-cold-start says which of the two happened to the answer the client got.
 
-import { adapterFor, backendSecret } from '../backends';
+import { adapterFor } from '../backends';
+import { backendSecret } from '../protocol/rules/backend-endpoints';
 import type { CompiledConfig } from '../config/compiled';
 import type { BackendConfig, Timeouts } from '../config/schema';
 import type { EndpointKind } from '../openai/schemas';
@@ -30,8 +31,8 @@ import {
   requestWake,
   type ColdView,
 } from './backend-lifecycle-view';
-import { background, errorMessage, type WaitUntil } from './isolate-sync';
-import { tracked } from './lifecycle-rules';
+import { background, errorMessage, type WaitUntil } from '../isolate/background';
+import { tracked } from '../protocol/rules/lifecycle-rules';
 import type { Candidate } from './plan';
 
 export const COLD_START_HEADER = 'x-router-cold-start';

@@ -1,4 +1,5 @@
-import { adapterFor, backendSecret } from '../backends';
+import { adapterFor } from '../backends';
+import { backendSecret } from '../protocol/rules/backend-endpoints';
 import { USAGE_HEADER } from '../backends/types';
 import type { CompiledConfig } from '../config/compiled';
 import type { Timeouts } from '../config/schema';
@@ -199,7 +200,9 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   try {
     // Without a stream the whole answer is the "first token": ttft_ms bounds it for embeddings;
     // Replicate and Triton generate the whole answer before replying, so only total_ms bounds theirs.
-    arm(stream ? t.connect_ms : input.endpoint === 'embeddings' ? t.ttft_ms : t.total_ms, stream ? 'connect' : input.endpoint === 'embeddings' ? 'first token' : 'total');
+    if (stream) arm(Math.min(t.connect_ms, t.ttft_ms), 'connect');
+    else if (input.endpoint === 'embeddings') arm(t.ttft_ms, 'first token');
+    else arm(t.total_ms, 'total');
     res = await adapterFor(backend).send(backend, { endpoint: input.endpoint, body, stream, requestId: input.requestId }, {
       signal: controller.signal,
       secret: backendSecret(backend, input.env),
@@ -246,7 +249,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   if (!reader) return fail({ kind: 'status', message: 'empty body' });
   let first: ReadableStreamReadResult<Uint8Array>;
   try {
-    arm(t.ttft_ms, 'first token');
+    arm(t.ttft_ms - (Date.now() - started), 'first token'); // ttft_ms counts from the attempt's start
     first = await reader.read();
   } catch (e) {
     return thrown(e);

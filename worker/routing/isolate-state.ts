@@ -2,6 +2,8 @@
 // It is a local view, not the truth across the edge (Durable Object breakers hold that):
 // it lets a request skip a backend that just failed here without asking anyone.
 
+import { registerIsolateState } from '../isolate/registry';
+
 const FAILURES_TO_SKIP = 3;
 const SKIP_MS = 10_000;
 
@@ -42,6 +44,6 @@ export const isolateState = {
     if (++v.consecutiveFailures >= FAILURES_TO_SKIP) v.skipUntil = now + SKIP_MS;
   },
   usable: (id: string, now = Date.now()) => (views.get(id)?.skipUntil ?? 0) <= now,
-  /** For tests: forget everything. */
-  reset: () => views.clear(),
 };
+
+registerIsolateState('backend-memory', () => views.clear());

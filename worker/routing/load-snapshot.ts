@@ -4,16 +4,13 @@
 // or on the Durable Object. A backend whose entry is missing, failed or older than
 // routing.load_stale_ms has no known load (undefined): the planner falls back to in-flight counts.
 
-import type { BackendMetrics, LoadSnapshot } from '../../durable-objects/backend-metrics';
 import type { CompiledConfig } from '../config/compiled';
-import type { Env } from '../env';
-import type { BackendLoad } from './metrics-parse';
-
-export type { BackendLoad } from './metrics-parse';
-export type { BackendLoadEntry, LoadSnapshot } from '../../durable-objects/backend-metrics';
-
-/** A refresh that has not settled after this long is taken as lost (its waitUntil was cut short). */
-const REFRESH_GIVE_UP_MS = 15_000;
+import type { BackendMetrics, Env } from '../env';
+import { background, errorMessage, type WaitUntil } from '../isolate/background';
+import { registerIsolateState } from '../isolate/registry';
+import { SingleFlight } from '../isolate/single-flight';
+import type { LoadSnapshot } from '../protocol/backend-metrics';
+import type { BackendLoad } from '../protocol/rules/metrics-parse';
 
 /** Backend id → its last good load. Only entries with a load are kept. */
 let loads = new Map<string, BackendLoad>();
@@ -23,9 +20,18 @@ let staleMs = 30_000;
 /** When this isolate last started a refresh (success or not, so failures back off one interval). */
 let lastRefreshAt = Number.NEGATIVE_INFINITY;
 /** The refresh in flight, if any. */
-let inFlight: { since: number } | null = null;
-/** Bumped by resetLoadSnapshot so a refresh started before it cannot install its answer. */
+let refresh = new SingleFlight();
+/** Bumped by a reset so a refresh started before it cannot install its answer. */
 let generation = 0;
+
+registerIsolateState('load-snapshot', () => {
+  loads = new Map();
+  takenAt = 0;
+  staleMs = 30_000;
+  lastRefreshAt = Number.NEGATIVE_INFINITY;
+  refresh = new SingleFlight();
+  generation++;
+});
 
 /**
  * The backend's load from the last snapshot this isolate holds, or undefined when there is
@@ -43,35 +49,31 @@ export function backendLoad(id: string, now: number = Date.now()): BackendLoad |
  */
 export function refreshLoad(
   env: Env,
-  ctx: { waitUntil(p: Promise<unknown>): void },
+  ctx: WaitUntil,
   config: CompiledConfig,
   now: number = Date.now(),
 ): void {
   const routing = config.raw.routing;
   staleMs = routing.load_stale_ms;
   if (now - lastRefreshAt < routing.scrape_interval_ms) return;
-  if (inFlight !== null && now - inFlight.since < REFRESH_GIVE_UP_MS) return;
+  if (refresh.running(now)) return;
   const ns = env.BACKEND_METRICS;
   if (!ns) return;
   lastRefreshAt = now;
-  const mine = (inFlight = { since: now });
-  try {
-    ctx.waitUntil(fetchSnapshot(ns, mine, generation));
-  } catch (e) {
-    inFlight = null;
-    console.warn(`load-snapshot: refresh not started: ${message(e)}`);
-  }
+  const flight = refresh;
+  const mine = flight.start(now);
+  if (!background(ctx, fetchSnapshot(ns, flight, mine, generation), 'load-snapshot')) flight.done(mine);
 }
 
-async function fetchSnapshot(ns: DurableObjectNamespace<BackendMetrics>, mine: { since: number }, gen: number): Promise<void> {
+async function fetchSnapshot(ns: DurableObjectNamespace<BackendMetrics>, flight: SingleFlight, mine: number, gen: number): Promise<void> {
   try {
     const stub = ns.get(ns.idFromName('global'));
     const snap = await stub.snapshot();
     if (gen === generation) install(snap);
   } catch (e) {
-    console.warn(`load-snapshot: refresh failed: ${message(e)}`);
+    console.warn(`load-snapshot: refresh failed: ${errorMessage(e)}`);
   } finally {
-    if (inFlight === mine) inFlight = null;
+    flight.done(mine);
   }
 }
 
@@ -86,18 +88,4 @@ function install(snap: LoadSnapshot): void {
   }
   loads = next;
   takenAt = snap.takenAt;
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** For tests: forget the snapshot and any refresh in flight, as a fresh isolate would. */
-export function resetLoadSnapshot(): void {
-  loads = new Map();
-  takenAt = 0;
-  staleMs = 30_000;
-  lastRefreshAt = Number.NEGATIVE_INFINITY;
-  inFlight = null;
-  generation++;
 }

@@ -1,5 +1,5 @@
 import type { CompiledConfig } from '../config/compiled';
-import type { ModelConfig, TenantConfig } from '../config/schema';
+import type { ModelConfig, SplitConfig, TenantConfig } from '../config/schema';
 import { errors } from '../http/errors';
 import { scoreComplexity, tierForScore } from './complexity';
 import { pickSplitTarget } from './split';
@@ -46,24 +46,23 @@ export function resolveRoute(
 
   if (requested === 'auto' || tiers[requested]) {
     if (modelType !== 'chat') throw errors.badRequest(`"${requested}" names a tier of chat models; embeddings need an embedding model.`, 'model', 'model_not_supported');
-    const allowed = allowedTiers(config, tenant);
-    if (allowed.length === 0) {
+    const named = allowedTiers(config, tenant);
+    if (named.length === 0) {
       throw requested === 'auto' && Object.keys(tiers).length === 0
         ? errors.notFound('No tiers are configured, so "auto" cannot be routed.', 'model_not_found', 'model')
         : errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
     }
+    if (requested !== 'auto' && !named.includes(requested)) throw errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
+    // The tenant's `models` bounds tiers too: a tier none of whose models it may use is no route for it.
+    const allowed = named.filter((t) => tierReachable(config, tenant, t));
     const { score } = scoreComplexity(body as Parameters<typeof scoreComplexity>[0]);
-    let tier: string;
-    if (requested === 'auto') {
-      const wanted = tierForScore(thresholds(config), score);
-      tier = nearestAllowed(config, wanted, allowed);
-    } else {
-      if (!allowed.includes(requested)) throw errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
-      tier = requested;
-    }
-    const stages: Stage[] = [{ tier, targets: tierTargets(config, tier, user) }];
-    const fallback = tiers[tier]!.fallback_tier;
-    if (fallback && allowed.includes(fallback)) stages.push({ tier: fallback, targets: tierTargets(config, fallback, user) });
+    const tier = requested === 'auto' ? (allowed.length ? nearestAllowed(config, tierForScore(thresholds(config), score), allowed) : null) : requested;
+    const fallback = tier ? tiers[tier]!.fallback_tier : undefined;
+    const stages: Stage[] = [tier, fallback && named.includes(fallback) ? fallback : null]
+      .filter((t): t is string => t !== null)
+      .map((t) => ({ tier: t, targets: tierTargets(config, tenant, t, user) }))
+      .filter((s) => s.targets.length > 0);
+    if (stages.length === 0) throw errors.forbidden(`Your key may use none of the models tier "${requested}" routes to.`, 'model_not_allowed', 'model');
     return { requested, stages, complexity: score };
   }
 
@@ -73,6 +72,7 @@ export function resolveRoute(
     const target = pickSplitTarget(requested, split, user);
     const model = config.modelsByName.get(target.model)!;
     checkType(model, requested, modelType);
+    if (modelType === 'embedding') checkEmbeddingContext(model, body.input);
     return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [toTarget(requested, target, model)] }], complexity: null };
   }
 
@@ -80,6 +80,7 @@ export function resolveRoute(
   if (!model) throw errors.notFound(`The model "${requested}" does not exist.`, 'model_not_found', 'model');
   if (!tenantMayUse(tenant, [model.id, ...model.aliases])) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
   checkType(model, requested, modelType);
+  if (modelType === 'embedding') checkEmbeddingContext(model, body.input);
   return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [{ model }] }], complexity: null };
 }
 
@@ -87,6 +88,16 @@ function checkType(model: ModelConfig, requested: string, modelType: 'chat' | 'e
   if (model.type === modelType) return;
   const what = model.type === 'embedding' ? 'an embedding model; use /v1/embeddings' : 'not an embedding model';
   throw errors.badRequest(`The model "${requested}" is ${what}.`, 'model', 'model_not_supported');
+}
+
+/** Token-id embedding inputs longer than the model's context (when the config knows it) are refused here, not by every backend in turn. */
+function checkEmbeddingContext(model: ModelConfig, input: unknown) {
+  const max = model.max_model_len;
+  if (max === undefined || !Array.isArray(input) || input.length === 0) return;
+  const items = (Array.isArray(input[0]) ? input : [input]) as unknown[][];
+  const i = items.findIndex((ids) => ids.length > max);
+  if (i < 0) return;
+  throw errors.badRequest(`Input ${i} has ${items[i]!.length} tokens; the context of "${model.id}" is ${max} tokens.`, 'input', 'context_length_exceeded');
 }
 
 const tenantMayUse = (tenant: TenantConfig, names: string[]) => tenant.models.includes('*') || names.some((n) => tenant.models.includes(n));
@@ -108,13 +119,54 @@ function nearestAllowed(config: CompiledConfig, wanted: string, allowed: string[
   return (stronger ?? byLevel.sort((a, b) => b.d - a.d)[0])!.t;
 }
 
-function tierTargets(config: CompiledConfig, tier: string, user: string | null): Target[] {
-  return config.raw.tiers[tier]!.models.map((name) => {
+/** The tier's targets the tenant may use, best first: a disallowed model is skipped, a split picks among its allowed targets. */
+function tierTargets(config: CompiledConfig, tenant: TenantConfig, tier: string, user: string | null): Target[] {
+  return config.raw.tiers[tier]!.models.flatMap((name) => {
     const split = config.raw.splits[name];
-    if (!split) return { model: config.modelsByName.get(name)! };
-    const target = pickSplitTarget(name, split, user);
-    return toTarget(name, target, config.modelsByName.get(target.model)!);
+    if (!split) {
+      const model = config.modelsByName.get(name)!;
+      return mayUseModel(tenant, model) ? [{ model }] : [];
+    }
+    const usable = usableSplit(config, tenant, name, split);
+    if (!usable) return [];
+    const target = pickSplitTarget(name, usable, user);
+    return [toTarget(name, target, config.modelsByName.get(target.model)!)];
   });
+}
+
+/**
+ * A tier's split for this tenant: whole when the tenant may use the split by name, else only the
+ * targets whose model it may use (null when none with weight is left).
+ */
+function usableSplit(config: CompiledConfig, tenant: TenantConfig, name: string, split: SplitConfig): SplitConfig | null {
+  if (tenantMayUse(tenant, [name])) return split;
+  const targets = split.targets.filter((t) => t.weight > 0 && mayUseModel(tenant, config.modelsByName.get(t.model)!));
+  return targets.length ? { targets } : null;
+}
+
+/** True when the tier routes to at least one model the tenant may use. */
+export function tierReachable(config: CompiledConfig, tenant: TenantConfig, tier: string): boolean {
+  return config.raw.tiers[tier]!.models.some((name) => {
+    const split = config.raw.splits[name];
+    return split ? usableSplit(config, tenant, name, split) !== null : mayUseModel(tenant, config.modelsByName.get(name)!);
+  });
+}
+
+const mayUseModel = (tenant: TenantConfig, model: ModelConfig) => tenantMayUse(tenant, [model.id, ...model.aliases]);
+
+/**
+ * config:check's warnings for tenants whose routes lead nowhere: a tier it may name but whose
+ * models it may not use (403 for it), or no tier at all reachable while tiers are allowed.
+ */
+export function tenantRouteWarnings(config: CompiledConfig): string[] {
+  const out: string[] = [];
+  for (const [id, tenant] of Object.entries(config.raw.tenants)) {
+    const named = allowedTiers(config, tenant);
+    const dead = named.filter((t) => !tierReachable(config, tenant, t));
+    if (named.length > 0 && dead.length === named.length) out.push(`router.tenants.${id}: none of its tiers (${named.join(', ')}) reaches a model in its models list: tier names and "auto" answer 403`);
+    else if (dead.length) out.push(`router.tenants.${id}: tier${dead.length > 1 ? 's' : ''} ${dead.join(', ')} reach${dead.length > 1 ? '' : 'es'} no model in its models list (403 for ${dead.length > 1 ? 'them' : 'it'}; "auto" skips ${dead.length > 1 ? 'them' : 'it'})`);
+  }
+  return out;
 }
 
 function toTarget(split: string, target: { backends?: readonly string[] }, model: ModelConfig): Target {
@@ -131,7 +183,7 @@ export function modelNamesFor(config: CompiledConfig, tenantId: string): { id: s
     if (tenantMayUse(tenant, names)) for (const n of names) out.push({ id: n, owned_by: 'edge-router' });
   }
   for (const name of Object.keys(config.raw.splits)) if (tenantMayUse(tenant, [name])) out.push({ id: name, owned_by: 'edge-router:split' });
-  const tiers = allowedTiers(config, tenant);
+  const tiers = allowedTiers(config, tenant).filter((t) => tierReachable(config, tenant, t));
   for (const t of tiers) out.push({ id: t, owned_by: 'edge-router:tier' });
   if (tiers.length) out.push({ id: 'auto', owned_by: 'edge-router:tier' });
   return out;

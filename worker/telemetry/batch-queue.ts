@@ -1,6 +1,5 @@
-import type { UsageRecord } from './usage-record';
-
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
+import type { UsageRecord } from '../protocol/usage-record';
+import type { WaitUntil } from '../isolate/background';
 
 export interface BatchPolicy {
   flushIntervalMs: number;

@@ -1,22 +1,11 @@
 // What an isolate counted since its last flush: counters, fixed-bucket histograms and minute
-// buckets, all additive, so the aggregator can sum deltas from any number of isolates.
+// buckets, all additive, so the aggregator can sum deltas from any number of isolates
+// (the delta's shape and applyDelta() are worker/protocol/metrics.ts).
 
-import type { UsageRecord } from './usage-record';
+import type { DeltaBody } from '../protocol/metrics';
+import { bucketIndex, emptyBuckets, minuteKey, minuteOf, type MinuteBucket } from '../protocol/rules/minute-series';
+import type { UsageRecord } from '../protocol/usage-record';
 import { REQUEST_METRICS as M, seriesKey, type RequestMetric } from './metric-catalog';
-import { addBuckets, bucketIndex, emptyBuckets, mergeMinute, minuteKey, minuteOf, type MinuteBucket } from './minute-series';
-
-/** One isolate's flush. (isolate, seq) makes a resent flush harmless: the aggregator applies each seq once. */
-export interface MetricsDelta {
-  isolate: string;
-  seq: number;
-  /** [series key, increment]. */
-  counters: [string, number][];
-  /** [series key, counts per bucket (LATENCY_BUCKETS_MS + overflow), sum of the values in seconds]. */
-  histograms: [string, number[], number][];
-  minutes: MinuteBucket[];
-}
-
-export type DeltaBody = Omit<MetricsDelta, 'isolate' | 'seq'>;
 
 /** Codes of 429s that a limit or a budget gave (not the backend's). */
 const LIMIT_CODES = new Set(['rate_limit_exceeded', 'budget_exceeded', 'insufficient_quota']);
@@ -119,32 +108,4 @@ export class MetricsAccumulator {
     this.records = 0;
     return body;
   }
-}
-
-/** Adds a delta body into cumulative maps (the aggregator's, or a test's). */
-export function applyDelta(
-  into: { counters: Map<string, number>; histograms: Map<string, { buckets: number[]; sum: number }>; minutes: Map<string, MinuteBucket> },
-  d: DeltaBody,
-): { counters: Set<string>; histograms: Set<string>; minutes: Set<string> } {
-  const touched = { counters: new Set<string>(), histograms: new Set<string>(), minutes: new Set<string>() };
-  for (const [k, v] of d.counters) {
-    into.counters.set(k, (into.counters.get(k) ?? 0) + v);
-    touched.counters.add(k);
-  }
-  for (const [k, buckets, sum] of d.histograms) {
-    const h = into.histograms.get(k);
-    if (h) {
-      addBuckets(h.buckets, buckets);
-      h.sum += sum;
-    } else into.histograms.set(k, { buckets: addBuckets(emptyBuckets(), buckets), sum });
-    touched.histograms.add(k);
-  }
-  for (const m of d.minutes) {
-    const k = minuteKey(m);
-    const have = into.minutes.get(k);
-    if (have) mergeMinute(have, m);
-    else into.minutes.set(k, { ...m, ttft_ms_buckets: addBuckets(emptyBuckets(), m.ttft_ms_buckets), latency_ms_buckets: addBuckets(emptyBuckets(), m.latency_ms_buckets) });
-    touched.minutes.add(k);
-  }
-  return touched;
 }

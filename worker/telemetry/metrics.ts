@@ -9,16 +9,18 @@
 // A flush whose reply is lost is resent as is (same seq) before anything newer: the aggregator
 // applies each (isolate, seq) once, so nothing is lost or counted twice while the isolate lives.
 
-import type { MetricsAggregator, MetricsSnapshot } from '../../durable-objects/metrics-aggregator';
+import type { MetricsAggregator } from '../env';
+import type { MetricsSnapshot } from '../protocol/metrics';
 import type { CompiledConfig } from '../config/compiled';
 import type { MetricsConfig } from '../config/metrics';
 import type { Env } from '../env';
 import { upstashHealth } from '../cache/upstash-health';
-import { background, errorMessage, stillRunning, type WaitUntil } from '../routing/isolate-sync';
+import { background, errorMessage, stillRunning, type WaitUntil } from '../isolate/background';
 import { REQUEST_METRICS as M } from './metric-catalog';
-import { MetricsAccumulator, type MetricsDelta } from './metrics-delta';
-import { mergeMinuteLists, type MinuteBucket } from './minute-series';
-import type { UsageRecord } from './usage-record';
+import { MetricsAccumulator } from './metrics-delta';
+import type { MetricsDelta } from '../protocol/metrics';
+import { mergeMinuteLists, type MinuteBucket } from '../protocol/rules/minute-series';
+import type { UsageRecord } from '../protocol/usage-record';
 
 export type Send = (delta: MetricsDelta) => Promise<unknown>;
 
@@ -38,8 +40,9 @@ export class MetricsIsolate {
   private lastFlushAt = 0;
   /** Since when a flush has been in flight (null: none). */
   private sending: number | null = null;
-  /** The armed flush timer (null: none). */
+  /** The armed flush timer (null: none), and what fires it early. */
   private timer: Promise<void> | null = null;
+  wake: (() => void) | null = null;
   /** Upstash counts already handed over, to send only what grew (they are per-isolate totals). */
   private upstashSent = new Map<string, number>();
 
@@ -58,8 +61,13 @@ export class MetricsIsolate {
       // the interval is up, so a scrape sees them with no further traffic.
       if (this.timer) return;
       const wait = Math.max(0, this.lastFlushAt + s.flush_interval_ms - now);
-      const timer = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
+      const timer = new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, wait);
+        this.wake = () => (clearTimeout(t), resolve());
+      }).then(() => {
         this.timer = null;
+        this.wake = null;
+        this.lastFlushAt = 0; // due now, whatever woke it
         this.schedule(ctx, s, send);
       });
       this.timer = timer;
@@ -165,6 +173,14 @@ export async function readSnapshots(env: Env, config: CompiledConfig): Promise<M
 export async function readMinutes(env: Env, config: CompiledConfig, sinceMs: number): Promise<MinuteBucket[]> {
   const lists = await Promise.all(shardNames(config.raw.metrics.shards).map((n) => aggregator(env, n).minutes(sinceMs)));
   return lists.length === 1 ? lists[0]! : mergeMinuteLists(lists);
+}
+
+/**
+ * Fires the armed flush timer now. For the in-process tests, whose helper waits for every request's
+ * waitUntil (the timer included) before it returns the answer.
+ */
+export function flushMetricsSoon(): void {
+  isolate.wake?.();
 }
 
 /** For tests: a fresh isolate's state (what was not flushed is dropped). */

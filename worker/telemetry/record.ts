@@ -1,8 +1,9 @@
 import type { CompiledConfig } from '../config/compiled';
 import type { UsageConfig } from '../config/usage';
 import { BatchQueue, type BatchPolicy } from './batch-queue';
-import type { UsageRecord } from './usage-record';
-import type { Env } from '../env';
+import type { UsageRecord } from '../protocol/usage-record';
+import type { Env, UsageLedger } from '../env';
+import type { WaitUntil } from '../isolate/background';
 import { observeRequest } from './metrics';
 
 // The one fan-out point for usage records: every finished request's record comes here once
@@ -10,13 +11,11 @@ import { observeRequest } from './metrics';
 // hot path: Analytics Engine's writeDataPoint is a local, non-blocking call; the ledger and the
 // collector are batched per isolate and written in waitUntil (batch-queue.ts).
 
-type WaitUntil = { waitUntil(p: Promise<unknown>): void };
-
 /** What the sinks need of the environment; structural, so tests can pass fakes. */
 export interface UsageEnv {
   /** Workers Analytics Engine dataset (wrangler.toml [[analytics_engine_datasets]]); absent locally. */
   USAGE?: { writeDataPoint(point: { indexes?: string[]; blobs?: (string | null)[]; doubles?: number[] }): void };
-  USAGE_LEDGER?: DurableObjectNamespace<import('../../durable-objects/usage-ledger').UsageLedger>;
+  USAGE_LEDGER?: DurableObjectNamespace<UsageLedger>;
   [secret: string]: unknown;
 }
 

@@ -1,9 +1,9 @@
 // Turns the aggregators' cumulative series (one snapshot per shard) into exposition families.
 
-import type { MetricsSnapshot } from '../../durable-objects/metrics-aggregator';
+import type { MetricsSnapshot } from '../protocol/metrics';
 import type { Family, HistogramSample, Sample } from './exposition';
 import { parseSeriesKey, REQUEST_METRICS, type MetricDef } from './metric-catalog';
-import { addBuckets, emptyBuckets, LATENCY_BUCKETS_MS } from './minute-series';
+import { addBuckets, emptyBuckets, LATENCY_BUCKETS_MS } from '../protocol/rules/minute-series';
 
 const BOUNDS_SECONDS = LATENCY_BUCKETS_MS.map((ms) => ms / 1000);
 

@@ -3,7 +3,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { EndpointKind } from '../openai/schemas';
 import type { ExecuteResult, Settled } from '../routing/types';
 import type { ResolvedRoute } from '../routing/resolve-model';
-import type { UsageRecord } from './usage-record';
+import type { UsageRecord } from '../protocol/usage-record';
 
 export interface DraftBase {
   requestId: string;

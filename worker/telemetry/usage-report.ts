@@ -1,4 +1,4 @@
-import type { GroupColumn, LedgerGroup } from '../../durable-objects/usage-ledger';
+import type { GroupColumn, LedgerGroup } from '../protocol/ledger';
 
 export interface ReportRow {
   [field: string]: string | number | null;
@@ -81,10 +81,16 @@ export function percentile(sorted: readonly number[], p: number): number {
 /** USD to 1e-12 (a picodollar): sums of floats print without noise, far below any price's precision. */
 const round = (usd: number) => Math.round(usd * 1e12) / 1e12;
 
-/** RFC 4180 CSV: a header row, CRLF line ends, fields quoted when they hold a comma, quote or line break. */
+/**
+ * RFC 4180 CSV: a header row, CRLF line ends, fields quoted when they hold a comma, quote or line break.
+ * Text cells come from clients (`user`, x-router-feature): one that begins with =, +, -, @, tab or
+ * CR would run as a formula in a spreadsheet, so it gets a leading ' (OWASP's CSV-injection advice).
+ * Numbers are written as they are.
+ */
 export function toCsv(rows: readonly ReportRow[], columns: readonly string[]): string {
   const cell = (v: string | number | null | undefined) => {
-    const s = v === null || v === undefined ? '' : String(v);
+    let s = v === null || v === undefined ? '' : String(v);
+    if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
     return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   };
   return [columns.map(cell).join(','), ...rows.map((r) => columns.map((c) => cell(r[c])).join(','))].join('\r\n') + '\r\n';

@@ -58,12 +58,12 @@ export async function runLoad(target: HttpTarget, connections: number, durationS
 export const SLICES = 3;
 
 /**
- * Runs `keys` in turn, `SLICES` times, `sliceS` seconds each, and merges each key's slices:
- * requests and errors add up, percentiles are the mean of the slices'.
+ * Runs `keys` in turn, `slices` times (`SLICES`; 1 in a smoke run), `sliceS` seconds each, and
+ * merges each key's slices: requests and errors add up, percentiles are the mean of the slices'.
  */
-export async function interleaved<K extends string>(keys: readonly K[], target: (k: K) => HttpTarget, connections: number, sliceS: number): Promise<Record<K, LoadResult>> {
+export async function interleaved<K extends string>(keys: readonly K[], target: (k: K) => HttpTarget, connections: number, sliceS: number, slices = SLICES): Promise<Record<K, LoadResult>> {
   const runs = Object.fromEntries(keys.map((k) => [k, [] as LoadResult[]])) as unknown as Record<K, LoadResult[]>;
-  for (let i = 0; i < SLICES; i++) for (const k of keys) runs[k].push(await runLoad(target(k), connections, sliceS));
+  for (let i = 0; i < slices; i++) for (const k of keys) runs[k].push(await runLoad(target(k), connections, sliceS));
   const out = {} as Record<K, LoadResult>;
   for (const k of keys) {
     const rs = runs[k];

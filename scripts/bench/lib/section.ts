@@ -3,8 +3,14 @@
 export interface BenchContext {
   /** Seconds per measured load run ($BENCH_DURATION_S, default per section). */
   durationS: number | undefined;
-  /** Where sections may write results (`.dev/bench`). */
+  /** Where sections may write results (`.dev/bench`, or `.dev/bench/smoke`). */
   outDir: string;
+  /**
+   * `--smoke`: prove the section still starts and runs end to end, as fast as it can (durationS is
+   * then 1 unless BENCH_DURATION_S says otherwise; sections also cut their counts and rounds).
+   * Numbers from a smoke run mean nothing.
+   */
+  smoke: boolean;
 }
 
 export interface BenchTable {

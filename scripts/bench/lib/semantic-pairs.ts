@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { canonicalJson } from '../../../worker/cache/canonical';
-import { guardAllows, type GuardReason } from '../../../worker/cache/semantic/guard';
+import { guardAllows, type GuardReason } from '../../../worker/protocol/rules/semantic-guard';
 import { cosine, localEmbedding } from '../../../worker/cache/semantic/local-embedding';
 import { semanticPrompt } from '../../../worker/cache/semantic/prompt';
 

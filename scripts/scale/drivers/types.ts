@@ -1,4 +1,4 @@
-import type { BackendStatus } from '../../../worker/admin/backends-api';
+import type { BackendStatus } from '../../../worker/protocol/backends-api';
 import type { ScalingConfig } from '../../../worker/config/scaling';
 
 /** One backend as a driver sees it: its id, its [scaling] policy and what the router reports. */

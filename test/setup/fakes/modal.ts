@@ -13,6 +13,7 @@ import { ANSWER_TOKENS, json, parseBody, startFake, type Fake } from './common';
 //   result after `redirects` 303s in all (default 2). With `redirect_origin` set, Location points
 //   at that origin instead (another fake, to check credentials are not sent across origins); a
 //   GET with a call id this fake never issued answers a result (it stands for Modal's other host).
+// With `redirect_status` (307 or 308), that redirect is sent instead of 303 (a POST to be repeated).
 // Other markers in the last message: [no-usage] (JSON without usage), [bad-json] (a 200 that is
 // not JSON).
 
@@ -22,6 +23,7 @@ export interface ModalFakeOptions {
   bearer?: string;
   redirects?: number;
   redirect_origin?: string;
+  redirect_status?: number;
 }
 
 export function startModalFake(opts: ModalFakeOptions = {}): Promise<Fake> {
@@ -52,15 +54,15 @@ export function startModalFake(opts: ModalFakeOptions = {}): Promise<Fake> {
       const id = `fc-${++n}`;
       const location = `${opts.redirect_origin ?? ''}/v1/chat/completions?__modal_function_call_id=${id}`;
       if (!opts.redirect_origin) pending.set(id, { body, left: opts.redirects ?? 2 });
-      return seeOther(res, location);
+      return seeOther(res, location, opts.redirect_status);
     }
     if (last.includes('[bad-json]')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"choices": [');
     answer(res, body, !last.includes('[no-usage]'));
   });
 }
 
-function seeOther(res: import('node:http').ServerResponse, location: string) {
-  res.writeHead(303, { location, 'content-length': '0' }).end();
+function seeOther(res: import('node:http').ServerResponse, location: string, status = 303) {
+  res.writeHead(status, { location, 'content-length': '0' }).end();
 }
 
 /** vLLM's answer: ANSWER_TOKENS cut at max_tokens, JSON or SSE. */

@@ -6,7 +6,8 @@ import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from
 // - POST /v1/models/{owner}/{name}/predictions, /v1/deployments/{owner}/{name}/predictions, and
 //   /v1/predictions with {"version"}: body {"input": {…}, "stream"?}. 201 with the prediction
 //   {id, model, version, input, output, error, status, logs, created_at, urls: {get, cancel,
-//   stream}, metrics}. Without `Prefer: wait` the status is "starting" and output null; with
+//   stream, web}, metrics} (web: the prediction's page on replicate.com, for people, not
+//   clients). Without `Prefer: wait` the status is "starting" and output null; with
 //   `Prefer: wait` or `wait=N` the call is held until the model is done and carries the output.
 // - GET /v1/predictions/{id}; POST /v1/predictions/{id}/cancel (status "canceled").
 // - urls.stream (here /stream/{id} on the same server): SSE, `event: output` with the text as
@@ -21,10 +22,13 @@ import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from
 //   [stream-hold]  the stream sends one output event, then waits until the client leaves
 //   [bad-json]     the create call answers 201 with a body that is not JSON
 //   [no-metrics]   no token counts in metrics
-// Options: token (bearer required when set, on every route but the stream URL).
+// Options: token (bearer required when set, on every route but the stream URL); urls_origin (the
+// origin the prediction's urls name instead of this server's: another server, to check the router
+// follows only origins it trusts).
 
 export interface ReplicateFakeOptions {
   token?: string;
+  urls_origin?: string;
 }
 
 interface Prediction {
@@ -37,7 +41,7 @@ interface Prediction {
   status: 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
   logs: string;
   created_at: string;
-  urls: { get: string; cancel: string; stream: string };
+  urls: { get: string; cancel: string; stream: string; web: string };
   metrics: Record<string, number>;
   /** Fake bookkeeping, not sent. */
   gets: number;
@@ -80,6 +84,7 @@ export function startReplicateFake(opts: ReplicateFakeOptions = {}): Promise<Fak
       const prompt: string = b.input.prompt;
       if (prompt.includes('[hold]')) await ctx.hold();
       const id = `p${++n}${Math.random().toString(36).slice(2, 8)}`;
+      const origin = opts.urls_origin ?? ctx.url;
       const model = path.split('/').slice(3, 5).join('/');
       const p: Prediction = {
         id,
@@ -91,7 +96,7 @@ export function startReplicateFake(opts: ReplicateFakeOptions = {}): Promise<Fak
         status: 'starting',
         logs: '',
         created_at: new Date().toISOString(),
-        urls: { get: `${ctx.url}/v1/predictions/${id}`, cancel: `${ctx.url}/v1/predictions/${id}/cancel`, stream: `${ctx.url}/stream/${id}` },
+        urls: { get: `${origin}/v1/predictions/${id}`, cancel: `${origin}/v1/predictions/${id}/cancel`, stream: `${origin}/stream/${id}`, web: `https://replicate.com/p/${id}` },
         metrics: {},
         gets: 0,
       };

@@ -1,16 +1,14 @@
 /**
- * A stand-in for the router's backends admin API (worker/admin/backends-api.ts), on loopback:
+ * A stand-in for the router's backends admin API (worker/protocol/backends-api.ts), on loopback:
  * GET /admin/backends answers with backendListSchema (checked before sending), POST
  * /admin/backends/:id/events takes backendEventSchema bodies and moves the backend's state the
  * way the contract describes (scaled_down{0} → cold; waking → waking, wake-ups answered;
- * ready → warm). The real route is built elsewhere; the scripts are tested against this contract.
+ * ready → warm). test/node/scale-real-router.test.ts runs the scripts against the real Worker;
+ * this stand-in stays for what the real one cannot show within a test: a movable clock (hours of
+ * idleness, keep-warm windows), backends the router reports but the config lacks, and failures on
+ * purpose (events answered 500).
  */
-import {
-  backendEventSchema,
-  backendListSchema,
-  type BackendEvent,
-  type BackendStatus,
-} from '../../../worker/admin/backends-api';
+import { backendEventSchema, backendListSchema, type BackendEvent, type BackendStatus } from '../../../worker/protocol/backends-api';
 import { json, listen, type FakeServer } from './http';
 
 export interface FakeRouter extends FakeServer {

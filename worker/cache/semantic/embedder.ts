@@ -1,4 +1,5 @@
-import { adapterFor, backendSecret } from '../../backends';
+import { adapterFor } from '../../backends';
+import { backendSecret } from '../../protocol/rules/backend-endpoints';
 import type { CompiledConfig } from '../../config/compiled';
 import type { BackendConfig, ModelConfig } from '../../config/schema';
 import { LOCAL_EMBEDDING_ID, localEmbedding, normalize } from './local-embedding';
@@ -12,12 +13,15 @@ export interface Embedder {
 
 export const localEmbedder: Embedder = { id: LOCAL_EMBEDDING_ID, embed: async (text) => localEmbedding(text) };
 
-/** [cache.semantic].embedding_model's backends when it is set, else the local lexical embedding (local-embedding.ts). */
-export function embedderFor(config: CompiledConfig, env: Record<string, unknown>): Embedder {
+/**
+ * [cache.semantic].embedding_model's backends when it is set, else the local lexical embedding
+ * (local-embedding.ts). `backends` narrows them (a tenant's allowed regions, residency.ts).
+ */
+export function embedderFor(config: CompiledConfig, env: Record<string, unknown>, backends?: readonly BackendConfig[]): Embedder {
   const { embedding_model, embedding_timeout_ms } = config.raw.cache.semantic;
   if (embedding_model === undefined) return localEmbedder;
   const model = config.modelsByName.get(embedding_model)!; // the schema checked it
-  return new BackendEmbedder(model, config.backendsByModel.get(model.id) ?? [], env, embedding_timeout_ms);
+  return new BackendEmbedder(model, backends ?? config.backendsByModel.get(model.id) ?? [], env, embedding_timeout_ms);
 }
 
 let lastWarnAt = 0;

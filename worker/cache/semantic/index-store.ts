@@ -1,7 +1,7 @@
 import type { Index } from '@upstash/vector/cloudflare';
-import type { SemanticIndex } from '../../../durable-objects/semantic-index';
+import type { SemanticIndex } from '../../env';
 import { upstashHealth, type UpstashHealth } from '../upstash-health';
-import { guardAllows } from './guard';
+import { guardAllows } from '../../protocol/rules/semantic-guard';
 
 /**
  * Where the semantic cache keeps prompts and answers, behind one interface: the per-tenant

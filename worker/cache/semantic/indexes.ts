@@ -1,4 +1,4 @@
-import type { SemanticIndex } from '../../../durable-objects/semantic-index';
+import type { SemanticIndex } from '../../env';
 import type { CompiledConfig } from '../../config/compiled';
 import { upstashVector, upstashVectorSettings } from '../upstash-vector';
 import { upstashHealth } from '../upstash-health';
@@ -15,9 +15,10 @@ const warned = new Set<string>();
  * token secret or binding is logged once; null means no semantic cache at all (no binding and no
  * Upstash), which is a miss, never an error.
  */
-export function semanticIndexFor(config: CompiledConfig, env: Record<string, unknown>): SemanticIndexStore | null {
+export function semanticIndexFor(config: CompiledConfig, env: Record<string, unknown>, opts: { upstashVector?: boolean } = {}): SemanticIndexStore | null {
   const { cache, upstash } = config.raw;
-  const { settings, missingSecret } = cache.semantic.index === 'durable-object' ? { settings: null, missingSecret: undefined } : upstashVectorSettings(upstash, env);
+  // upstashVector false: a tenant whose allowed regions exclude the Vector index (residency.ts) keeps to the Durable Object index.
+  const { settings, missingSecret } = cache.semantic.index === 'durable-object' || opts.upstashVector === false ? { settings: null, missingSecret: undefined } : upstashVectorSettings(upstash, env);
   const ns = env.SEMANTIC_INDEX as DurableObjectNamespace<SemanticIndex> | undefined;
   const id = `${settings?.token ?? ''}\n${ns ? 'do' : ''}`;
   let indexes = built.get(config);

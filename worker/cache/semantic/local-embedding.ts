@@ -1,4 +1,4 @@
-import { contentTokens } from './text';
+import { contentTokens } from '../../protocol/rules/semantic-text';
 
 /**
  * The local embedding: what the embedded semantic cache uses when no embedding model is

@@ -1,4 +1,4 @@
-import { normalizeSpace } from './text';
+import { normalizeSpace } from '../../protocol/rules/semantic-text';
 
 /**
  * What the semantic cache looks at in a request: the text it embeds (the last user message, or

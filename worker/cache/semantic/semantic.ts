@@ -6,6 +6,7 @@ import { embedderFor, type Embedder } from './embedder';
 import type { SemanticIndexStore } from './index-store';
 import { semanticIndexFor } from './indexes';
 import { semanticPrompt } from './prompt';
+import { semanticResidency } from './residency';
 
 export interface SemanticCacheInput extends CacheLookupInput {
   /** Overrides (tests); by default the config's (indexes.ts, embedder.ts). */
@@ -48,13 +49,16 @@ export async function semanticCache(input: SemanticCacheInput): Promise<Semantic
   const settings = cache.semantic;
   const prompt = semanticPrompt(endpoint, body, settings.max_prompt_chars);
   if (!prompt) return NONE;
-  const index = input.index !== undefined ? input.index : semanticIndexFor(config, input.env);
+  // Residency: the prompt goes only where the tenant's allowed regions permit (residency.ts); nowhere: no semantic cache.
+  const residency = semanticResidency(config, tenantId);
+  if (residency.skip) return NONE;
+  const index = input.index !== undefined ? input.index : semanticIndexFor(config, input.env, { upstashVector: residency.upstashVector });
   if (!index) return NONE;
 
   const modelId = target.model.id;
   const now = input.now ?? Date.now;
   const scope = await exactKeyHash(tenantId, endpoint, modelId, { ...prompt.rest, semantic_scope: 1 });
-  const embedder = input.embedder ?? embedderFor(config, input.env);
+  const embedder = input.embedder ?? embedderFor(config, input.env, residency.embeddingBackends ?? undefined);
   let vector: Promise<Float32Array | null> | null = null;
   const embed = () => (vector ??= embedder.embed(prompt.text).catch(() => null)); // once per request: the lookup's vector serves the store
 

@@ -2,8 +2,8 @@
 // (durable-objects/backend-lifecycle.ts) and each isolate's copy (backend-lifecycle-view.ts), so
 // both sides presume and expect the same things.
 
-import type { CompiledConfig } from '../config/compiled';
-import type { BackendConfig } from '../config/schema';
+import type { CompiledConfig } from '../../config/compiled';
+import type { BackendConfig } from '../../config/schema';
 
 /** What the object needs from the config; sent with every call (the object keeps the last seen). */
 export interface LifecycleSettings {

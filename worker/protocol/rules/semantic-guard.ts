@@ -1,4 +1,4 @@
-import { normalizeSpace, STOP_WORDS, stem, words } from './text';
+import { normalizeSpace, STOP_WORDS, stem, words } from './semantic-text';
 
 /**
  * Guards against wrong semantic hits: pure functions, run on the prompt being answered and on

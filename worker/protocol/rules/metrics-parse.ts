@@ -19,7 +19,7 @@
 //   /prometheus/metrics with those trtllm_* names (Dynamo re-exports them as trtllm_* or, in older
 //   releases, trtllm:*); a body in that format is understood too.
 
-import type { BackendConfig } from '../config/schema';
+import type { BackendConfig } from '../../config/schema';
 
 export interface BackendLoad {
   /** Requests in the backend's running batch. */
