@@ -1,5 +1,6 @@
 import { importPKCS8, SignJWT } from 'jose';
 import { z } from 'zod';
+import { registerIsolateState } from '../isolate/registry';
 import { openAIError, parseJson } from './translate';
 import type { BackendAdapter } from './types';
 
@@ -116,10 +117,11 @@ async function mint(account: ServiceAccount, tokenUri: string): Promise<CachedTo
   return { token: parsed.data.access_token, expiresAt: started + (parsed.data.expires_in ?? 3_600) * 1000 };
 }
 
-/** For tests: forget cached tokens. */
+/** For tests: forget cached tokens (also through resetIsolate('vertex-tokens')); a mint in flight still lands. */
 export function resetVertexTokens(): void {
   tokens.clear();
 }
+registerIsolateState('vertex-tokens', resetVertexTokens);
 
 function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);

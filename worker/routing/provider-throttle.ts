@@ -1,4 +1,5 @@
 import { managedKinds, type BackendConfig } from '../config/schema';
+import { registerIsolateState } from '../isolate/registry';
 
 // Managed providers' rate limits, as this isolate has seen them: signals, not failures.
 // - A 429 marks the backend throttled until the provider's reset (Retry-After, retry-after-ms,
@@ -74,10 +75,11 @@ export function noteProviderResponse(backend: BackendConfig, res: Response, now:
   }
 }
 
-/** For tests: forget everything. */
+/** For tests: forget everything (also through resetIsolate('provider-throttle')). */
 export function resetProviderThrottle(): void {
   states.clear();
 }
+registerIsolateState('provider-throttle', resetProviderThrottle);
 
 // ------------------------------------------------------------------ header dialects
 
