@@ -67,6 +67,25 @@ describe('self-hosted first, managed fallback', () => {
   });
 });
 
+describe('managed backends in splits', () => {
+  it('a weighted split sends its share to the managed model, named in x-router-split and the usage record', async () => {
+    const sim = await spawnSim({ name: `vllm-split-${uid()}`, models: ['org/sl-model'], latency: FAST });
+    const claude = `anthropic-${uid()}`;
+    const r = await router(
+      [
+        { id: `vllm-${uid()}`, kind: 'vllm', url: sim.url, models: ['llama'] },
+        { id: claude, kind: 'anthropic', url: anthropic.url, auth_secret: 'ANTHROPIC_API_KEY', models: ['claude'] },
+      ],
+      { splits: { assistant: { targets: [{ model: 'llama', weight: 0 }, { model: 'claude', weight: 1, backends: [claude] }] } } },
+    );
+    const res = await r.chat({ model: 'assistant', messages: [{ role: 'user', content: 'split me' }], max_tokens: 20 });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-router-split')).toBe('assistant=claude');
+    expect(res.headers.get('x-router-backend')).toBe(claude);
+    expect((await ledgerRecords(r.t)).at(-1)).toMatchObject({ backend: claude, model: 'claude', requested_model: 'assistant' });
+  });
+});
+
 describe('provider rate limits are signals, not failures', () => {
   it('a 429 moves this request and the next ones to the next backend; the throttled backend\'s breaker stays closed', async () => {
     const claude = `anthropic-${uid()}`;
