@@ -201,6 +201,64 @@ describe('provider translations', () => {
     });
   });
 
+  it('anthropic and bedrock: tool choice, tool history and inference settings in each provider\'s shape', async () => {
+    const call = { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"query":"Paris"}' } };
+    const history = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Weather tc1?' },
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'Sunny' },
+      { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/jpeg;base64,/9j/AA==' } }, { type: 'text', text: 'And this?' }] },
+    ];
+    const fake = await spawnFake('anthropic', { api_key: 'k' });
+    const a = await fakeRouter({ kind: 'anthropic', url: fake.url, auth_secret: 'ANTHROPIC_API_KEY' }, { secrets: { ANTHROPIC_API_KEY: 'k' } });
+    const res = await a.chat({ messages: history, tools: [weather], tool_choice: 'required', parallel_tool_calls: false, max_completion_tokens: 77, temperature: 1.5, top_p: 0.9 });
+    expect(res.status).toBe(200);
+    const sent = JSON.parse((await fake.calls()).find((c) => c.body.includes('tc1'))!.body);
+    expect(sent).toEqual({
+      model: 'org/sl-model',
+      max_tokens: 77,
+      system: 'Be brief.',
+      temperature: 1, // Anthropic's range ends at 1
+      top_p: 0.9,
+      tools: [{ name: 'get_weather', description: 'Weather in a city', input_schema: weather.function.parameters }],
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'Weather tc1?' }] },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'call_1', name: 'get_weather', input: { query: 'Paris' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'call_1', content: 'Sunny' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/jpeg', data: '/9j/AA==' } },
+            { type: 'text', text: 'And this?' },
+          ],
+        },
+      ],
+    });
+
+    const bfake = await spawnFake('bedrock', { access_key_id: 'AKIDT', secret_access_key: 's', region: 'us-east-1', models: ['org/sl-model'] });
+    const b = await fakeRouter({ kind: 'bedrock', url: bfake.url, bedrock: { region: 'us-east-1' } }, { secrets: { AWS_ACCESS_KEY_ID: 'AKIDT', AWS_SECRET_ACCESS_KEY: 's' } });
+    const bres = await b.chat({ messages: history, tools: [weather], tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 55, stop: ['END'] });
+    expect(bres.status).toBe(200);
+    const bsent = JSON.parse((await bfake.calls()).find((c) => c.body.includes('tc1'))!.body);
+    expect(bsent).toEqual({
+      system: [{ text: 'Be brief.' }],
+      inferenceConfig: { maxTokens: 55, stopSequences: ['END'] },
+      toolConfig: { tools: [{ toolSpec: { name: 'get_weather', description: 'Weather in a city', inputSchema: { json: weather.function.parameters } } }], toolChoice: { tool: { name: 'get_weather' } } },
+      messages: [
+        { role: 'user', content: [{ text: 'Weather tc1?' }] },
+        { role: 'assistant', content: [{ toolUse: { toolUseId: 'call_1', name: 'get_weather', input: { query: 'Paris' } } }] },
+        { role: 'user', content: [{ toolResult: { toolUseId: 'call_1', content: [{ text: 'Sunny' }] } }, { image: { format: 'jpeg', source: { bytes: '/9j/AA==' } } }, { text: 'And this?' }] },
+      ],
+    });
+    // A tool call whose arguments are not JSON is the client's to fix: 400, nothing sent.
+    const before = (await bfake.calls()).length;
+    const broken = await b.chat({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [{ ...call, function: { name: 'get_weather', arguments: '{oops' } }] }, { role: 'tool', tool_call_id: 'call_1', content: 'y' }] });
+    expect(broken.status).toBe(400);
+    expect((await bfake.calls()).length).toBe(before);
+  });
+
   it('anthropic: an error event mid-stream ends the client stream with an error; overloaded (529) moves on like a 503', async () => {
     const fake = await spawnFake('anthropic', { api_key: 'k' });
     const r = await fakeRouter({ kind: 'anthropic', url: fake.url, auth_secret: 'ANTHROPIC_API_KEY' }, { secrets: { ANTHROPIC_API_KEY: 'k' } });
