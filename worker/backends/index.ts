@@ -26,17 +26,13 @@ const adapters: Record<BackendConfig['kind'], BackendAdapter> = {
   vertex: vertexAdapter,
 };
 
-/** Kinds that take text and give text (translate.ts): no tools, n > 1, logprobs, JSON modes or images. */
-const TEXT_ONLY = new Set<BackendConfig['kind']>(['replicate', 'triton']);
-export const servesTextOnly = (backend: BackendConfig) => TEXT_ONLY.has(backend.kind);
-
 /**
  * What of this request a backend's kind cannot serve (null: it can serve all of it), for the
  * planner to send it elsewhere (worker/routing/capabilities.ts) rather than end on that backend's 400.
  */
 export function unsupportedBy(backend: BackendConfig, endpoint: EndpointKind, body: Record<string, unknown>): { what: string; param: string } | null {
   switch (backend.kind) {
-    case 'replicate':
+    case 'replicate': // text in, text out (translate.ts): no tools, n > 1, logprobs, JSON modes or images
     case 'triton':
       return textUnsupported(endpoint, body);
     case 'anthropic':
