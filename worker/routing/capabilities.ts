@@ -11,12 +11,11 @@ import type { Candidate } from './plan';
  * Free for chains of OpenAI-speaking backends (one pass, no allocation).
  */
 export function servableChain(candidates: Candidate[], endpoint: EndpointKind, body: Record<string, unknown>): Candidate[] {
-  let able: Candidate[] | null = null;
-  candidates.forEach((c, i) => {
+  let able: Candidate[] | null = null; // allocated at the first backend that cannot
+  for (const [i, c] of candidates.entries()) {
     const cannot = unsupportedBy(c.backend, endpoint, body) !== null;
-    if (cannot && !able) able = candidates.slice(0, i);
-    else if (!cannot && able) able.push(c);
-  });
-  if (able === null) return candidates;
-  return (able as Candidate[]).length > 0 ? able : candidates;
+    if (cannot) able ??= candidates.slice(0, i);
+    else able?.push(c);
+  }
+  return able === null || able.length === 0 ? candidates : able;
 }
