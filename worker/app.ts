@@ -4,6 +4,7 @@ import type { AppEnv } from './env';
 import { errors, RouterError } from './http/errors';
 import { requireAdminToken, requireApiKey } from './middleware/auth';
 import { requireConfig } from './middleware/config';
+import { rateLimitRefusalHeaders } from './middleware/rate-limit-headers';
 import { routerHeaderDefaults } from './middleware/router-headers';
 import { adminBackends } from './routes/admin-backends';
 import { adminBreakers } from './routes/admin-breakers';
@@ -14,7 +15,10 @@ import { adminUsage } from './routes/admin-usage';
 import { dashboard } from './routes/dashboard';
 import { health } from './routes/health';
 import { inferenceRoute } from './pipeline/inference';
-import { listModels } from './routes/models';
+import { listModels, retrieveModel } from './routes/models';
+import { responsesRoute } from './routes/responses';
+import { anthropicMessagesRoute } from './routes/anthropic-messages';
+import { anthropicErrors } from './anthropic/errors';
 import { metricsRoute, requireMetricsToken } from './routes/metrics';
 
 export const app = new Hono<AppEnv>();
@@ -37,12 +41,18 @@ app.route('/admin/usage', adminUsage);
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);
 
-app.use('/v1/*', routerHeaderDefaults, requireApiKey);
+// Anthropic's format on /v1/messages: registered first so it also reshapes the errors of the /v1 middleware below.
+app.use('/v1/messages', anthropicErrors);
+app.use('/v1/*', routerHeaderDefaults, rateLimitRefusalHeaders, requireApiKey);
 app.get('/v1/models', listModels);
+app.get('/v1/models/:id{.+}', retrieveModel);
 // Inference: one request pipeline (worker/pipeline/), which also writes the usage record.
 app.post('/v1/chat/completions', inferenceRoute('chat'));
 app.post('/v1/completions', inferenceRoute('completions'));
 app.post('/v1/embeddings', inferenceRoute('embeddings'));
+// Other formats, run through the same pipeline as chat completions (usage records say endpoint "chat").
+app.post('/v1/responses', responsesRoute);
+app.post('/v1/messages', anthropicMessagesRoute);
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

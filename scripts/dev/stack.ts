@@ -28,6 +28,8 @@ export interface StackOptions {
   simOverrides?: (backend: RouterConfigInput['backends'][number]) => SimOverrides | undefined;
   /** Runs before the sims are derived from the config: every backend it leaves gets a sim. */
   configPatch?: (router: RouterConfigInput) => RouterConfigInput;
+  /** Backends served by the caller's own server instead of a sim (backend id → its base URL): a test's stand-in. */
+  standIns?: Record<string, string>;
   /** Default: random per stack. */
   adminToken?: string;
   /** Values of backend `auth_secret`s (e.g. TRTLLM_EU_WEST_KEY); missing ones are random. */
@@ -82,7 +84,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   Object.assign(secrets, opts.secrets); // and any the caller brings (e.g. an Upstash token)
   secrets.ADMIN_TOKEN = opts.adminToken ?? opts.secrets?.ADMIN_TOKEN ?? randomSecret('adm_');
 
-  const specs = fleetFromConfig(router, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });
+  const standIns = opts.standIns ?? {};
+  const specs = fleetFromConfig({ ...router, backends: router.backends.filter((b) => !(b.id in standIns)) }, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });
   await assertPortsFree([...specs.map((s) => ({ port: s.port, what: `simulated backend ${s.name}` })), { port, what: 'router' }]);
 
   const cleanups: Array<() => Promise<void>> = [];
@@ -97,7 +100,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     if (bundleResult.status === 'rejected') throw bundleResult.reason;
     const fleet = fleetResult.value;
     const scriptPath = bundleResult.value;
-    if (ephemeral) router = withSimUrls(router, fleet);
+    if (ephemeral) router = withSimUrls(router, fleet, standIns);
+    else router = { ...router, backends: router.backends.map((b) => (standIns[b.id] ? { ...b, url: standIns[b.id]! } : b)) };
 
     const mf = new Miniflare({
       ...wrangler.workerOptions,
@@ -139,10 +143,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 }
 
 /** Points each backend at its sim, keeping any path of the configured URL. */
-function withSimUrls(router: RouterConfigInput, fleet: SimFleet): RouterConfigInput {
+function withSimUrls(router: RouterConfigInput, fleet: SimFleet, standIns: Record<string, string>): RouterConfigInput {
   return {
     ...router,
     backends: router.backends.map((b) => {
+      if (standIns[b.id]) return { ...b, url: standIns[b.id]! };
       const sim = fleet.servers[b.id];
       if (!sim) throw new Error(`the sim fleet has no server for backend ${b.id}`);
       const url = new URL(b.url);

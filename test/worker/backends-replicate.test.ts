@@ -41,7 +41,7 @@ describe('replicate backend', () => {
     expect(res.headers.get('x-router-usage')).toBeNull();
     const body = (await res.json()) as any;
     expect(body).toMatchObject({ object: 'chat.completion', model: 'org/sl-model' });
-    expect(body.choices).toEqual([{ index: 0, message: { role: 'assistant', content: ANSWER }, logprobs: null, finish_reason: 'stop' }]);
+    expect(body.choices).toEqual([{ index: 0, message: { role: 'assistant', content: ANSWER, refusal: null }, logprobs: null, finish_reason: 'stop' }]);
     // metrics.input_token_count counts the prompt's words in the stand-in: "Be brief." + "Say hello r1."
     expect(body.usage).toEqual({ prompt_tokens: 5, completion_tokens: ANSWER_TOKENS.length, total_tokens: 5 + ANSWER_TOKENS.length });
 

@@ -36,7 +36,7 @@ describe('triton backend', () => {
     expect(body).toMatchObject({ object: 'chat.completion', model: 'org/sl-model' });
     expect(body.id).toMatch(/^chatcmpl-/);
     // The echoed input (TensorRT-LLM's default) is not part of the answer.
-    expect(body.choices).toEqual([{ index: 0, message: { role: 'assistant', content: ANSWER }, logprobs: null, finish_reason: 'stop' }]);
+    expect(body.choices).toEqual([{ index: 0, message: { role: 'assistant', content: ANSWER, refusal: null }, logprobs: null, finish_reason: 'stop' }]);
     expect(body.usage).toMatchObject({ estimated: true });
     expect(body.usage.prompt_tokens).toBeGreaterThan(0);
     expect(body.usage.completion_tokens).toBeGreaterThan(0);

@@ -19,34 +19,44 @@ async function scrape(stub: ReturnType<typeof fresh>) {
 }
 
 describe('MetricsAggregator', () => {
-  it('sums what two isolates counted; each flushes when due (interval or batch size), one flush at a time', async () => {
+  it('sums what two isolates counted; each flushes when due (interval or batch size), one flush at a time, and a timer sends the rest with no further traffic', async () => {
     const stub = fresh();
     const send: Send = (d) => stub.merge(d);
     const [a, b] = [new MetricsIsolate(), new MetricsIsolate()];
-    const step = async (iso: MetricsIsolate, r: ReturnType<typeof record>, settings: { flush_interval_ms: number; flush_max_records: number }) => {
+    const contexts: ExecutionContext[] = [];
+    const observe = (iso: MetricsIsolate, r: ReturnType<typeof record>, settings: { flush_interval_ms: number; flush_max_records: number }) => {
       const ctx = createExecutionContext();
+      contexts.push(ctx);
       iso.observe(r, ctx, settings, send);
-      await waitOnExecutionContext(ctx);
-      return iso.acc.records;
+      return iso.acc.records; // what is still waiting in the isolate, right after the request
     };
-    // a: an hour between flushes, or 3 records. Its first record goes at once (nothing sent yet).
-    const batched = { flush_interval_ms: 3_600_000, flush_max_records: 3 };
+    // a: 300 ms between flushes, or 3 records. Its first record goes at once (nothing sent yet).
+    const batched = { flush_interval_ms: 300, flush_max_records: 3 };
     const pending = [];
-    for (let i = 0; i < 4; i++) pending.push(await step(a, record({ latency_ms: 100 }), batched));
+    for (let i = 0; i < 4; i++) {
+      pending.push(observe(a, record({ latency_ms: 100 }), batched));
+      if (i === 0) await waitOnExecutionContext(contexts[0]!); // one flush at a time: let the first land
+    }
     expect(pending).toEqual([0, 1, 2, 0]);
+    // A fifth waits for the interval: the timer, held in its request's waitUntil, sends it.
+    expect(observe(a, record({ latency_ms: 100 }), batched)).toBe(1);
+    for (const ctx of contexts) await waitOnExecutionContext(ctx);
+    expect(a.acc.records).toBe(0);
     // b: after every request.
     const eager = { flush_interval_ms: 0, flush_max_records: 1000 };
-    expect(await step(b, record({ latency_ms: 3_000, completion_tokens: 5 }), eager)).toBe(0);
-    expect(await step(b, record({ tenant: 'acme', status: 502, outcome: 'error', error_code: 'upstream_error' }), eager)).toBe(0);
+    expect(observe(b, record({ latency_ms: 3_000, completion_tokens: 5 }), eager)).toBe(0);
+    await waitOnExecutionContext(contexts.at(-1)!);
+    expect(observe(b, record({ tenant: 'acme', status: 502, outcome: 'error', error_code: 'upstream_error' }), eager)).toBe(0);
+    for (const ctx of contexts) await waitOnExecutionContext(ctx);
 
     const e = await scrape(stub);
     const demo = { tenant: 'demo', model: 'llama-3.1-8b', region: 'us-east', backend: 'vllm-us-east-8b' };
-    expect(valueOf(e, 'router_requests_total', { ...demo, status: '200', outcome: 'ok' })).toBe(5);
+    expect(valueOf(e, 'router_requests_total', { ...demo, status: '200', outcome: 'ok' })).toBe(6);
     expect(valueOf(e, 'router_requests_total', { tenant: 'acme', status: '502', outcome: 'error' })).toBe(1);
-    expect(valueOf(e, 'router_tokens_total', { tenant: 'demo', model: 'llama-3.1-8b', direction: 'out' })).toBe(4 * 20 + 5);
-    expect(valueOf(e, 'router_request_duration_seconds_bucket', { ...demo, le: '0.1' })).toBe(4);
-    expect(valueOf(e, 'router_request_duration_seconds_bucket', { ...demo, le: '5' })).toBe(5);
-    expect(valueOf(e, 'router_request_duration_seconds_count', demo)).toBe(5);
+    expect(valueOf(e, 'router_tokens_total', { tenant: 'demo', model: 'llama-3.1-8b', direction: 'out' })).toBe(5 * 20 + 5);
+    expect(valueOf(e, 'router_request_duration_seconds_bucket', { ...demo, le: '0.1' })).toBe(5);
+    expect(valueOf(e, 'router_request_duration_seconds_bucket', { ...demo, le: '5' })).toBe(6);
+    expect(valueOf(e, 'router_request_duration_seconds_count', demo)).toBe(6);
   });
 
   it('records that end while a flush is in flight go with the next one, none lost or doubled', async () => {
@@ -57,8 +67,10 @@ describe('MetricsAggregator', () => {
     const first = createExecutionContext();
     iso.observe(record(), first, eager, send); // starts a flush
     iso.observe(record(), first, eager, send); // one is in flight: waits
-    await waitOnExecutionContext(first);
     expect(iso.acc.records).toBe(1);
+    // When the flush in flight ends, the one that waited goes too, in the same waitUntil.
+    await waitOnExecutionContext(first);
+    expect(iso.acc.empty).toBe(true);
     const second = createExecutionContext();
     iso.observe(record(), second, eager, send);
     await waitOnExecutionContext(second);

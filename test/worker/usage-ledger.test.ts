@@ -18,7 +18,7 @@ function record(tenant: string, i: number, over: Partial<UsageRecord> = {}): Usa
     v: 1, request_id: `r-${tenant}-${i}`, ts: Date.UTC(2026, 4, 1, 10, 0, 0) + i, tenant, key_id: 'k1', user: null, feature: null, endpoint: 'chat',
     requested_model: 'm', model: 'm', backend: 'b', region: 'here', tier: 'fast', prompt_tokens: 10, cached_tokens: 0, completion_tokens: 5,
     tokens_estimated: false, cost_usd: 0.001, saved_usd: 0, latency_ms: 100, ttft_ms: null, tokens_per_s: null, status: 200, outcome: 'ok',
-    cache: 'miss', attempts: 1, path: ['b'], error_code: null, ...over,
+    cache: 'miss', attempts: 1, path: ['b'], error_code: null, client_request_id: `client-${i}`, ...over,
   };
 }
 

@@ -72,19 +72,22 @@ describe('usage records: one per request, every sink', () => {
   });
 
   const rec = (name: string) => {
-    const found = records.filter((r) => r.request_id === ids[name]);
+    const found = records.filter((r) => r.client_request_id === ids[name]);
     expect(found, name).toHaveLength(1);
     return found[0]!;
   };
 
   it('exactly one record per request, each valid against the shared schema', () => {
-    expect(records.map((r) => r.request_id).sort()).toEqual(Object.values(ids).sort());
+    expect(records.map((r) => r.client_request_id).sort()).toEqual(Object.values(ids).sort());
+    // The ledger key is the router's own id, unique per request.
+    expect(new Set(records.map((r) => r.request_id)).size).toBe(records.length);
     for (const r of records) expect(usageRecordSchema.safeParse(r).success, r.request_id).toBe(true);
   });
 
   it('a plain chat: who, what, which backend, tokens and cost from [prices]', () => {
     const r = rec('chat');
-    expect(r).toMatchObject({ tenant: t, user: 'alice', feature: 'search', endpoint: 'chat', requested_model: 'm', model: 'm', backend: `b-${t}`, region: 'here', status: 200, outcome: 'ok', cache: 'bypass', attempts: 1, path: [`b-${t}`], error_code: null, tokens_estimated: false, saved_usd: 0, ttft_ms: null });
+    expect(r).toMatchObject({ tenant: t, user: 'alice', feature: 'search', endpoint: 'chat', requested_model: 'm', model: 'm', backend: `b-${t}`, region: 'here', status: 200, outcome: 'ok', cache: 'bypass', attempts: 1, path: [`b-${t}`], error_code: null, tokens_estimated: false, saved_usd: 0 });
+    expect(r.ttft_ms).not.toBeNull(); // streamed from the backend, assembled: TTFT for every request
     expect(r.key_id).toMatch(/.+/);
     expect(r.completion_tokens).toBe(20);
     expect(r.prompt_tokens).toBeGreaterThan(0);
@@ -134,17 +137,17 @@ describe('usage records: one per request, every sink', () => {
 
   it('Analytics Engine: one point per request, indexed by tenant, in the documented columns', () => {
     const mine = ae.points.filter((p) => p.indexes?.[0] === t);
-    expect(mine.map((p) => p.blobs![0]).sort()).toEqual(Object.values(ids).sort());
-    const p = mine.find((x) => x.blobs![0] === ids.chat)!;
+    expect(mine.map((p) => p.blobs![15]).sort()).toEqual(Object.values(ids).sort());
+    const p = mine.find((x) => x.blobs![15] === ids.chat)!;
     const r = rec('chat');
-    expect(p.blobs).toEqual([r.request_id, t, r.key_id, 'alice', 'search', 'chat', 'm', 'm', `b-${t}`, 'here', r.tier, 'ok', 'bypass', `b-${t}`, null]);
-    expect(p.doubles).toEqual([r.ts, r.prompt_tokens, 0, 20, 0, r.cost_usd, 0, r.latency_ms, -1, -1, 200, 1]);
+    expect(p.blobs).toEqual([r.request_id, t, r.key_id, 'alice', 'search', 'chat', 'm', 'm', `b-${t}`, 'here', r.tier, 'ok', 'bypass', `b-${t}`, null, ids.chat]);
+    expect(p.doubles).toEqual([r.ts, r.prompt_tokens, 0, 20, 0, r.cost_usd, 0, r.latency_ms, r.ttft_ms, r.tokens_per_s, 200, 1]);
   });
 
   it('the collector: batches of JSON records, a failed delivery retried, every record once', async () => {
     const calls = await collector.calls();
     expect(calls[0]!.status).toBe(500);
-    const delivered = calls.filter((c) => c.status === 200).flatMap((c) => (JSON.parse(c.body) as { records: UsageRecord[] }).records.map((r) => r.request_id));
+    const delivered = calls.filter((c) => c.status === 200).flatMap((c) => (JSON.parse(c.body) as { records: UsageRecord[] }).records.map((r) => r.client_request_id));
     expect(delivered.sort()).toEqual(Object.values(ids).sort());
   });
 });

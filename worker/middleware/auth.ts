@@ -10,10 +10,17 @@ function bearer(header: string | undefined): string | null {
   return m?.[1] ?? null;
 }
 
-/** `Authorization: Bearer <key>` → the key's record (tenant) from the registry, via the isolate cache. */
+/** Routes in Anthropic's format, whose clients send the key as `x-api-key`. */
+const X_API_KEY_PATHS = new Set(['/v1/messages']);
+
+/**
+ * `Authorization: Bearer <key>` (or, on Anthropic's routes, `x-api-key: <key>`) → the key's
+ * record (tenant) from the registry, via the isolate cache.
+ */
 export const requireApiKey: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const key = bearer(c.req.header('authorization'));
-  if (!key) throw errors.unauthorized('Missing API key: send "Authorization: Bearer <key>".', 'missing_api_key');
+  const xApiKey = X_API_KEY_PATHS.has(c.req.path);
+  const key = bearer(c.req.header('authorization')) ?? (xApiKey ? c.req.header('x-api-key')?.trim() || null : null);
+  if (!key) throw errors.unauthorized(xApiKey ? 'Missing API key: send "x-api-key: <key>" or "Authorization: Bearer <key>".' : 'Missing API key: send "Authorization: Bearer <key>".', 'missing_api_key');
   const record = await authenticateKey(c.env, key);
   if (!record) throw errors.unauthorized('Incorrect or revoked API key.');
   c.set('key', record);

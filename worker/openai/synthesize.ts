@@ -89,7 +89,7 @@ export function synthesize(a: SyntheticAnswer): Response {
           model: a.model,
           choices: choices.map((c) => ({
             index: c.index,
-            message: { role: 'assistant', content: c.text, ...(c.toolCalls?.length ? { tool_calls: c.toolCalls } : {}) },
+            message: { role: 'assistant', content: c.text, refusal: null, ...(c.toolCalls?.length ? { tool_calls: c.toolCalls } : {}) }, // refusal: null, as OpenAI's answers carry it
             logprobs: null,
             finish_reason: c.finishReason,
           })),

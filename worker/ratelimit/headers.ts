@@ -65,3 +65,24 @@ export function rateLimitHeaders(items: readonly Described[], now = Date.now()):
   }
   return h;
 }
+
+/** What a 429 reports for a unit no limit applies to: nothing of it is spent, so "as much as there is" (Number.MAX_SAFE_INTEGER). */
+export const UNLIMITED = String(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A 429 carries all six headers, as OpenAI's do (clients read both units from it). A unit not
+ * decided for this request is filled in: one with limits that were not evaluated (tokens after
+ * a requests refusal) reports its smallest limit, with what is left as last seen when the store
+ * looked (else the whole limit) and that reset; a unit without any limit reports UNLIMITED, "0s".
+ */
+export function refusalHeaders(headers: Record<string, string>, undecided: readonly { bucket: Bucket; state: BucketState | null }[] = [], now = Date.now()): Record<string, string> {
+  const h = { ...headers };
+  for (const unit of ['requests', 'tokens'] as const) {
+    if (h[`x-ratelimit-limit-${unit}`] !== undefined) continue;
+    const smallest = undecided.filter((x) => x.bucket.unit === unit).sort((a, b) => a.bucket.limit - b.bucket.limit)[0];
+    h[`x-ratelimit-limit-${unit}`] = smallest ? String(smallest.bucket.limit) : UNLIMITED;
+    h[`x-ratelimit-remaining-${unit}`] = smallest ? String(Math.max(0, smallest.state?.remaining ?? smallest.bucket.limit)) : UNLIMITED;
+    h[`x-ratelimit-reset-${unit}`] = smallest?.state ? formatDuration(smallest.state.resetAt - now) : '0s';
+  }
+  return h;
+}

@@ -26,7 +26,7 @@ import type { EndpointKind } from '../openai/schemas';
 import type { Usage } from '../openai/usage';
 import { bucketsFor } from './dimensions';
 import { rateLimitError } from './errors';
-import { rateLimitHeaders, type Described } from './headers';
+import { rateLimitHeaders, refusalHeaders, type Described } from './headers';
 import { hasLimits, limitsFor, userRequired } from './settings';
 import { RouterError } from '../http/errors';
 import type { Adjustment, Bucket, BucketState, LimitResult, LimiterStore } from './store';
@@ -209,6 +209,7 @@ export class RateLimitHold {
       }
     });
     if (first < 0) first = 0;
-    return rateLimitError(buckets[first]!, { ...states[first]!, resetAt }, this.headers);
+    const undecided = this.requestsAdmitted ? [] : this.tokenBuckets.map((bucket, i) => ({ bucket, state: this.tokenStates[i] ?? null }));
+    return rateLimitError(buckets[first]!, { ...states[first]!, resetAt }, refusalHeaders(this.headers, undecided));
   }
 }

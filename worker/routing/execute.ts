@@ -17,6 +17,7 @@ import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 import type { ExecuteResult, Settled } from './types';
 
 export type { ExecuteResult, Settled };
+import { conformAnswer } from '../openai/conform';
 
 export interface ExecuteInput {
   config: CompiledConfig;
@@ -144,12 +145,13 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | n
 type AttemptOutcome = { response: Response; error?: RouterError } | { failure: Failure; final?: RouterError };
 
 /**
- * Kinds whose adapters stream OpenAI chunks natively: the router streams from them for every
- * request (non-streamed clients get the answer assembled), so TTFT is measured and bounded by
- * ttft_ms for every request. Replicate and Triton are asked as the client asked (their streamed
- * and held calls differ in cost and contract), embeddings never stream.
+ * Kinds the router streams from for every request (non-streamed clients get the answer assembled),
+ * so TTFT is measured and bounded by ttft_ms for every request. The others are asked as the client
+ * asked: Replicate and Triton (their streamed and held calls differ in cost and contract) and, for
+ * now, Modal, whose adapter answers a long held call through Modal's 303-to-result-URL flow
+ * (README "Request lifecycle"). Embeddings never stream.
  */
-const STREAMING_KINDS = new Set(['vllm', 'trtllm', 'openai', 'modal']);
+const STREAMING_KINDS = new Set(['vllm', 'trtllm', 'openai']);
 export const streamsUpstream = (kind: string, endpoint: EndpointKind) => endpoint !== 'embeddings' && STREAMING_KINDS.has(kind);
 
 async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
@@ -241,7 +243,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
     trace.succeeded();
     cleanup();
     input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: input.endpoint === 'embeddings' ? at - started : null, totalMs: at - started });
-    return { response: new Response(text, { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
+    return { response: new Response(conformAnswer(text), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
   }
 
   // Streamed: wait for the first chunk before committing to this backend.

@@ -1,5 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { UpstreamStreamError } from '../backends/types';
+import { conformAnswer } from '../openai/conform';
 import { readUsage, type Usage } from '../openai/usage';
 
 export interface StreamOutcome {
@@ -70,7 +71,7 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
 
   const parser = createParser({
     onEvent(event: EventSourceMessage) {
-      const data = event.data;
+      const data = conformAnswer(event.data); // nulls OpenAI's schema does not allow, dropped (openai/conform.ts)
       opts.onEvent?.(data);
       if (data === '[DONE]') {
         sawDone = true;
