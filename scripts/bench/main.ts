@@ -25,6 +25,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   semantic: async () => (await import('./semantic')).semantic,
   'ratelimit-overhead': async () => (await import('./ratelimit-overhead')).ratelimitOverhead,
   'usage-overhead': async () => (await import('./usage-overhead')).usageOverhead,
+  'provider-translate': async () => (await import('./provider-translate')).providerTranslate,
 };
 
 async function main(): Promise<void> {

@@ -9,7 +9,7 @@ import { fakeKinds, startFakeBackend, type FakeKind } from './fakes';
  * this runs a small spawner on loopback: `POST /spawn` with simulator options starts a fresh
  * regional/sim server (each test gets its own, so injected faults never leak between files)
  * and answers `{"url"}`; `POST /spawn-webhook` starts a webhook receiver (see below);
- * `POST /spawn-fake/<modal|replicate|triton>` a stand-in backend (test/setup/fakes/). Everything
+ * `POST /spawn-fake/<kind>` a stand-in backend (test/setup/fakes/: modal, replicate, triton, and the managed providers openai, azure, anthropic, bedrock, vertex). Everything
  * is closed at teardown.
  */
 export default async function setup(project: TestProject) {

@@ -72,8 +72,10 @@ describe('backend kinds in the config', () => {
     expect(configSecrets(r.config.raw).map((s) => s.name)).toEqual(expect.arrayContaining(['VLLM_KEY', 'MODAL_KEY', 'MODAL_SECRET']));
   });
 
-  it('scraping: /metrics for vllm, trtllm, openai; nothing for modal, replicate, triton unless metrics_url', () => {
+  it('scraping: /metrics for vllm, trtllm; nothing for modal, replicate, triton or managed providers unless metrics_url', () => {
     expect(metricsUrlOf(parsed({ kind: 'vllm', url: 'https://v.example.com/' }))).toBe('https://v.example.com/metrics');
+    expect(metricsUrlOf(parsed({ kind: 'openai', url: 'https://api.openai.com' }))).toBeNull();
+    expect(metricsUrlOf(parsed({ kind: 'anthropic', url: 'https://api.anthropic.com', auth_secret: 'K' }))).toBeNull();
     expect(metricsUrlOf(parsed({ kind: 'modal' }))).toBeNull();
     expect(metricsUrlOf(parsed({ kind: 'replicate', replicate: { model: 'a/b' } }))).toBeNull();
     expect(metricsUrlOf(parsed({ kind: 'triton', triton: {} }))).toBeNull();

@@ -35,7 +35,7 @@ export class FakeServer {
   }
 }
 
-export async function spawnFake(kind: 'modal' | 'replicate' | 'triton', options: Record<string, unknown> = {}): Promise<FakeServer> {
+export async function spawnFake(kind: 'modal' | 'replicate' | 'triton' | 'openai' | 'azure' | 'anthropic' | 'bedrock' | 'vertex', options: Record<string, unknown> = {}): Promise<FakeServer> {
   const res = await fetch(`${inject('simSpawner')}/spawn-fake/${kind}`, { method: 'POST', body: JSON.stringify(options) });
   if (!res.ok) throw new Error(`spawn-fake: ${await res.text()}`);
   return new FakeServer(((await res.json()) as { url: string }).url);

@@ -123,3 +123,63 @@ export type ChatTemplateConfig = z.infer<typeof chatTemplateSchema>;
 export type ModalConfig = z.infer<typeof modalSchema>;
 export type ReplicateConfig = z.infer<typeof replicateSchema>;
 export type TritonConfig = z.infer<typeof tritonSchema>;
+
+// Managed providers (worker/backends/openai.ts, azure-openai.ts, anthropic.ts, bedrock.ts, vertex.ts).
+// Their API keys are the backend's `auth_secret`, like any backend's; the tables below hold what
+// each provider adds. A provider's 429 and its rate-limit headers are signals, not failures
+// (worker/routing/provider-throttle.ts).
+
+/** `[backends.openai]`: OpenAI's optional account headers (any OpenAI-compatible hosted API needs none). */
+export const openaiSchema = z.strictObject({
+  /** Sent as OpenAI-Organization. */
+  organization: z.string().min(1).max(200).optional(),
+  /** Sent as OpenAI-Project. */
+  project: z.string().min(1).max(200).optional(),
+});
+
+const azureDeployment = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be an Azure deployment name');
+
+/** `[backends.azure]`: Azure OpenAI. `url` is the resource endpoint (https://<resource>.openai.azure.com). */
+export const azureSchema = z.strictObject({
+  /** The api-version query parameter of every call. */
+  api_version: z.string().regex(/^\d{4}-\d{2}-\d{2}(-preview)?$/, 'must look like 2024-10-21 or 2025-04-01-preview').default('2024-10-21'),
+  /** The model's served name (its id unless served_name is set) → the deployment serving it; a model not listed is its own deployment name. */
+  deployments: z.record(z.string().min(1), azureDeployment).default({}),
+});
+
+/** `[backends.anthropic]`: the Messages API. The key (auth_secret) goes in x-api-key. */
+export const anthropicSchema = z.strictObject({
+  /** The anthropic-version header. */
+  version: z.string().min(1).default('2023-06-01'),
+  /** Extra anthropic-beta flags, comma-joined into one header. */
+  beta: z.array(z.string().regex(/^[a-z0-9-]+$/)).default([]),
+  /** max_tokens for a request that sets none (Anthropic requires it; the router's budget usually sets it first). */
+  default_max_tokens: z.number().int().positive().default(4_096),
+});
+
+/** `[backends.bedrock]`: Converse / ConverseStream, SigV4-signed. `url` is the runtime endpoint (https://bedrock-runtime.<region>.amazonaws.com). */
+export const bedrockSchema = z.strictObject({
+  /** The AWS region the signature is scoped to. */
+  region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region such as us-east-1'),
+  /** Worker secrets holding the IAM credentials. */
+  access_key_secret: secretName.default('AWS_ACCESS_KEY_ID'),
+  secret_key_secret: secretName.default('AWS_SECRET_ACCESS_KEY'),
+  /** For temporary credentials only. */
+  session_token_secret: secretName.optional(),
+  /** maxTokens for a request that sets none. */
+  default_max_tokens: z.number().int().positive().default(4_096),
+});
+
+/** `[backends.vertex]`: Gemini through Vertex AI's OpenAI-compatible endpoint. `url`: https://<location>-aiplatform.googleapis.com. */
+export const vertexSchema = z.strictObject({
+  project: z.string().regex(/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/, 'must be a Google Cloud project id'),
+  location: z.string().regex(/^[a-z0-9-]+$/, 'must be a location such as us-central1 or global'),
+  /** Worker secret holding the service account's JSON key (client_email, private_key, token_uri). */
+  credentials_secret: secretName.default('GOOGLE_SERVICE_ACCOUNT_KEY'),
+});
+
+export type OpenAIConfig = z.infer<typeof openaiSchema>;
+export type AzureConfig = z.infer<typeof azureSchema>;
+export type AnthropicConfig = z.infer<typeof anthropicSchema>;
+export type BedrockConfig = z.infer<typeof bedrockSchema>;
+export type VertexConfig = z.infer<typeof vertexSchema>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { modalSchema, replicateSchema, tritonSchema } from './backend-kinds';
+import { anthropicSchema, azureSchema, bedrockSchema, modalSchema, openaiSchema, replicateSchema, tritonSchema, vertexSchema } from './backend-kinds';
 import { scalingSchema } from './scaling';
 import { limitsSchema, tenantLimitsSchema } from './limits';
 import { usageSchema } from './usage';
@@ -92,9 +92,13 @@ export const breakerSchema = z.strictObject({
 /** A backend's own breaker thresholds: any key of [breaker], the rest inherited. */
 export const breakerOverrideSchema = z.strictObject(breakerKeys).partial();
 
-export const backendKinds = ['vllm', 'trtllm', 'openai', 'modal', 'replicate', 'triton'] as const;
+export const backendKinds = ['vllm', 'trtllm', 'openai', 'modal', 'replicate', 'triton', 'azure-openai', 'anthropic', 'bedrock', 'vertex'] as const;
 /** Kinds whose backends serve chat (and legacy completions) only, through a translation (worker/backends/). */
-export const chatOnlyKinds: readonly BackendKind[] = ['replicate', 'triton'];
+export const chatOnlyKinds: readonly BackendKind[] = ['replicate', 'triton', 'anthropic', 'bedrock', 'vertex'];
+/** Managed providers: outside credentials, no load metrics, and their 429s are rate-limit signals (worker/routing/provider-throttle.ts). */
+export const managedKinds: readonly BackendKind[] = ['openai', 'azure-openai', 'anthropic', 'bedrock', 'vertex'];
+/** Each kind-specific table and the kind it belongs to. */
+const kindTables = { modal: 'modal', replicate: 'replicate', triton: 'triton', openai: 'openai', azure: 'azure-openai', anthropic: 'anthropic', bedrock: 'bedrock', vertex: 'vertex' } as const;
 export type BackendKind = (typeof backendKinds)[number];
 
 export const backendSchema = z.strictObject({
@@ -132,6 +136,11 @@ export const backendSchema = z.strictObject({
   modal: modalSchema.optional(),
   replicate: replicateSchema.optional(),
   triton: tritonSchema.optional(),
+  openai: openaiSchema.optional(),
+  azure: azureSchema.optional(),
+  anthropic: anthropicSchema.optional(),
+  bedrock: bedrockSchema.optional(),
+  vertex: vertexSchema.optional(),
 });
 
 export const tierSchema = z.strictObject({
@@ -400,9 +409,12 @@ export const routerConfigSchema = z
         served.add(m);
       });
       // Kind-specific tables: each only on its own kind; replicate and triton cannot do without theirs.
-      for (const k of ['modal', 'replicate', 'triton'] as const) {
-        if (b[k] !== undefined && b.kind !== k) issue(['backends', i, k], `[${k}] settings on a backend of kind "${b.kind}"`);
+      for (const [k, kind] of Object.entries(kindTables) as [keyof typeof kindTables, BackendKind][]) {
+        if (b[k] !== undefined && b.kind !== kind) issue(['backends', i, k], `[${k}] settings on a backend of kind "${b.kind}"`);
       }
+      if (b.kind === 'bedrock' && !b.bedrock) issue(['backends', i, 'bedrock'], 'kind "bedrock" needs a bedrock table (at least { region = "…" })');
+      if (b.kind === 'vertex' && !b.vertex) issue(['backends', i, 'vertex'], 'kind "vertex" needs a vertex table ({ project = "…", location = "…" })');
+      if ((b.kind === 'azure-openai' || b.kind === 'anthropic') && !b.auth_secret) issue(['backends', i, 'auth_secret'], `kind "${b.kind}" needs auth_secret (the Worker secret holding its API key)`);
       if (b.kind === 'replicate' && !b.replicate) issue(['backends', i, 'replicate'], 'kind "replicate" needs a replicate table (model or deployment)');
       if (b.kind === 'triton' && !b.triton) issue(['backends', i, 'triton'], 'kind "triton" needs a triton table (at least { model = "…" })');
       if (b.kind === 'replicate' && b.metrics_url) issue(['backends', i, 'metrics_url'], 'Replicate serves no load metrics');

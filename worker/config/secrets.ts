@@ -1,4 +1,4 @@
-import type { RouterConfig } from './schema';
+import { managedKinds, type RouterConfig } from './schema';
 
 export interface NamedSecret {
   name: string;
@@ -19,7 +19,14 @@ export function configSecrets(c: RouterConfig): NamedSecret[] {
     if (name && !out.has(name)) out.set(name, { name, purpose, local });
   };
   add('ADMIN_TOKEN', 'admin API token', true);
-  for (const b of c.backends) add(b.auth_secret, `API key of backend ${b.id}`, true);
+  // A managed provider's key is an outside credential: a local stack cannot make one up.
+  for (const b of c.backends) add(b.auth_secret, `API key of backend ${b.id}${managedKinds.includes(b.kind) ? ` (${b.kind})` : ''}`, !managedKinds.includes(b.kind));
+  for (const b of c.backends) {
+    add(b.bedrock?.access_key_secret, `AWS access key id of backend ${b.id} (bedrock)`, false);
+    add(b.bedrock?.secret_key_secret, `AWS secret access key of backend ${b.id} (bedrock)`, false);
+    add(b.bedrock?.session_token_secret, `AWS session token of backend ${b.id} (bedrock)`, false);
+    add(b.vertex?.credentials_secret, `Google service account JSON key of backend ${b.id} (vertex)`, false);
+  }
   for (const b of c.backends) {
     add(b.modal?.key_secret, `Modal proxy auth token id (Modal-Key) of backend ${b.id}`, false);
     add(b.modal?.secret_secret, `Modal proxy auth token secret (Modal-Secret) of backend ${b.id}`, false);

@@ -17,6 +17,7 @@
 import type { BreakerSettings, BreakerState, BreakerStatus } from '../protocol/breaker';
 import type { CircuitBreaker } from '../env';
 import type { CompiledConfig } from '../config/compiled';
+import { managedKinds, type BackendKind } from '../config/schema';
 import { background as backgroundTask, errorMessage as message, type WaitUntil } from '../isolate/background';
 import { registerIsolateState } from '../isolate/registry';
 import { ReportLoop, type ReportLoopSpec } from '../isolate/report-loop';
@@ -135,6 +136,8 @@ export function breakerAllows(backendId: string, now: number = Date.now()): Brea
   return 'half-open';
 }
 
+const isManaged = (kind: BackendKind | undefined) => kind !== undefined && managedKinds.includes(kind);
+
 /**
  * How a failed attempt counts: connect errors, timeouts and a missing answer are failures; an
  * HTTP status only when `failure_statuses` lists it (default 5xx and 429). Anything else, e.g.
@@ -147,6 +150,7 @@ export function breakerOutcomeOf(
 ): 'failure' | 'ignore' {
   if (failure.kind !== 'status' || failure.status === undefined) return 'failure';
   const status = failure.status;
+  if (status === 429 && isManaged(config.backends.get(backendId)?.kind)) return 'ignore'; // a provider's rate limit: provider-throttle.ts
   const cls = `${Math.floor(status / 100)}xx`;
   return breakerSettings(config, backendId).failure_statuses.some((f) => f === status || f === cls) ? 'failure' : 'ignore';
 }

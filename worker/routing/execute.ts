@@ -12,6 +12,7 @@ import { traceAttempt, type Failure } from './attempt-observers';
 import { withColdStart } from './cold-start';
 import { CompletionAssembler } from '../openai/assemble';
 import { createParser } from 'eventsource-parser';
+import { noteProviderResponse, providerGate } from './provider-throttle';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 import type { ExecuteResult, Settled } from './types';
@@ -76,6 +77,7 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
   for (let i = 0; path.length < config.raw.max_attempts && i < config.raw.max_attempts + candidates.length; i++) {
     if (input.clientSignal.aborted) break;
     const candidate = candidates[i % candidates.length]!;
+    if (providerGate(candidate.backend.id) === 'throttled') continue; // a provider's 429: no retry there (nor waiting for it) before its reset
     if (i >= candidates.length) {
       // Every candidate has had its turn: retry from the top after a backoff (exponential,
       // full jitter), or after the backend's Retry-After if it asked for longer, so long as
@@ -214,6 +216,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   } catch (e) {
     return thrown(e);
   }
+  noteProviderResponse(backend, res); // managed providers' rate-limit headers and 429s (provider-throttle.ts)
 
   if (!res.ok) {
     const detail = await upstreamErrorMessage(res).catch(() => '');

@@ -4,6 +4,7 @@ import { errors } from '../http/errors';
 import type { ClientLocation } from './geo';
 import { breakerAllows, breakerSettings } from './breaker-view';
 import { isolateState } from './isolate-state';
+import { providerGate } from './provider-throttle';
 import { orderRegions } from './region-order';
 import { replicaPolicies, type ReplicaOrder } from './replica-policies';
 import type { ResolvedRoute } from './resolve-model';
@@ -45,7 +46,7 @@ export function planCandidates(input: PlanInput): Candidate[] {
   // probe permit); this isolate's own failure memory stands in only where breakers are off,
   // so that the two do not fight (a local skip would starve the breaker of the failures it counts).
   const usable = (b: BackendConfig) =>
-    (breakerSettings(config, b.id).enabled || isolateState.usable(b.id, now)) && isolateState.inFlight(b.id) < b.max_concurrency;
+    (breakerSettings(config, b.id).enabled || isolateState.usable(b.id, now)) && isolateState.inFlight(b.id) < b.max_concurrency && providerGate(b.id, now) === 'ok';
 
   const chain: Candidate[] = [];
   const lastResort: Candidate[] = [];
@@ -56,7 +57,7 @@ export function planCandidates(input: PlanInput): Candidate[] {
         target: t,
         replicas: (config.backendsByModel.get(t.model.id) ?? []).filter(
           // An open breaker takes the backend out of the chain altogether (not even a last resort).
-          (b) => b.region === regionId && (!t.backends || t.backends.includes(b.id)) && breakerAllows(b.id, now) !== 'open',
+          (b) => b.region === regionId && (!t.backends || t.backends.includes(b.id)) && breakerAllows(b.id, now) !== 'open' && providerGate(b.id, now) !== 'throttled',
         ),
       }));
     const regions = orderRegions(config, input.location, (r) => replicasIn(r.id).some((x) => x.replicas.some(usable)), tenant.allowed_regions);

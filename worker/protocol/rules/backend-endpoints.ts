@@ -26,11 +26,12 @@ export function metricsSecret(backend: BackendConfig, env: Record<string, unknow
 
 /**
  * Where the backend's load metrics are scraped, or null when it is not scraped: `metrics_url`
- * if set, else `<url>/metrics` for the kinds that serve it there (vllm, trtllm, openai). Modal
+ * if set, else `<url>/metrics` for the kinds that serve it there (vllm, trtllm). Modal
  * and Replicate have none by default (a scrape of a Modal endpoint would keep a GPU container
- * awake and see one container of many); Triton serves Prometheus on another port.
+ * awake and see one container of many); Triton serves Prometheus on another port; managed
+ * providers (openai, azure-openai, anthropic, bedrock, vertex) serve none.
  */
 export function metricsUrlOf(backend: BackendConfig): string | null {
   if (backend.metrics_url) return backend.metrics_url;
-  return backend.kind === 'vllm' || backend.kind === 'trtllm' || backend.kind === 'openai' ? backend.url.replace(/\/+$/, '') + '/metrics' : null;
+  return backend.kind === 'vllm' || backend.kind === 'trtllm' ? backend.url.replace(/\/+$/, '') + '/metrics' : null;
 }
