@@ -7,7 +7,9 @@
  * Exit codes: 0 done; 1 a backend's driver or event report failed (the others still acted);
  * 2 bad flags, bad config, or the router could not be read.
  */
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
+import { readEndpoints } from './dev/endpoints';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { ConfigError, loadScaleConfig } from './scale/config';
@@ -27,7 +29,8 @@ const USAGE = `usage: npm run scale -- <plan|apply|watch> [--router URL] [--admi
 
   --router, ROUTER_URL                 the router's base URL
   --admin-token, ROUTER_ADMIN_TOKEN    its ADMIN_TOKEN
-  --config                             wrangler.toml with the [scaling] tables (default ./wrangler.toml)
+  --config                             wrangler.toml with the [scaling] tables (default ./wrangler.toml;
+                                       for the router \`npm start\` runs, the config it runs: .dev/wrangler.toml)
   --env                                read [env.NAME].vars.ROUTER instead of [vars.ROUTER]`;
 
 const seconds = (flag: string) =>
@@ -51,7 +54,7 @@ function parseOptions(argv: string[]): Options {
     options: {
       router: { type: 'string' },
       'admin-token': { type: 'string' },
-      config: { type: 'string', default: 'wrangler.toml' },
+      config: { type: 'string' },
       env: { type: 'string' },
       interval: { type: 'string', default: '30' },
       'wake-interval': { type: 'string', default: '2' },
@@ -67,7 +70,7 @@ function parseOptions(argv: string[]): Options {
     command: positionals[0],
     router: values.router ?? process.env.ROUTER_URL,
     adminToken: values['admin-token'] ?? process.env.ROUTER_ADMIN_TOKEN,
-    config: values.config,
+    config: values.config ?? localStackConfig(values.router ?? process.env.ROUTER_URL, values.env) ?? 'wrangler.toml',
     env: values.env,
     interval: values.interval,
     wakeInterval: values['wake-interval'],
@@ -77,6 +80,26 @@ function parseOptions(argv: string[]): Options {
 }
 
 class UsageError extends Error {}
+
+/**
+ * The config `npm start` runs (wrangler.toml + scripts/dev/dev-layer.toml, written to
+ * .dev/wrangler.toml) when --router is that stack's URL: its backends are the ones to scale.
+ */
+function localStackConfig(router: string | undefined, env: string | undefined): string | undefined {
+  if (!router || env !== undefined) return undefined;
+  const endpoints = readEndpoints(resolve('.dev/endpoints.json'));
+  if (!endpoints.config || !endpoints.router || !existsSync(endpoints.config)) return undefined;
+  const origin = (u: string) => {
+    try {
+      return new URL(u).origin;
+    } catch {
+      return u;
+    }
+  };
+  if (origin(endpoints.router) !== origin(router)) return undefined;
+  console.log(`config: ${relative(process.cwd(), endpoints.config)} (the one \`npm start\` runs at ${endpoints.router})`);
+  return endpoints.config;
+}
 
 function print(round: Round, withResult: boolean): void {
   console.log(decisionTable(round.rows, round.routerNow, withResult));

@@ -7,6 +7,8 @@ export interface Endpoints {
   admin_token: string;
   tenants: Record<string, { api_key: string }>;
   backends: Record<string, string>;
+  /** The config file the stack runs (wrangler.toml + the dev layer), for `npm run scale` / `npm run finops`. */
+  config?: string;
 }
 
 export function readEndpoints(file: string): Partial<Endpoints> {

@@ -85,7 +85,7 @@ export async function applyRound(ctx: ScaleContext): Promise<Round> {
       const acted = SCALING_ACTIONS.has(row.decision.action) && row.decision.target !== null;
       if (acted && scaling.driver !== 'none') {
         const driver = await ctx.drivers(scaling.driver);
-        const target: ScaleTarget = { id, scaling, status: row.status };
+        const target: ScaleTarget = { id, url: backend.url, scaling, status: row.status };
         try {
           out.result = (await driver.scale(target, row.decision.target!)).detail;
         } catch (e) {
@@ -178,7 +178,7 @@ async function inspect(ctx: ScaleContext, id: string, list: BackendList, routerN
   const row: Row = { id, driver: scaling?.driver ?? 'none', status, events: [] };
   if (!scaling || scaling.driver === 'none') return { ...row, decision: decide({ status, scaling, now: routerNow, current: null }) };
   try {
-    row.current = await (await ctx.drivers(scaling.driver)).current({ id, scaling, status });
+    row.current = await (await ctx.drivers(scaling.driver)).current({ id, url: backend.url, scaling, status });
   } catch (e) {
     return { ...row, error: errorMessage(e) };
   }

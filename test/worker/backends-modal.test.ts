@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText } from './fakes';
 
 // vLLM on a Modal web endpoint behind the router, end to end, against the stand-in of
-// test/setup/fakes/modal.ts (proxy auth, 303 to the result URL of a long call).
+// scripts/dev/standins/modal.ts (proxy auth, 303 to the result URL of a long call).
 
 const KEY = 'wk-test-id';
 const SECRET = 'ws-test-secret';

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText, type FakeServer } from './fakes';
 
 // Replicate predictions behind the router, end to end, against the stand-in of
-// test/setup/fakes/replicate.ts (create with Prefer: wait, polling, urls.stream, urls.cancel).
+// scripts/dev/standins/replicate.ts (create with Prefer: wait, polling, urls.stream, urls.cancel).
 
 const TOKEN = 'r8_test_token';
 let replicate: FakeServer;

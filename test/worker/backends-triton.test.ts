@@ -6,7 +6,7 @@ import { ADMIN_TOKEN, call } from './support';
 import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, sseData, spawnFake, streamedText, type FakeServer } from './fakes';
 
 // Triton + TensorRT-LLM (generate / generate_stream) behind the router, end to end, against the
-// stand-in of test/setup/fakes/triton.ts.
+// stand-in of scripts/dev/standins/triton.ts.
 
 let triton: FakeServer;
 beforeAll(async () => {

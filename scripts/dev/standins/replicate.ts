@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from './common';
+import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake, type StandInServerOptions } from './common';
 
 // A stand-in for Replicate's HTTP API, as documented at replicate.com/docs/reference/http and
 // replicate.com/docs/topics/predictions (create-a-prediction, streaming):
@@ -23,7 +23,7 @@ import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from
 //   [no-metrics]   no token counts in metrics
 // Options: token (bearer required when set, on every route but the stream URL).
 
-export interface ReplicateFakeOptions {
+export interface ReplicateFakeOptions extends StandInServerOptions {
   token?: string;
 }
 
@@ -131,7 +131,7 @@ export function startReplicateFake(opts: ReplicateFakeOptions = {}): Promise<Fak
     }
 
     json(res, 404, { title: 'Not found', detail: `no route ${req.method} ${path}`, status: 404 });
-  });
+  }, opts);
 }
 
 async function streamPrediction(p: Prediction, res: ServerResponse, finish: () => void): Promise<void> {
