@@ -7,9 +7,8 @@
  * Exit codes: 0 done; 1 a backend's driver or event report failed (the others still acted);
  * 2 bad flags, bad config, or the router could not be read.
  */
-import { existsSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
-import { readEndpoints } from './dev/endpoints';
+import { localStackConfig } from './dev/endpoints';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { ConfigError, loadScaleConfig } from './scale/config';
@@ -70,7 +69,7 @@ function parseOptions(argv: string[]): Options {
     command: positionals[0],
     router: values.router ?? process.env.ROUTER_URL,
     adminToken: values['admin-token'] ?? process.env.ROUTER_ADMIN_TOKEN,
-    config: values.config ?? localStackConfig(values.router ?? process.env.ROUTER_URL, values.env) ?? 'wrangler.toml',
+    config: values.config ?? localStackConfigFor(values.router ?? process.env.ROUTER_URL, values.env) ?? 'wrangler.toml',
     env: values.env,
     interval: values.interval,
     wakeInterval: values['wake-interval'],
@@ -81,24 +80,12 @@ function parseOptions(argv: string[]): Options {
 
 class UsageError extends Error {}
 
-/**
- * The config `npm start` runs (wrangler.toml + scripts/dev/dev-layer.toml, written to
- * .dev/wrangler.toml) when --router is that stack's URL: its backends are the ones to scale.
- */
-function localStackConfig(router: string | undefined, env: string | undefined): string | undefined {
-  if (!router || env !== undefined) return undefined;
-  const endpoints = readEndpoints(resolve('.dev/endpoints.json'));
-  if (!endpoints.config || !endpoints.router || !existsSync(endpoints.config)) return undefined;
-  const origin = (u: string) => {
-    try {
-      return new URL(u).origin;
-    } catch {
-      return u;
-    }
-  };
-  if (origin(endpoints.router) !== origin(router)) return undefined;
-  console.log(`config: ${relative(process.cwd(), endpoints.config)} (the one \`npm start\` runs at ${endpoints.router})`);
-  return endpoints.config;
+/** The config `npm start` runs (.dev/wrangler.toml) when --router is that stack's URL and no --env is given. */
+function localStackConfigFor(router: string | undefined, env: string | undefined): string | undefined {
+  if (env !== undefined) return undefined;
+  const config = localStackConfig(router, resolve('.dev/endpoints.json'));
+  if (config) console.log(`config: ${relative(process.cwd(), config)} (the one \`npm start\` runs at that URL)`);
+  return config;
 }
 
 function print(round: Round, withResult: boolean): void {

@@ -123,6 +123,9 @@ export const backendSchema = z.strictObject({
    * scraped). See README "Backends".
    */
   metrics_url: z.url({ protocol: /^https?$/ }).optional(),
+  /** FinOps (`npm run finops`): the price of one GPU-hour of this backend, and the GPUs one replica holds (default 1). */
+  usd_per_gpu_hour: z.number().nonnegative().optional(),
+  gpus: z.number().int().positive().max(1024).optional(),
   /** Kind-specific settings (worker/config/backend-kinds.ts): each only on a backend of that kind. */
   modal: modalSchema.optional(),
   replicate: replicateSchema.optional(),
