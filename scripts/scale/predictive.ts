@@ -34,15 +34,18 @@ export interface DailyProfile {
   perSlot: Map<string, number[]>;
 }
 
-/** Learns each backend's daily profile from request history: (backend, time of day in ms) pairs over `days` days. */
-export function learnProfile(history: Iterable<{ backend: string; dayMs: number }>, days: number, o: ProfileOptions): DailyProfile {
+/**
+ * Learns each backend's daily profile from request history: (backend, time of day in ms) pairs
+ * over `days` days; `count` (default 1) when one entry stands for several requests (an hourly row).
+ */
+export function learnProfile(history: Iterable<{ backend: string; dayMs: number; count?: number }>, days: number, o: ProfileOptions): DailyProfile {
   const slots = o.slots ?? 96;
   const smooth = o.smooth ?? 1;
   const counts = new Map<string, number[]>();
   for (const h of history) {
     const slot = Math.min(slots - 1, Math.max(0, Math.floor((((h.dayMs % o.dayMs) + o.dayMs) % o.dayMs) / (o.dayMs / slots))));
     const c = counts.get(h.backend) ?? new Array<number>(slots).fill(0);
-    c[slot]! += 1;
+    c[slot]! += h.count ?? 1;
     counts.set(h.backend, c);
   }
   const perSlot = new Map<string, number[]>();
@@ -138,4 +141,26 @@ export function predictiveDecide(o: PredictiveOptions): DecideFn {
 function idleFor(s: BackendStatus, now: Date): number | undefined {
   const t = s.last_request_at === null ? Number.NaN : Date.parse(s.last_request_at);
   return Number.isFinite(t) ? now.getTime() - t : undefined;
+}
+
+const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+
+/**
+ * The router's own request history as a profile: `/admin/usage?group_by=backend&granularity=hour`
+ * over the last `days` days (UTC), 24 slots a day, each hour's requests in its slot.
+ */
+export async function profileFromRouter(o: { router: string; adminToken: string; days: number; now?: number; fetch?: typeof fetch }): Promise<DailyProfile> {
+  const now = o.now ?? Date.now();
+  const to = Math.floor(now / HOUR_MS) * HOUR_MS; // complete hours only
+  const from = to - o.days * DAY_MS;
+  const url = `${o.router.replace(/\/+$/, '')}/admin/usage?group_by=backend&granularity=hour&from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`;
+  const res = await (o.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${o.adminToken}` }, signal: AbortSignal.timeout(30_000) });
+  if (!res.ok) throw new Error(`GET /admin/usage (request history): HTTP ${res.status}`);
+  const body = (await res.json()) as { rows?: Array<{ bucket?: unknown; backend?: unknown; requests?: unknown }> };
+  const history = (body.rows ?? []).flatMap((r) => {
+    const t = typeof r.bucket === 'string' ? Date.parse(r.bucket) : Number.NaN;
+    return typeof r.backend === 'string' && typeof r.requests === 'number' && Number.isFinite(t) ? [{ backend: r.backend, dayMs: (t % DAY_MS) + HOUR_MS / 2, count: r.requests }] : [];
+  });
+  return learnProfile(history, o.days, { dayMs: DAY_MS, slots: 24, smooth: 0 });
 }

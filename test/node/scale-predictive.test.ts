@@ -82,3 +82,35 @@ describe('predictive decisions', () => {
     expect(predictiveDecide({ profile: none, timeOfDay: () => clock, leadMs: () => 0 })({ id: 'a', status: warmIdle('a', 5 * 60_000), scaling, now, current: 1 }).action).toBe('keep');
   });
 });
+
+describe('profile from the router', () => {
+  it('learns hourly slots from /admin/usage?group_by=backend&granularity=hour over the history days', async () => {
+    const { listen, json } = await import('../setup/scale/http');
+    const asked: string[] = [];
+    const now = Date.UTC(2026, 5, 10, 12, 30);
+    const server = await listen((req, _body, res) => {
+      asked.push(req.url ?? '');
+      if (req.headers.authorization !== 'Bearer tok') return json(res, 401, {});
+      json(res, 200, {
+        rows: [
+          { bucket: '2026-06-08T09:00:00.000Z', backend: 'a', requests: 30 },
+          { bucket: '2026-06-09T09:00:00.000Z', backend: 'a', requests: 10 },
+          { bucket: '2026-06-09T03:00:00.000Z', backend: 'b', requests: 12 },
+          { bucket: '2026-06-09T04:00:00.000Z', backend: null, requests: 5 },
+        ],
+      });
+    });
+    try {
+      const { profileFromRouter } = await import('../../scripts/scale/predictive');
+      const p = await profileFromRouter({ router: server.url, adminToken: 'tok', days: 2, now });
+      expect(asked[0]).toContain('group_by=backend&granularity=hour');
+      expect(asked[0]).toContain('from=2026-06-08T12:00:00.000Z&to=2026-06-10T12:00:00.000Z');
+      expect(expectedRequests(p, 'a', 9 * H, 10 * H)).toBeCloseTo(20, 6); // (30 + 10) / 2 days
+      expect(expectedRequests(p, 'b', 3 * H, 4 * H)).toBeCloseTo(6, 6);
+      expect([...p.perSlot.keys()].sort()).toEqual(['a', 'b']);
+      await expect(profileFromRouter({ router: server.url, adminToken: 'bad', days: 2, now })).rejects.toThrow(/HTTP 401/);
+    } finally {
+      await server.close();
+    }
+  });
+});
