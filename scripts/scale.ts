@@ -21,7 +21,7 @@ import { decisionTable } from './scale/table';
 
 const USAGE = `usage: npm run scale -- <plan|apply|watch> [--router URL] [--admin-token TOKEN]
          [--config wrangler.toml] [--env NAME] [--interval SECONDS] [--wake-interval SECONDS]
-         [--predictive [--history-days 7] [--park-below-per-gpu 0.75]]
+         [--predictive [--history-days 7] [--park-below-per-gpu 1.5]]
 
   plan    print one decision per backend, change nothing
   apply   carry the decisions out and report scale events to the router
@@ -70,7 +70,7 @@ function parseOptions(argv: string[]): Options {
       'wake-interval': { type: 'string', default: '2' },
       predictive: { type: 'boolean', default: false },
       'history-days': { type: 'string', default: '7' },
-      'park-below-per-gpu': { type: 'string', default: '0.75' },
+      'park-below-per-gpu': { type: 'string', default: '1.5' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -54,7 +54,7 @@ const MODEL_MIX: [string, number][] = [['small', 0.7], ['large', 0.25], ['xl', 0
 const AIM_GPU_RATIO = 0.5;
 /** Predictive: days of history, and the park threshold (requests expected in the next hour, per GPU). */
 const HISTORY_DAYS = 3;
-const PARK_PER_GPU = Number(process.env.BENCH_PARK_PER_GPU ?? 0.75);
+const PARK_PER_GPU = Number(process.env.BENCH_PARK_PER_GPU ?? 1.5);
 const AIM_P95_RATIO = 1.1;
 
 /** Clients by region: where they are (x-router-debug-geo), their UTC offset, and requests/s at the daily peak. */
