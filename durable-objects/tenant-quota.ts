@@ -581,6 +581,7 @@ export class TenantQuota extends DurableObject<Record<string, unknown>> {
       period_start: iso(periodStart),
       soft_limit_policy: this.policy(),
       overage_approved: this.approved(),
+      runbook_url: s.alert_runbook_url,
     });
     // Delivery runs on the real clock (tests may drive `now` years ahead for periods).
     this.sql.exec(

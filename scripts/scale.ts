@@ -7,11 +7,13 @@
  * Exit codes: 0 done; 1 a backend's driver or event report failed (the others still acted);
  * 2 bad flags, bad config, or the router could not be read.
  */
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
+import { localStackConfig } from './dev/endpoints';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { ConfigError, loadScaleConfig } from './scale/config';
 import { makeDrivers } from './scale/drivers';
+import { DAY_MS, predictiveDecide, profileFromRouter, type DailyProfile } from './scale/predictive';
 import { errorMessage } from './scale/drivers/types';
 import { routerClient } from './scale/router-client';
 import { applyRound, planRound, watch, type Round, type ScaleContext } from './scale/run';
@@ -19,6 +21,7 @@ import { decisionTable } from './scale/table';
 
 const USAGE = `usage: npm run scale -- <plan|apply|watch> [--router URL] [--admin-token TOKEN]
          [--config wrangler.toml] [--env NAME] [--interval SECONDS] [--wake-interval SECONDS]
+         [--predictive [--history-days 7] [--park-below-per-gpu 1.5]]
 
   plan    print one decision per backend, change nothing
   apply   carry the decisions out and report scale events to the router
@@ -27,8 +30,15 @@ const USAGE = `usage: npm run scale -- <plan|apply|watch> [--router URL] [--admi
 
   --router, ROUTER_URL                 the router's base URL
   --admin-token, ROUTER_ADMIN_TOKEN    its ADMIN_TOKEN
-  --config                             wrangler.toml with the [scaling] tables (default ./wrangler.toml)
-  --env                                read [env.NAME].vars.ROUTER instead of [vars.ROUTER]`;
+  --config                             wrangler.toml with the [scaling] tables (default ./wrangler.toml;
+                                       for the router \`npm start\` runs, the config it runs: .dev/wrangler.toml)
+  --env                                read [env.NAME].vars.ROUTER instead of [vars.ROUTER]
+  --predictive                         park and wake by each backend's daily profile, learnt from the
+                                       router's request history (/admin/usage, the last --history-days
+                                       days, hourly; re-learnt every hour by watch): park when fewer than
+                                       --park-below-per-gpu × gpus requests are expected in the next hour,
+                                       start a parked backend when its usual ramp is within its
+                                       cold_start_ms + 15 min. The idle window still applies.`;
 
 const seconds = (flag: string) =>
   z.coerce.number({ error: `${flag} must be a number of seconds` }).positive(`${flag} must be above 0`).max(24 * 3600, `${flag} must be at most 86400`);
@@ -41,6 +51,9 @@ const optionsSchema = z.object({
   env: z.string().min(1).optional(),
   interval: seconds('--interval'),
   wakeInterval: seconds('--wake-interval'),
+  predictive: z.boolean(),
+  historyDays: z.coerce.number({ error: '--history-days must be a number' }).int('--history-days must be whole days').min(1).max(90),
+  parkBelowPerGpu: z.coerce.number({ error: '--park-below-per-gpu must be a number' }).min(0).max(1_000),
 });
 type Options = z.infer<typeof optionsSchema>;
 
@@ -51,10 +64,13 @@ function parseOptions(argv: string[]): Options {
     options: {
       router: { type: 'string' },
       'admin-token': { type: 'string' },
-      config: { type: 'string', default: 'wrangler.toml' },
+      config: { type: 'string' },
       env: { type: 'string' },
       interval: { type: 'string', default: '30' },
       'wake-interval': { type: 'string', default: '2' },
+      predictive: { type: 'boolean', default: false },
+      'history-days': { type: 'string', default: '7' },
+      'park-below-per-gpu': { type: 'string', default: '1.5' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -67,16 +83,27 @@ function parseOptions(argv: string[]): Options {
     command: positionals[0],
     router: values.router ?? process.env.ROUTER_URL,
     adminToken: values['admin-token'] ?? process.env.ROUTER_ADMIN_TOKEN,
-    config: values.config,
+    config: values.config ?? localStackConfigFor(values.router ?? process.env.ROUTER_URL, values.env) ?? 'wrangler.toml',
     env: values.env,
     interval: values.interval,
     wakeInterval: values['wake-interval'],
+    predictive: values.predictive,
+    historyDays: values['history-days'],
+    parkBelowPerGpu: values['park-below-per-gpu'],
   });
   if (!parsed.success) throw new UsageError(parsed.error.issues.map((i) => i.message).join('\n'));
   return parsed.data;
 }
 
 class UsageError extends Error {}
+
+/** The config `npm start` runs (.dev/wrangler.toml) when --router is that stack's URL and no --env is given. */
+function localStackConfigFor(router: string | undefined, env: string | undefined): string | undefined {
+  if (env !== undefined) return undefined;
+  const config = localStackConfig(router, resolve('.dev/endpoints.json'));
+  if (config) console.log(`config: ${relative(process.cwd(), config)} (the one \`npm start\` runs at that URL)`);
+  return config;
+}
 
 function print(round: Round, withResult: boolean): void {
   console.log(decisionTable(round.rows, round.routerNow, withResult));
@@ -99,6 +126,39 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  // Predictive parking: the decision reads a profile that watch re-learns every hour.
+  let relearn: (() => void) | undefined;
+  if (opts.predictive) {
+    const learn = () => profileFromRouter({ router: opts.router, adminToken: opts.adminToken, days: opts.historyDays });
+    const holder = { profile: undefined as DailyProfile | undefined, learnedAt: Date.now() };
+    try {
+      holder.profile = await learn();
+    } catch (e) {
+      console.error(`✗ predictive: ${errorMessage(e)}`);
+      return 2;
+    }
+    console.log(`predictive: daily profiles of ${holder.profile.perSlot.size} backends from ${opts.historyDays} days of request history`);
+    const backends = ctx.backends;
+    const decideWith = (profile: DailyProfile) =>
+      predictiveDecide({
+        profile,
+        timeOfDay: () => Date.now() % DAY_MS,
+        horizonMs: 3_600_000,
+        parkBelow: (id) => opts.parkBelowPerGpu * (backends.find((b) => b.id === id)?.gpus ?? 1),
+        leadMs: (id) => (backends.find((b) => b.id === id)?.cold_start_ms ?? 0) + 15 * 60_000,
+      });
+    let current = decideWith(holder.profile);
+    ctx.decide = (input) => current(input);
+    relearn = () => {
+      if (Date.now() - holder.learnedAt < 3_600_000) return;
+      holder.learnedAt = Date.now();
+      learn().then(
+        (p) => void (current = decideWith(p)),
+        (e: unknown) => console.error(`✗ predictive: re-learning failed, keeping the last profile: ${errorMessage(e)}`),
+      );
+    };
+  }
+
   if (opts.command === 'watch') {
     const stop = new AbortController();
     const onSignal = () => stop.abort();
@@ -111,6 +171,7 @@ async function main(argv: string[]): Promise<number> {
         intervalMs: opts.interval * 1000,
         wakeIntervalMs: opts.wakeInterval * 1000,
         onRound: (round, n) => {
+          relearn?.();
           // The full table only when something happened, so a quiet watch stays quiet.
           const busy = round.rows.filter((r) => r.error || r.result || r.events.length);
           if (n === 1 || busy.length) {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { banner } from './dev/banner';
 import { rememberedKeys, writeEndpoints } from './dev/endpoints';
 import { ensureTenantKeys } from './dev/keys';
+import { writeEffectiveConfig } from './dev/dev-layer';
 import { DEV_DIR, WRANGLER_TOML } from './dev/paths';
 import { assertPortsFree, portFromEnv } from './dev/ports';
 import { loadOrCreateSecrets, secretNames } from './dev/secrets';
@@ -19,12 +20,16 @@ import type { RouterConfigInput } from '../worker/config/schema';
 
 const ENDPOINTS = join(DEV_DIR, 'endpoints.json');
 const PERSIST = join(DEV_DIR, 'do');
+/** The config the local stack runs, for `npm run scale` and `npm run finops`. */
+const EFFECTIVE_CONFIG = join(DEV_DIR, 'wrangler.toml');
 
 interface Running {
   routerUrl: string;
   adminToken: string;
   keys: Record<string, string>;
   backends: Record<string, string>;
+  /** The config the Worker runs (npm start: with the dev layer). */
+  router: RouterConfigInput;
   close(): Promise<void>;
   exited?: Promise<number>;
 }
@@ -39,7 +44,7 @@ async function main(): Promise<void> {
 
   const running: Running = wranglerDev
     ? await startWithWrangler(router, port, secrets, remembered)
-    : await startStack({ port, persist: PERSIST, simProfile: 'dev', secrets, reuseKeys: remembered, log: true, directSocket: true });
+    : await startStack({ port, persist: PERSIST, simProfile: 'dev', secrets, reuseKeys: remembered, log: true, directSocket: true, devLayer: true });
   let stopping = false;
   const stop = async (code: number) => {
     if (stopping) process.exit(code); // a second Ctrl-C: don't wait
@@ -56,11 +61,13 @@ async function main(): Promise<void> {
   }
   running.exited?.then((code) => void stop(code));
 
+  writeEffectiveConfig(EFFECTIVE_CONFIG, running.router);
   writeEndpoints(ENDPOINTS, {
     router: running.routerUrl,
     admin_token: running.adminToken,
     tenants: Object.fromEntries(Object.entries(running.keys).map(([t, k]) => [t, { api_key: k }])),
     backends: running.backends,
+    config: EFFECTIVE_CONFIG,
   });
   const model = router.models.find((m) => (m.type ?? 'chat') === 'chat')?.id ?? router.models[0]!.id;
   console.log(banner({ routerUrl: running.routerUrl, keys: running.keys, model, endpointsFile: ENDPOINTS, mode: wranglerDev ? 'wrangler dev' : 'Miniflare' }));
@@ -84,7 +91,7 @@ async function startWithWrangler(
     };
     try {
       const keys = await ensureTenantKeys(dev.routerUrl, secrets.ADMIN_TOKEN!, DEV_TENANTS, remembered);
-      return { routerUrl: dev.routerUrl, adminToken: secrets.ADMIN_TOKEN!, keys, backends: fleet.servers, close, exited: dev.exited };
+      return { routerUrl: dev.routerUrl, adminToken: secrets.ADMIN_TOKEN!, keys, backends: fleet.servers, router, close, exited: dev.exited };
     } catch (e) {
       await close();
       throw e;

@@ -6,6 +6,7 @@ import { requireAdminToken, requireApiKey } from './middleware/auth';
 import { requireConfig } from './middleware/config';
 import { rateLimitRefusalHeaders } from './middleware/rate-limit-headers';
 import { routerHeaderDefaults } from './middleware/router-headers';
+import { adminAlerts } from './routes/admin-alerts';
 import { adminBackends } from './routes/admin-backends';
 import { adminBreakers } from './routes/admin-breakers';
 import { adminBudgets } from './routes/admin-budgets';
@@ -37,6 +38,7 @@ app.route('/admin/breakers', adminBreakers);
 app.route('/admin/backends', adminBackends);
 app.route('/admin/tenants', adminBudgets);
 app.route('/admin/usage', adminUsage);
+app.route('/admin/alerts', adminAlerts);
 
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);

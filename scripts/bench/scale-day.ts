@@ -5,7 +5,13 @@
  *   - scale-to-zero: the scale scripts' own round (scripts/scale/run.ts applyRound, policy.ts,
  *                    events.ts) runs every ROUND_MS against the router's /admin/backends, with a
  *                    driver that parks a simulator (POST /sim/state {"cold":true}) and starts it
- *                    with a request (the simulator wakes on one, taking its cold_start_ms).
+ *                    with a request (the simulator wakes on one, taking its cold_start_ms);
+ *   - predictive:    the same round with scripts/scale/predictive.ts deciding: each backend's daily
+ *                    profile is learnt from HISTORY_DAYS earlier days of request history (the same
+ *                    curves and bursts, other Poisson draws: seeds SEED+1…, each request attributed to
+ *                    the backend that served its region and model in the always-on run), and it parks
+ *                    when the next hour's expected traffic is below PARK_PER_GPU × the backend's GPUs,
+ *                    and starts a parked backend ahead of its usual ramp.
  *
  * Compression: a day of `BENCH_DURATION_S` seconds (default 240, so an hour is 10 s, a factor of
  * 360). Traffic rates and the policy's idle window (15 min) are compressed by that factor; request
@@ -28,6 +34,7 @@ import type { RouterConfigInput } from '../../worker/config/schema';
 import { startStack, type Stack } from '../dev/stack';
 import type { CurrentScale, ScaleDriver, ScaleTarget } from '../scale/drivers/types';
 import { routerClient } from '../scale/router-client';
+import { learnProfile, predictiveDecide, type DailyProfile } from '../scale/predictive';
 import { applyRound, type ScaleContext } from '../scale/run';
 import type { BenchSection, BenchTable } from './lib/section';
 import { percentile, round } from './lib/stats';
@@ -45,6 +52,9 @@ const INTERACTIVE_DEADLINE_MS = 2_000;
 const MAX_TOKENS = 16;
 const MODEL_MIX: [string, number][] = [['small', 0.7], ['large', 0.25], ['xl', 0.05]];
 const AIM_GPU_RATIO = 0.5;
+/** Predictive: days of history, and the park threshold (requests expected in the next hour, per GPU). */
+const HISTORY_DAYS = 3;
+const PARK_PER_GPU = Number(process.env.BENCH_PARK_PER_GPU ?? 1.5);
 const AIM_P95_RATIO = 1.1;
 
 /** Clients by region: where they are (x-router-debug-geo), their UTC offset, and requests/s at the daily peak. */
@@ -98,8 +108,10 @@ interface Sample {
   error: string | null;
 }
 
+type Policy = 'always-on' | 'scale-to-zero' | 'predictive';
+
 interface RunResult {
-  policy: 'always-on' | 'scale-to-zero';
+  policy: Policy;
   samples: Sample[];
   /** ms each backend was warm or waking. */
   onMs: Record<string, number>;
@@ -115,7 +127,7 @@ interface RunResult {
 
 export const scaleDay: BenchSection = {
   name: 'scale-day',
-  description: 'a compressed day of follow-the-sun traffic: GPU-hours and latency, scale-to-zero vs always-on',
+  description: 'a compressed day of follow-the-sun traffic: GPU-hours and latency, always-on vs scale-to-zero vs predictive parking',
   async run(ctx) {
     const dayMs = (ctx.durationS ?? DAY_S) * 1000;
     const hourMs = dayMs / 24;
@@ -124,32 +136,41 @@ export const scaleDay: BenchSection = {
     const arrivals = schedule(dayMs, hourMs);
     log(`${arrivals.length} requests over ${dayMs / 1000} s (an hour = ${hourMs / 1000} s, compression ×${Math.round(factor)}); idle window ${round(idleMs / 1000, 2)} s`);
 
-    const runs: RunResult[] = [];
-    for (const policy of ['scale-to-zero', 'always-on'] as const) {
-      log(`${policy}: starting the stack`);
-      runs.push(await runDay(policy, arrivals, dayMs, hourMs, idleMs));
-    }
-    const [s2z, on] = [runs[0]!, runs[1]!];
+    // Always-on first: its answers say which backend serves each region's requests for each model,
+    // which attributes the earlier days' requests (the predictive policy's history) to backends.
+    log('always-on: starting the stack');
+    const on = await runDay('always-on', arrivals, dayMs, hourMs, idleMs);
+    log('scale-to-zero: starting the stack');
+    const s2z = await runDay('scale-to-zero', arrivals, dayMs, hourMs, idleMs);
+    const profile = learnProfile(history(on, dayMs, hourMs), HISTORY_DAYS, { dayMs });
+    log('predictive: starting the stack');
+    const pred = await runDay('predictive', arrivals, dayMs, hourMs, idleMs, profile);
+    const runs: RunResult[] = [s2z, on, pred];
     const summary = runs.map((r) => summarize(r, hourMs));
-    const gpuRatio = summary[0]!.gpu_hours / summary[1]!.gpu_hours;
-    const p95Ratio = summary[0]!.p95_excl_first_ms / summary[1]!.p95_ms;
-    const aims = { gpu_hours_ratio: round(gpuRatio, 3), gpu_aim_met: gpuRatio <= AIM_GPU_RATIO, p95_ratio: round(p95Ratio, 3), p95_aim_met: p95Ratio <= AIM_P95_RATIO };
+    const aimsOf = (s: Summary) => {
+      const gpuRatio = s.gpu_hours / summary[1]!.gpu_hours;
+      const p95Ratio = s.p95_excl_first_ms / summary[1]!.p95_ms;
+      return { policy: s.policy, gpu_hours_ratio: round(gpuRatio, 3), gpu_aim_met: gpuRatio <= AIM_GPU_RATIO, p95_ratio: round(p95Ratio, 3), p95_aim_met: p95Ratio <= AIM_P95_RATIO };
+    };
+    const aims = aimsOf(summary[0]!);
+    const aimsPredictive = aimsOf(summary[2]!);
     const json = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version },
-      setup: { day_s: dayMs / 1000, hour_s: hourMs / 1000, compression: factor, idle_minutes: IDLE_MINUTES, idle_ms_wall: idleMs, round_ms: ROUND_MS, sample_ms: SAMPLE_MS, regions: REGIONS, diurnal: DIURNAL, bursts: BURSTS, interactive_share: INTERACTIVE_SHARE, interactive_deadline_ms: INTERACTIVE_DEADLINE_MS, model_mix: MODEL_MIX, seed: SEED },
+      setup: { day_s: dayMs / 1000, hour_s: hourMs / 1000, compression: factor, idle_minutes: IDLE_MINUTES, idle_ms_wall: idleMs, round_ms: ROUND_MS, sample_ms: SAMPLE_MS, regions: REGIONS, diurnal: DIURNAL, bursts: BURSTS, interactive_share: INTERACTIVE_SHARE, interactive_deadline_ms: INTERACTIVE_DEADLINE_MS, model_mix: MODEL_MIX, seed: SEED, history_days: HISTORY_DAYS, park_per_gpu: PARK_PER_GPU },
       aims,
+      aims_predictive: aimsPredictive,
       summary,
       runs: runs.map((r) => ({ ...r, samples: undefined })),
-      samples: { 'scale-to-zero': s2z.samples, 'always-on': on.samples },
+      samples: { 'scale-to-zero': s2z.samples, 'always-on': on.samples, predictive: pred.samples },
     };
-    return { tables: tables(runs, summary, aims, hourMs, factor, idleMs), json };
+    return { tables: tables(runs, summary, [aims, aimsPredictive], hourMs, factor, idleMs), json };
   },
 };
 
 // ------------------------------------------------------------------ one day against one stack
 
-async function runDay(policy: RunResult['policy'], arrivals: Arrival[], dayMs: number, hourMs: number, idleMs: number): Promise<RunResult> {
+async function runDay(policy: Policy, arrivals: Arrival[], dayMs: number, hourMs: number, idleMs: number, profile?: DailyProfile): Promise<RunResult> {
   const stack = await startStack({
     port: 0,
     ephemeralBackends: true,
@@ -182,8 +203,21 @@ async function runDay(policy: RunResult['policy'], arrivals: Arrival[], dayMs: n
         scaling: { driver: 'kubernetes', idle_minutes: idleMs / 60_000, min_replicas: 0, max_replicas: 1, wake_replicas: 1, keep_warm: [], kubernetes: { namespace: 'sim', deployment: b.id } },
       })),
       drivers: async () => driver,
+      ...(profile
+        ? {
+            decide: predictiveDecide({
+              profile,
+              timeOfDay: dayNow,
+              horizonMs: hourMs,
+              minIdleMs: hourMs / 30,
+              parkBelow: (id) => PARK_PER_GPU * gpusOf(backends.find((b) => b.id === id)!),
+              // Its start plus a quarter of an hour: warm when the ramp's first requests come.
+              leadMs: (id) => coldStartMs(backends.find((b) => b.id === id)!) + hourMs / 4,
+            }),
+          }
+        : {}),
     };
-    if (policy === 'scale-to-zero') {
+    if (policy !== 'always-on') {
       // What the scripts would see at start: every backend running (the router has heard of none yet).
       for (const b of backends) await router.report(b.id, { type: 'ready', replicas: 1 });
     }
@@ -224,7 +258,7 @@ async function runDay(policy: RunResult['policy'], arrivals: Arrival[], dayMs: n
     const samples: Sample[] = [];
     const pending: Promise<void>[] = [];
     t0 = performance.now();
-    const background = [sampler(), ...(policy === 'scale-to-zero' ? [scaler()] : [])];
+    const background = [sampler(), ...(policy !== 'always-on' ? [scaler()] : [])];
     let lastLog = -1;
     for (const a of arrivals) {
       const wait = a.t - dayNow();
@@ -333,8 +367,8 @@ function sampleOf(a: Arrival, hour: number, r: ChatResult): Sample {
 // ------------------------------------------------------------------ traffic
 
 /** Poisson arrivals (by thinning) under each region's diurnal curve, plus the bursts; seeded. */
-function schedule(dayMs: number, hourMs: number): Arrival[] {
-  const rnd = rng(SEED);
+function schedule(dayMs: number, hourMs: number, seed = SEED): Arrival[] {
+  const rnd = rng(seed);
   const out: Arrival[] = [];
   const pick = (region: RegionKey, t: number, burst: string | null, model: string | null, interactive: boolean | null): Arrival => {
     const inter = interactive ?? rnd() < INTERACTIVE_SHARE;
@@ -363,6 +397,31 @@ function schedule(dayMs: number, hourMs: number): Arrival[] {
     for (let i = 0; i < b.requests; i++) out.push(pick(b.region, start + rnd() * span, b.name, b.model, b.interactive));
   }
   return out.sort((x, y) => x.t - y.t);
+}
+
+/**
+ * The predictive policy's request history: HISTORY_DAYS earlier days (same curves and bursts, other
+ * seeds), each request attributed to the backend that served its region's clients for its model in
+ * the always-on run (the most frequent one).
+ */
+function history(on: RunResult, dayMs: number, hourMs: number): Array<{ backend: string; dayMs: number }> {
+  const votes = new Map<string, Map<string, number>>();
+  for (const s of on.samples) {
+    if (!s.backend) continue;
+    const key = `${s.region}|${s.model}`;
+    const v = votes.get(key) ?? new Map<string, number>();
+    v.set(s.backend, (v.get(s.backend) ?? 0) + 1);
+    votes.set(key, v);
+  }
+  const serving = new Map([...votes].map(([k, v]) => [k, [...v].sort((a, b) => b[1] - a[1])[0]![0]]));
+  const out: Array<{ backend: string; dayMs: number }> = [];
+  for (let d = 1; d <= HISTORY_DAYS; d++) {
+    for (const a of schedule(dayMs, hourMs, SEED + d)) {
+      const backend = serving.get(`${a.region}|${a.model}`);
+      if (backend) out.push({ backend, dayMs: a.t });
+    }
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ results
@@ -428,33 +487,45 @@ function summarize(r: RunResult, hourMs: number): Summary {
   };
 }
 
-function tables(runs: RunResult[], summary: Summary[], aims: { gpu_hours_ratio: number; gpu_aim_met: boolean; p95_ratio: number; p95_aim_met: boolean }, hourMs: number, factor: number, idleMs: number): BenchTable[] {
+type Aims = { policy: string; gpu_hours_ratio: number; gpu_aim_met: boolean; p95_ratio: number; p95_aim_met: boolean };
+
+function tables(runs: RunResult[], summary: Summary[], allAims: Aims[], hourMs: number, factor: number, idleMs: number): BenchTable[] {
   const ms = (x: number) => (Number.isFinite(x) ? `${Math.round(x)} ms` : '-');
-  const [s2z, on] = [runs[0]!, runs[1]!];
+  const [s2z, on, pred] = [runs[0]!, runs[1]!, runs[2]!];
   const main: BenchTable = {
-    title: `A compressed day, scale-to-zero vs always-on (7 simulated backends, 3 regions, ${os.cpus().length} cores)`,
+    title: `A compressed day: always-on, scale-to-zero (idle window) and predictive parking (7 simulated backends, 3 regions, ${os.cpus().length} cores)`,
     columns: ['policy', 'backend-h', 'GPU-h', 'requests', 'failed', 'p50', 'p95', 'p99', 'p95 w/o 1st after park', 'p99 w/o', 'parks', 'wakes', 'waited', 'avoided'],
     rows: summary.map((s) => [s.policy, s.backend_hours.toFixed(1), s.gpu_hours.toFixed(1), String(s.requests), String(s.failed), ms(s.p50_ms), ms(s.p95_ms), ms(s.p99_ms), `${ms(s.p95_excl_first_ms)} (−${s.excluded})`, ms(s.p99_excl_first_ms), String(s.parks), String(s.wakes), String(s.waited), String(s.avoided)]),
     notes: [
-      `aim 1, GPU-hours ≤ ${AIM_GPU_RATIO * 100}% of always-on: ${(aims.gpu_hours_ratio * 100).toFixed(1)}% → ${aims.gpu_aim_met ? 'met' : 'NOT met'} (backend-hours: ${((summary[0]!.backend_hours / summary[1]!.backend_hours) * 100).toFixed(1)}%)`,
-      `aim 2, p95 without the first request after each park ≤ ${AIM_P95_RATIO}× always-on's p95: ${aims.p95_ratio.toFixed(3)}× → ${aims.p95_aim_met ? 'met' : 'NOT met'}; those first requests are ${((summary[0]!.excluded / summary[0]!.requests) * 100).toFixed(1)}% of all (a share near or above 5% empties p95's tail by construction: see p99 w/o)`,
+      ...allAims.flatMap((aims) => {
+        const s = summary.find((x) => x.policy === aims.policy)!;
+        return [
+          `${aims.policy}: aim 1, GPU-hours ≤ ${AIM_GPU_RATIO * 100}% of always-on: ${(aims.gpu_hours_ratio * 100).toFixed(1)}% → ${aims.gpu_aim_met ? 'met' : 'NOT met'} (backend-hours: ${((s.backend_hours / summary[1]!.backend_hours) * 100).toFixed(1)}%)`,
+          `${aims.policy}: aim 2, p95 without the first request after each park ≤ ${AIM_P95_RATIO}× always-on's p95: ${aims.p95_ratio.toFixed(3)}× → ${aims.p95_aim_met ? 'met' : 'NOT met'}; those first requests are ${((s.excluded / s.requests) * 100).toFixed(1)}% of all (a share near or above 5% empties p95's tail by construction: see p99 w/o)`,
+        ];
+      }),
+      `predictive: profile from ${HISTORY_DAYS} earlier days (seeds ${SEED + 1}…${SEED + HISTORY_DAYS}, same curves and bursts); parks when fewer than ${PARK_PER_GPU} × GPUs requests are expected in the next hour (after 2 idle minutes), starts a parked backend when its usual ramp is within its start + 15 min; the idle window still applies`,
       `compression: a day of ${(24 * hourMs) / 1000} s, an hour of ${hourMs / 1000} s (×${Math.round(factor)}): traffic rates and the ${IDLE_MINUTES}-min idle window (${round(idleMs / 1000, 2)} s) are compressed; request latencies (dev sim profile) are not; cold starts are 0.5 / 1 / 2 s wall (${[500, 1000, 2000].map((x) => `${round((x * factor) / 60_000, 1)} min`).join(' / ')} of the day) for 8B / 70B / 405B`,
       `GPU-hours: time each sim was warm or waking (sampled every ${SAMPLE_MS} ms) × 1 / 4 / 8 GPUs for 8B / 70B / 405B backends; backend-h counts each backend as one`,
       `scale-to-zero: scripts/scale applyRound every ${ROUND_MS} ms (policy.ts: idle ${IDLE_MINUTES} min compressed, min_replicas 0, wake_replicas 1) with a sim driver; wakes = starts counted by the sims; waited / avoided = x-router-cold-start`,
       `interactive requests (${INTERACTIVE_SHARE * 100}%) carry x-router-timeout-ms ${INTERACTIVE_DEADLINE_MS}; loopback regions: an "avoided" request served from another region pays no extra network distance here (it would in production)`,
       ...summary.filter((s) => s.failed > 0).map((s) => `${s.policy} failures: ${Object.entries(s.errors).map(([e, n]) => `${n}× ${e}`).join('; ')}`),
       ...(s2z.roundErrors ? [`scale rounds with an error: ${s2z.roundErrors}`] : []),
+      ...(pred.roundErrors ? [`predictive rounds with an error: ${pred.roundErrors}`] : []),
     ],
   };
   const ids = Object.keys(s2z.onMs);
   const perBackend: BenchTable = {
     title: 'Per backend',
-    columns: ['backend', 'GPUs', 'warm h (always-on)', 'warm h (s2z)', 'parks', 'wakes', 'served (s2z)', 'waited', 'expected start (router)'],
+    columns: ['backend', 'GPUs', 'warm h (always-on)', 'warm h (s2z)', 'warm h (predictive)', 'parks (pred)', 'wakes (pred)', 'parks', 'wakes', 'served (s2z)', 'waited', 'expected start (router)'],
     rows: ids.map((id) => [
       id,
       String(s2z.gpus[id]),
       (on.onMs[id]! / hourMs).toFixed(1),
       (s2z.onMs[id]! / hourMs).toFixed(1),
+      (pred.onMs[id]! / hourMs).toFixed(1),
+      String(pred.parks[id]!.length),
+      String(pred.wakes[id]),
       String(s2z.parks[id]!.length),
       String(s2z.wakes[id]),
       String(s2z.samples.filter((s) => s.backend === id).length),
@@ -464,11 +535,13 @@ function tables(runs: RunResult[], summary: Summary[], aims: { gpu_hours_ratio: 
   };
   const byHour: BenchTable = {
     title: 'By UTC hour (requests by start time)',
-    columns: ['hour', 'requests', 'p95 always-on', 'p95 s2z', 'warm backends s2z (avg)', 'waited', 'avoided'],
+    columns: ['hour', 'requests', 'p95 always-on', 'p95 s2z', 'p95 predictive', 'warm backends s2z (avg)', 'warm predictive', 'waited', 'avoided', 'waited (pred)'],
     rows: Array.from({ length: 24 }, (_, h) => {
       const a = on.samples.filter((s) => s.hour === h);
       const z = s2z.samples.filter((s) => s.hour === h);
-      return [`${String(h).padStart(2, '0')}:00`, String(z.length), ms(percentile(a.map((s) => s.latency_ms), 95)), ms(percentile(z.map((s) => s.latency_ms), 95)), Number.isFinite(s2z.warmByHour[h]!) ? s2z.warmByHour[h]!.toFixed(1) : '-', String(z.filter((s) => s.cold_start === 'waited').length), String(z.filter((s) => s.cold_start === 'avoided').length)];
+      const p = pred.samples.filter((s) => s.hour === h);
+      const warm = (r: RunResult) => (Number.isFinite(r.warmByHour[h]!) ? r.warmByHour[h]!.toFixed(1) : '-');
+      return [`${String(h).padStart(2, '0')}:00`, String(z.length), ms(percentile(a.map((s) => s.latency_ms), 95)), ms(percentile(z.map((s) => s.latency_ms), 95)), ms(percentile(p.map((s) => s.latency_ms), 95)), warm(s2z), warm(pred), String(z.filter((s) => s.cold_start === 'waited').length), String(z.filter((s) => s.cold_start === 'avoided').length), String(p.filter((s) => s.cold_start === 'waited').length)];
     }),
   };
   return [main, perBackend, byHour];

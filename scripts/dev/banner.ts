@@ -22,6 +22,11 @@ Or with the openai SDK (Node, ESM):
   const r = await client.chat.completions.create({ model: '${o.model}', messages: [{ role: 'user', content: 'Say hello in five words.' }] });
   console.log(r.choices[0].message.content);
 
+Scale to zero (idle backends park, a request wakes them), in another terminal:
+  npm run scale -- watch --router ${base} --admin-token "$(node -p "require('./.dev/endpoints.json').admin_token")" --interval 10
+FinOps report of the month so far: npm run finops -- --router ${base} --admin-token …   (same token)
+Runbooks: docs/runbooks/
+
 Ctrl-C stops the router and the simulated backends.
 `;
 }

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
 import type { RouterConfigInput } from '../../worker/config/schema';
 import { ROOT } from './paths';
+import { isStandIn } from './serverless';
 import { simTimingFor, type SimOverrides, type SimProfileName, type SimTiming } from './sim-profiles';
 
 /** What one entry of the `--fleet` JSON array holds (regional/sim/options.ts). */
@@ -38,9 +39,12 @@ export interface FleetOptions {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost']);
 
-/** The fleet a router config implies: each backend serves its models' `served_name`s. */
+/**
+ * The fleet a router config implies: each backend serves its models' `served_name`s. Modal,
+ * Replicate and Triton backends are not simulated here: they get stand-ins (serverless.ts).
+ */
 export function fleetFromConfig(router: RouterConfigInput, opts: FleetOptions): SimSpec[] {
-  return router.backends.map((b) => {
+  return router.backends.filter((b) => !isStandIn(b)).map((b) => {
     const models = b.models.map((id) => router.models.find((m) => m.id === id));
     const names = (type: 'chat' | 'embedding') =>
       models.filter((m) => m && (m.type ?? 'chat') === type).map((m) => m!.served_name ?? m!.id);

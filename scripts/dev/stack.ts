@@ -11,6 +11,8 @@ import { createKey, ensureTenantKeys, type CreatedKey } from './keys';
 import { ROOT, WRANGLER_TOML } from './paths';
 import { assertPortsFree, portFromEnv } from './ports';
 import { randomSecret, secretNames } from './secrets';
+import { applyDevLayer } from './dev-layer';
+import { isStandIn, standInSecrets, startStandIns } from './serverless';
 import { fleetFromConfig, startSimFleet, type SimFleet } from './sim-fleet';
 import type { SimOverrides, SimProfileName } from './sim-profiles';
 import { readWranglerConfig, validRouter } from './wrangler-config';
@@ -47,6 +49,8 @@ export interface StackOptions {
   /** Forward sim and workerd output (npm start); tests keep it quiet. */
   log?: boolean;
   configPath?: string;
+  /** Put scripts/dev/dev-layer.toml over the config (npm start: serverless backends, a parkable sim). */
+  devLayer?: boolean;
 }
 
 export interface Stack {
@@ -74,6 +78,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const ephemeral = opts.ephemeralBackends ?? false;
   const wrangler = readWranglerConfig(opts.configPath ?? WRANGLER_TOML);
   let router: RouterConfigInput = structuredClone(wrangler.router);
+  if (opts.devLayer) router = applyDevLayer(router);
   if (opts.configPatch) router = validRouter(opts.configPatch(router), 'after configPatch');
   for (const tenant of DEV_TENANTS) {
     if (!router.tenants?.[tenant]) throw new Error(`the stack needs a tenant "${tenant}" in [vars.ROUTER.tenants]`);
@@ -83,10 +88,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   for (const name of secretNames(router)) secrets[name] = opts.secrets?.[name] ?? randomSecret('sk_');
   Object.assign(secrets, opts.secrets); // and any the caller brings (e.g. an Upstash token)
   secrets.ADMIN_TOKEN = opts.adminToken ?? opts.secrets?.ADMIN_TOKEN ?? randomSecret('adm_');
+  Object.assign(secrets, standInSecrets(router, secrets));
 
-  const standIns = opts.standIns ?? {};
-  const specs = fleetFromConfig({ ...router, backends: router.backends.filter((b) => !(b.id in standIns)) }, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });
-  await assertPortsFree([...specs.map((s) => ({ port: s.port, what: `simulated backend ${s.name}` })), { port, what: 'router' }]);
+  const external = opts.standIns ?? {};
+  const specs = fleetFromConfig({ ...router, backends: router.backends.filter((b) => !(b.id in external)) }, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });
+  const standInPorts = ephemeral ? [] : router.backends.filter(isStandIn).map((b) => ({ port: Number(new URL(b.url).port || 80), what: `stand-in backend ${b.id}` }));
+  await assertPortsFree([...specs.map((s) => ({ port: s.port, what: `simulated backend ${s.name}` })), ...standInPorts, { port, what: 'router' }]);
 
   const cleanups: Array<() => Promise<void>> = [];
   const close = async () => {
@@ -98,10 +105,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     if (fleetResult.status === 'fulfilled') cleanups.push(() => fleetResult.value.close());
     if (fleetResult.status === 'rejected') throw fleetResult.reason;
     if (bundleResult.status === 'rejected') throw bundleResult.reason;
-    const fleet = fleetResult.value;
+    const standIns = await startStandIns(router, { ephemeral, secrets, log: opts.log, instant: opts.simProfile === 'instant' });
+    cleanups.push(() => standIns.close());
+    const fleet: SimFleet = { ...fleetResult.value, servers: { ...fleetResult.value.servers, ...standIns.servers } };
     const scriptPath = bundleResult.value;
-    if (ephemeral) router = withSimUrls(router, fleet, standIns);
-    else router = { ...router, backends: router.backends.map((b) => (standIns[b.id] ? { ...b, url: standIns[b.id]! } : b)) };
+    if (ephemeral) router = withSimUrls(router, fleet, external);
+    else router = { ...router, backends: router.backends.map((b) => (external[b.id] ? { ...b, url: external[b.id]! } : b)) };
 
     const mf = new Miniflare({
       ...wrangler.workerOptions,

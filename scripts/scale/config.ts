@@ -9,7 +9,7 @@ import { compileConfig } from '../../worker/config/compiled';
 import type { BackendConfig } from '../../worker/config/schema';
 import { validTimeZone } from './schedule';
 
-export type ScaleBackend = Pick<BackendConfig, 'id' | 'kind' | 'region' | 'cold_start_ms' | 'scaling'>;
+export type ScaleBackend = Pick<BackendConfig, 'id' | 'kind' | 'region' | 'cold_start_ms' | 'scaling'> & { url?: string; gpus?: number };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -57,5 +57,5 @@ export function scaleConfigFromToml(text: string, where: string, env?: string): 
   );
   if (problems.length) throw new ConfigError(`invalid router config (${label}):\n  ${problems.join('\n  ')}`);
 
-  return result.config.raw.backends.map(({ id, kind, region, cold_start_ms, scaling }) => ({ id, kind, region, cold_start_ms, scaling }));
+  return result.config.raw.backends.map(({ id, kind, region, url, gpus, cold_start_ms, scaling }) => ({ id, kind, region, url, gpus, cold_start_ms, scaling }));
 }

@@ -9,13 +9,15 @@ import type { ScaleBackend } from './config';
 import type { Drivers } from './drivers';
 import { errorMessage, type CurrentScale, type ScaleTarget } from './drivers/types';
 import { eventsFor } from './events';
-import { decide, type Decision } from './policy';
+import { decide, type Decision, type PolicyInput } from './policy';
 import type { RouterClient } from './router-client';
 
 export interface ScaleContext {
   router: RouterClient;
   backends: readonly ScaleBackend[];
   drivers: Drivers;
+  /** The decision per backend (default policy.ts decide); predictive.ts provides another. */
+  decide?: (input: PolicyInput & { id: string }) => Decision;
 }
 
 export interface Row {
@@ -70,7 +72,7 @@ export async function applyRound(ctx: ScaleContext): Promise<Round> {
       if (!fresh) return { ...r, error: `not scaled down: could not re-check the router (${freshError})` };
       const status = fresh.data.find((s) => s.id === r.id);
       const scaling = ctx.backends.find((b) => b.id === r.id)?.scaling;
-      return { ...r, status, decision: decide({ status, scaling, now: clock(fresh), current: r.current?.replicas ?? null }) };
+      return { ...r, status, decision: (ctx.decide ?? decide)({ id: r.id, status, scaling, now: clock(fresh), current: r.current?.replicas ?? null }) };
     });
   }
 
@@ -85,7 +87,7 @@ export async function applyRound(ctx: ScaleContext): Promise<Round> {
       const acted = SCALING_ACTIONS.has(row.decision.action) && row.decision.target !== null;
       if (acted && scaling.driver !== 'none') {
         const driver = await ctx.drivers(scaling.driver);
-        const target: ScaleTarget = { id, scaling, status: row.status };
+        const target: ScaleTarget = { id, url: backend.url, scaling, status: row.status };
         try {
           out.result = (await driver.scale(target, row.decision.target!)).detail;
         } catch (e) {
@@ -176,13 +178,14 @@ async function inspect(ctx: ScaleContext, id: string, list: BackendList, routerN
   if (!backend) return { id, driver: '-', status, events: [], decision: { action: 'skip', target: null, reason: 'not in the config' } };
   const scaling = backend.scaling;
   const row: Row = { id, driver: scaling?.driver ?? 'none', status, events: [] };
-  if (!scaling || scaling.driver === 'none') return { ...row, decision: decide({ status, scaling, now: routerNow, current: null }) };
+  const decideFor = ctx.decide ?? decide;
+  if (!scaling || scaling.driver === 'none') return { ...row, decision: decideFor({ id, status, scaling, now: routerNow, current: null }) };
   try {
-    row.current = await (await ctx.drivers(scaling.driver)).current({ id, scaling, status });
+    row.current = await (await ctx.drivers(scaling.driver)).current({ id, url: backend.url, scaling, status });
   } catch (e) {
     return { ...row, error: errorMessage(e) };
   }
-  return { ...row, decision: decide({ status, scaling, now: routerNow, current: row.current.replicas }) };
+  return { ...row, decision: decideFor({ id, status, scaling, now: routerNow, current: row.current.replicas }) };
 }
 
 async function settleAll(ids: readonly string[], fn: (id: string) => Promise<Row>): Promise<Row[]> {

@@ -170,6 +170,10 @@ describe('GET /dashboard', () => {
     for (const b of breakers) expect(v[`breaker:${b.backend}`], b.backend).toBe(b.enabled ? b.state : 'disabled');
     const backends = ((await (await admin('/admin/backends')).json()) as { data: Array<{ id: string; state: string }> }).data;
     for (const b of backends) expect(v[`backend:${b.id}`], b.id).toBe(b.state);
+    // Runbooks ([alerts].runbook_base_url, default the repository path): the index, as /admin/alerts lists them.
+    const alerts = (await (await admin('/admin/alerts')).json()) as { runbooks: Array<{ slug: string; url: string }> };
+    for (const r of alerts.runbooks) expect(v[`runbook:${r.slug}`], r.slug).toBe(r.url);
+    expect(v['runbook:budget-exhausted']).toBe('docs/runbooks/budget-exhausted.md');
 
     const demo = (await (await admin('/admin/tenants/demo/budget')).json()) as { state: string; usage: Record<string, number> };
     expect(v['budget-state:demo']).toBe(demo.state);

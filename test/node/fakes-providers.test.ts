@@ -4,10 +4,10 @@ import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, type Conv
 import { exportPKCS8, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import OpenAI, { AzureOpenAI } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANSWER_TOKENS, type Fake } from '../setup/fakes/common';
-import { startAnthropicFake, startAzureFake, startBedrockFake, startOpenAIFake, startVertexFake } from '../setup/fakes';
+import { ANSWER_TOKENS, type Fake } from '../../scripts/dev/standins/common';
+import { startAnthropicFake, startAzureFake, startBedrockFake, startOpenAIFake, startVertexFake } from '../../scripts/dev/standins';
 
-// The managed providers' stand-ins (test/setup/fakes/), driven by each provider's own Node SDK:
+// The managed providers' stand-ins (scripts/dev/standins/), driven by each provider's own Node SDK:
 // if the SDK reads a stand-in, the router's adapter is tested against the wire format the
 // provider speaks. No retries in the clients: each refusal is seen as the stand-in sent it.
 

@@ -1,10 +1,10 @@
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANSWER_TOKENS } from '../setup/fakes/common';
-import { startReplicateFake } from '../setup/fakes/replicate';
-import type { Fake } from '../setup/fakes/common';
+import { ANSWER_TOKENS } from '../../scripts/dev/standins/common';
+import { startReplicateFake } from '../../scripts/dev/standins/replicate';
+import type { Fake } from '../../scripts/dev/standins/common';
 
-// The Replicate stand-in (test/setup/fakes/replicate.ts), driven by Replicate's own npm client:
+// The Replicate stand-in (scripts/dev/standins/replicate.ts), driven by Replicate's own npm client:
 // if the client reads it, the router's adapter is tested against the wire format the client
 // (and so Replicate) speaks.
 

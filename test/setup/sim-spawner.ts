@@ -2,14 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TestProject } from 'vitest/node';
 import { startSimServer } from '../../regional/sim/server';
-import { fakeKinds, startFakeBackend, type FakeKind } from './fakes';
+import { fakeKinds, startFakeBackend, type FakeKind } from '../../scripts/dev/standins';
 
 /**
  * Global setup of the workerd test project. Tests in workerd cannot start Node servers, so
  * this runs a small spawner on loopback: `POST /spawn` with simulator options starts a fresh
  * regional/sim server (each test gets its own, so injected faults never leak between files)
  * and answers `{"url"}`; `POST /spawn-webhook` starts a webhook receiver (see below);
- * `POST /spawn-fake/<kind>` a stand-in backend (test/setup/fakes/: modal, replicate, triton, and the managed providers openai, azure, anthropic, bedrock, vertex). Everything
+ * `POST /spawn-fake/<kind>` a stand-in backend (scripts/dev/standins/: modal, replicate, triton, and the managed providers openai, azure, anthropic, bedrock, vertex). Everything
  * is closed at teardown.
  */
 export default async function setup(project: TestProject) {
@@ -27,7 +27,7 @@ export default async function setup(project: TestProject) {
         }
         const fake = /^\/spawn-fake\/([a-z]+)$/.exec(req.url ?? '');
         if (req.method === 'POST' && fake && (fakeKinds as readonly string[]).includes(fake[1]!)) {
-          // A stand-in for a serverless/Triton backend (test/setup/fakes/), options as the body.
+          // A stand-in for a serverless/Triton backend (scripts/dev/standins/), options as the body.
           const server = await startFakeBackend(fake[1] as FakeKind, JSON.parse(body || '{}') as Record<string, unknown>);
           sims.push(server);
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ url: server.url }));

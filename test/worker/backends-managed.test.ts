@@ -6,7 +6,7 @@ import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText,
 import { ledgerRecords } from './usage-support';
 
 // The managed providers behind the router, end to end, each against its stand-in
-// (test/setup/fakes/: openai-api.ts, anthropic.ts, bedrock.ts, vertex.ts): chat, stream, tools,
+// (scripts/dev/standins/: openai-api.ts, anthropic.ts, bedrock.ts, vertex.ts): chat, stream, tools,
 // usage, and the usage record priced from [prices] and marked with the backend.
 
 const PRICE = { input: 3, cached_input: 0.3, output: 15 }; // USD per million tokens

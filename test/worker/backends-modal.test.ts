@@ -3,7 +3,7 @@ import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText 
 import { sseData } from '../support/sse';
 
 // vLLM on a Modal web endpoint behind the router, end to end, against the stand-in of
-// test/setup/fakes/modal.ts (proxy auth, 303 to the result URL of a long call).
+// scripts/dev/standins/modal.ts (proxy auth, 303 to the result URL of a long call).
 
 const KEY = 'wk-test-id';
 const SECRET = 'ws-test-secret';

@@ -3,7 +3,7 @@ import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText,
 import { sseData } from '../support/sse';
 
 // Replicate predictions behind the router, end to end, against the stand-in of
-// test/setup/fakes/replicate.ts (create with Prefer: wait, polling, urls.stream, urls.cancel).
+// scripts/dev/standins/replicate.ts (create with Prefer: wait, polling, urls.stream, urls.cancel).
 
 const TOKEN = 'r8_test_token';
 let replicate: FakeServer;

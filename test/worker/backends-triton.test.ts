@@ -7,7 +7,7 @@ import { ANSWER, ANSWER_TOKENS, fakeRouter, jsonEvents, spawnFake, streamedText,
 import { sseData } from '../support/sse';
 
 // Triton + TensorRT-LLM (generate / generate_stream) behind the router, end to end, against the
-// stand-in of test/setup/fakes/triton.ts.
+// stand-in of scripts/dev/standins/triton.ts.
 
 let triton: FakeServer;
 beforeAll(async () => {

@@ -3,7 +3,7 @@ import { call, createKey, envWith } from './support';
 import type { Env } from '../../worker/env';
 import { uid } from '../support/uid';
 
-/** A call a stand-in recorded (test/setup/fakes/common.ts; not imported: it would bring Node's types into workerd's). */
+/** A call a stand-in recorded (scripts/dev/standins/common.ts; not imported: it would bring Node's types into workerd's). */
 export interface RecordedCall {
   method: string;
   path: string;
@@ -11,11 +11,11 @@ export interface RecordedCall {
   body: string;
 }
 
-/** The canned answer of every stand-in model (test/setup/fakes/common.ts ANSWER_TOKENS). */
+/** The canned answer of every stand-in model (scripts/dev/standins/common.ts ANSWER_TOKENS). */
 export const ANSWER_TOKENS = ['Hello', ',', ' world', '!\n', 'Second', ' line', '.'];
 export const ANSWER = ANSWER_TOKENS.join('');
 
-/** A stand-in backend server of this test's own (test/setup/fakes/), started by the spawner over loopback. */
+/** A stand-in backend server of this test's own (scripts/dev/standins/), started by the spawner over loopback. */
 export class FakeServer {
   constructor(readonly url: string) {}
   async calls(): Promise<RecordedCall[]> {

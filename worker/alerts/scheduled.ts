@@ -13,6 +13,7 @@ import { sendSignedWebhook, webhookSecret } from '../protocol/rules/signed-webho
 import { readMinutes } from '../telemetry/metrics';
 import type { MinuteBucket } from '../protocol/rules/minute-series';
 import { detectAll, lookbackMs } from './detectors';
+import { runbookForAlert, runbookUrl } from './runbooks';
 
 export const ALERT_EVENT = 'router.alert';
 
@@ -29,11 +30,12 @@ const log = (msg: string, extra: Record<string, unknown> = {}) => console.log(JS
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The webhook body; `sent_at` is per attempt, so the body (and its signature) is built at send time. */
-export function alertPayload(d: Delivery, sentAt: number): string {
+export function alertPayload(d: Delivery, sentAt: number, runbookBase = 'docs/runbooks'): string {
   return JSON.stringify({
     type: ALERT_EVENT,
     status: d.status,
     alert: d.alert,
+    runbook_url: runbookUrl(runbookBase, runbookForAlert(d.alert.id)),
     started_at: iso(d.started_at),
     ...(d.resolved_at !== null ? { resolved_at: iso(d.resolved_at) } : {}),
     sent_at: iso(sentAt),
@@ -104,7 +106,7 @@ async function deliver(env: Env, cfg: AlertsConfig, deliveries: Delivery[]): Pro
             url,
             event: ALERT_EVENT,
             deliveryId: d.delivery_id,
-            body: alertPayload(d, Date.now()),
+            body: alertPayload(d, Date.now(), cfg.runbook_base_url),
             secret: webhookSecret(env, hook?.secret),
             attempt: d.attempt,
             userAgent: 'edge-router-alerts',

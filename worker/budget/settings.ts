@@ -8,6 +8,7 @@ import type { TenantQuota } from '../env';
 import type { CompiledConfig } from '../config/compiled';
 import type { TenantBudget } from '../config/schema';
 import { errors } from '../http/errors';
+import { runbookUrl } from '../alerts/runbooks';
 
 /** After a request's deadline, its report may still take this long to reach the tenant's object. */
 const REPORT_GRACE_MS = 60_000;
@@ -91,6 +92,7 @@ function resolve(config: CompiledConfig, tenantId: string, t: TenantBudget, sour
       alert_retry_base_ms: d.alert_retry_base_ms,
       alert_retry_max_ms: d.alert_retry_max_ms,
       alert_max_attempts: d.alert_max_attempts,
+      alert_runbook_url: runbookUrl(config.raw.alerts.runbook_base_url, 'budget-exhausted'),
       lease_fraction: d.lease_fraction,
       lease_ttl_ms: d.lease_ttl_ms,
       lease_hold_ms: config.raw.timeouts.total_ms + REPORT_GRACE_MS,

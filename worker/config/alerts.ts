@@ -57,6 +57,15 @@ export const alertsSchema = z.strictObject({
   /** An undelivered message is retried on later runs, at most this many attempts per webhook. */
   max_attempts: z.number().int().min(1).max(100).default(10),
   webhook_timeout_ms: z.number().int().min(100).max(30_000).default(5_000),
+  /**
+   * Where the runbooks (docs/runbooks/*.md) are read: every alert webhook (these and the budget
+   * ones) carries `runbook_url` = this + "/<runbook>.md", and the dashboard links them. An http(s)
+   * URL (e.g. the repository's blob URL on your Git host) or a path; default the repository path.
+   */
+  runbook_base_url: z
+    .union([z.url({ protocol: /^https?$/ }), z.string().regex(/^[A-Za-z0-9._~/-]+$/, 'must be an http(s) URL or a path')])
+    .transform((s) => s.replace(/\/+$/, ''))
+    .default('docs/runbooks'),
 });
 
 export type SloConfig = z.infer<typeof sloSchema>;

@@ -38,9 +38,15 @@ export const replicateTargetSchema = z.strictObject({
   deployment: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'must be owner/name'),
 });
 
+/** The local stack's simulators and stand-ins (scripts/scale/drivers/sim.ts): parked and woken through their /sim/state. */
+export const simTargetSchema = z.strictObject({
+  /** Where /sim/state is served; default: the backend's own url. */
+  url: z.url({ protocol: /^http$/ }).optional(),
+});
+
 export const scalingSchema = z
   .strictObject({
-    driver: z.enum(['kubernetes', 'modal', 'replicate', 'none']),
+    driver: z.enum(['kubernetes', 'modal', 'replicate', 'sim', 'none']),
     /** Park the backend after this long without a request (and none in flight). */
     idle_minutes: z.number().min(1).max(7 * 24 * 60).default(15),
     min_replicas: z.number().int().min(0).default(0),
@@ -51,10 +57,11 @@ export const scalingSchema = z
     kubernetes: kubernetesTargetSchema.optional(),
     modal: modalTargetSchema.optional(),
     replicate: replicateTargetSchema.optional(),
+    sim: simTargetSchema.optional(),
   })
   .superRefine((s, ctx) => {
     if (s.min_replicas > s.max_replicas) ctx.addIssue({ code: 'custom', path: ['min_replicas'], message: 'must not exceed max_replicas' });
     if (s.wake_replicas > s.max_replicas) ctx.addIssue({ code: 'custom', path: ['wake_replicas'], message: 'must not exceed max_replicas' });
-    if (s.driver !== 'none' && !s[s.driver]) ctx.addIssue({ code: 'custom', path: [s.driver], message: `driver "${s.driver}" needs a [${s.driver}] table` });
+    if (s.driver !== 'none' && s.driver !== 'sim' && !s[s.driver]) ctx.addIssue({ code: 'custom', path: [s.driver], message: `driver "${s.driver}" needs a [${s.driver}] table` });
   });
 export type ScalingConfig = z.infer<typeof scalingSchema>;

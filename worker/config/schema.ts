@@ -132,6 +132,9 @@ export const backendSchema = z.strictObject({
    * only when metrics_url has the scheme, host and port of `url`; "always"; "never".
    */
   metrics_auth: z.enum(['same-origin', 'always', 'never']).default('same-origin'),
+  /** FinOps (`npm run finops`): the price of one GPU-hour of this backend, and the GPUs one replica holds (default 1). */
+  usd_per_gpu_hour: z.number().nonnegative().optional(),
+  gpus: z.number().int().positive().max(1024).optional(),
   /** Kind-specific settings (worker/config/backend-kinds.ts): each only on a backend of that kind. */
   modal: modalSchema.optional(),
   replicate: replicateSchema.optional(),

@@ -32,6 +32,9 @@ interface Breaker { backend: string; state: string; enabled: boolean; consecutiv
 interface Backend { id: string; kind: string; region: string; state: string; tracked: boolean; in_flight: number; request_rate_per_min: number; replicas: number | null }
 interface Budget { tenant: string; enabled: boolean; state: string; used_usd?: number; used_tokens?: number; daily?: { used_usd: number; used_tokens: number }; monthly_usd: number | null; monthly_tokens: number | null; daily_usd: number | null; daily_tokens: number | null; usage?: Record<string, number> }
 
+interface ActiveAlert { id: string; severity: string; summary: string; started_at: string; runbook_url: string }
+interface Runbook { slug: string; title: string; url: string }
+
 class Unauthorized extends Error {}
 
 async function getJson<T>(path: string): Promise<T> {
@@ -232,9 +235,9 @@ const pctOf = (key: 'latency_ms_p50' | 'latency_ms_p95' | 'ttft_ms_p50' | 'ttft_
 function renderBudgets(budgets: Budget[]): void {
   table(
     $('budgets'),
-    ['tenant', 'state', 'used', 'limit', '% used', ''],
+    ['tenant', 'state', 'used', 'limit', '% used', '', ''],
     budgets.map((b) => {
-      if (!b.enabled) return [el('td', b.tenant), badge(`budget-state:${b.tenant}`, 'no budget', ''), el('td', '—'), el('td', '—'), figure('td', `budget:${b.tenant}`, null, 'n/a'), el('td')];
+      if (!b.enabled) return [el('td', b.tenant), badge(`budget-state:${b.tenant}`, 'no budget', ''), el('td', '—'), el('td', '—'), figure('td', `budget:${b.tenant}`, null, 'n/a'), el('td'), el('td')];
       // The limit nearest to being used up is the one that matters.
       const [limit, share] = Object.entries(b.usage ?? {}).sort((x, y) => y[1] - x[1])[0] ?? ['', 0];
       const usd = limit.endsWith('_usd');
@@ -255,10 +258,62 @@ function renderBudgets(budgets: Budget[]): void {
         el('td', cap === null ? '—' : `${usd ? fmtUsd(cap) : fmtInt(cap)} (${limit.replace('_', ' ')})`),
         figure('td', `budget:${b.tenant}`, share, fmtPct(share)),
         bar,
+        runbookCell(`budget-runbook:${b.tenant}`, b.state === 'soft_limited' || b.state === 'hard_limited' ? runbooks['budget-exhausted'] : undefined),
       ];
     }),
     'No tenants.',
   );
+}
+
+/**
+ * A runbook reference: a link when [alerts].runbook_base_url is an http(s) URL; the repository path
+ * as text otherwise (the default, docs/runbooks/…, is not served by the router).
+ */
+function runbookCell(testId: string, url: string | undefined): HTMLTableCellElement {
+  const td = el('td');
+  if (!url) return td;
+  td.dataset.testid = testId;
+  td.dataset.value = url;
+  if (/^https?:\/\//.test(url)) {
+    const a = el('a', 'runbook');
+    a.href = url;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    td.append(a);
+  } else td.append(el('code', url));
+  return td;
+}
+
+let runbooks: Record<string, string> = {};
+
+function renderAlerts(alerts: ActiveAlert[], list: Runbook[]): void {
+  runbooks = Object.fromEntries(list.map((r) => [r.slug, r.url]));
+  table(
+    $('alerts'),
+    ['alert', 'severity', 'summary', 'since', 'runbook'],
+    alerts.map((a) => [
+      el('td', a.id),
+      badge(`alert:${a.id}`, a.severity, a.severity === 'critical' ? 'bad' : 'warn'),
+      el('td', a.summary),
+      el('td', new Date(a.started_at).toLocaleTimeString()),
+      runbookCell(`alert-runbook:${a.id}`, a.runbook_url),
+    ]),
+    'No alert in force.',
+  );
+  const index = el('p', 'Runbooks: ', 'muted');
+  list.forEach((r, i) => {
+    if (i > 0) index.append(' · ');
+    const link = /^https?:\/\//.test(r.url) ? el('a', r.title) : el('span', `${r.title} (${r.url})`);
+    if (link instanceof HTMLAnchorElement) {
+      link.href = r.url;
+      link.target = '_blank';
+      link.rel = 'noopener noreferrer';
+    }
+    link.dataset.testid = `runbook:${r.slug}`;
+    link.dataset.value = r.url;
+    index.append(link);
+  });
+  $('alerts').append(index);
 }
 
 const breakerTone = (s: string) => (s === 'closed' ? 'ok' : s === 'half_open' || s === 'half-open' ? 'warn' : 'bad');
@@ -267,7 +322,7 @@ const backendTone = (s: string) => (s === 'warm' ? 'ok' : s === 'waking' ? 'warn
 function renderBreakers(list: Breaker[]): void {
   table(
     $('breakers'),
-    ['backend', 'state', 'window req', 'window fail', 'consecutive', 'trips', 'open until'],
+    ['backend', 'state', 'window req', 'window fail', 'consecutive', 'trips', 'open until', ''],
     list.map((b) => [
       el('td', b.backend),
       badge(`breaker:${b.backend}`, b.enabled ? b.state : 'disabled', b.enabled ? breakerTone(b.state) : ''),
@@ -276,6 +331,7 @@ function renderBreakers(list: Breaker[]): void {
       el('td', fmtInt(b.consecutive_failures)),
       el('td', fmtInt(b.trips)),
       el('td', b.opened_until ? new Date(b.opened_until).toLocaleTimeString() : '—'),
+      runbookCell(`breaker-runbook:${b.backend}`, b.enabled && b.state !== 'closed' ? runbooks['backend-down'] : undefined),
     ]),
   );
 }
@@ -283,7 +339,7 @@ function renderBreakers(list: Breaker[]): void {
 function renderBackends(list: Backend[]): void {
   table(
     $('backends'),
-    ['backend', 'kind', 'region', 'state', 'in flight', 'req/min', 'replicas'],
+    ['backend', 'kind', 'region', 'state', 'in flight', 'req/min', 'replicas', ''],
     list.map((b) => [
       el('td', b.id),
       el('td', b.kind),
@@ -292,6 +348,7 @@ function renderBackends(list: Backend[]): void {
       el('td', fmtInt(b.in_flight)),
       el('td', b.request_rate_per_min.toFixed(1)),
       el('td', b.replicas === null ? '—' : String(b.replicas)),
+      runbookCell(`backend-runbook:${b.id}`, b.state === 'waking' ? runbooks['cold-start-storm'] : undefined),
     ]),
   );
 }
@@ -301,7 +358,7 @@ async function refresh(tenants: string[]): Promise<void> {
   const from = to - WINDOW_H * HOUR_MS;
   const range = `from=${encodeURIComponent(new Date(from).toISOString())}&to=${encodeURIComponent(new Date(to).toISOString())}`;
   const usage = (q: string) => getJson<{ rows: UsageRow[] }>(`/admin/usage?${q}&${range}`).then((r) => r.rows);
-  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets] = await Promise.all([
+  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts] = await Promise.all([
     usage('group_by=tenant'),
     usage('group_by=model'),
     usage('group_by=feature'),
@@ -310,6 +367,7 @@ async function refresh(tenants: string[]): Promise<void> {
     getJson<{ data: Breaker[] }>('/admin/breakers').then((r) => r.data),
     getJson<{ data: Backend[] }>('/admin/backends').then((r) => r.data),
     Promise.all(tenants.map((t) => getJson<Budget>(`/admin/tenants/${encodeURIComponent(t)}/budget`))),
+    getJson<{ data: ActiveAlert[]; runbooks: Runbook[] }>('/admin/alerts'),
   ]);
 
   const w = $('window');
@@ -337,6 +395,7 @@ async function refresh(tenants: string[]): Promise<void> {
   const savedOf = (rs: UsageRow[]) => rs.reduce((a, r) => a + num(r.saved_usd), 0);
   const costOf = (rs: UsageRow[]) => rs.reduce((a, r) => a + num(r.cost_usd), 0);
   chart('chart-cost', [{ label: 'cost', stroke: '#e0a526' }, { label: 'saved by the cache', stroke: '#2fb171' }], hourly(hourlyRows, from, [costOf, savedOf]), { y: 'USD per hour', fmt: (v) => (v === 0 ? '0' : `$${v.toPrecision(2)}`) });
+  renderAlerts(alerts.data, alerts.runbooks);
   renderBudgets(budgets);
   renderBreakers(breakers);
   renderBackends(backends);

@@ -39,6 +39,7 @@ export function dashboardPage(tenants: readonly string[]): string {
 <header><h1>edge-router</h1><span class="meta" id="window" data-testid="window">loading…</span><span class="meta" id="status" data-testid="last-updated">loading…</span></header>
 <main>
 <section class="wide"><h2>Totals</h2><div id="kpis" class="kpis"></div></section>
+${panel('alerts', 'Alerts in force', 'wide')}
 ${chartPanel('chart-traffic', 'Requests and errors per hour')}
 ${chartPanel('chart-latency', 'Latency and time to first token (p50 / p95)')}
 ${chartPanel('chart-cost', 'Cost and cache savings per hour')}

@@ -29,6 +29,8 @@ export interface QuotaSettings {
   alert_retry_base_ms: number;
   alert_retry_max_ms: number;
   alert_max_attempts: number;
+  /** The budget runbook's URL, sent as `runbook_url` in each alert ([alerts].runbook_base_url). */
+  alert_runbook_url?: string;
   lease_fraction: number;
   lease_ttl_ms: number;
   /** How long past its use-by a lease's rest stays held: the longest a request admitted on it can run, plus the report delay. */

@@ -2,6 +2,7 @@ import type { ScalingConfig } from '../../../worker/config/scaling';
 import type { KubernetesDriverOptions } from './kubernetes';
 import type { ModalClientLike } from './modal';
 import type { ReplicateClientLike } from './replicate';
+import type { SimDriverOptions } from './sim';
 import type { ScaleDriver } from './types';
 
 export type DriverName = Exclude<ScalingConfig['driver'], 'none'>;
@@ -11,6 +12,7 @@ export interface DriverOptions {
   kubernetes?: KubernetesDriverOptions;
   modal?: () => Promise<ModalClientLike>;
   replicate?: () => ReplicateClientLike;
+  sim?: SimDriverOptions;
 }
 
 /**
@@ -28,6 +30,8 @@ export function makeDrivers(options: DriverOptions = {}): Drivers {
         const m = await import('./modal');
         return m.modalDriver(options.modal ?? m.sdkModalClient);
       }
+      case 'sim':
+        return (await import('./sim')).simDriver(options.sim);
       case 'replicate': {
         const r = await import('./replicate');
         return r.replicateDriver(options.replicate ?? (() => r.sdkReplicateClient({ baseUrl: process.env.REPLICATE_BASE_URL })));

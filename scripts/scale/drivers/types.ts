@@ -4,6 +4,8 @@ import type { ScalingConfig } from '../../../worker/config/scaling';
 /** One backend as a driver sees it: its id, its [scaling] policy and what the router reports. */
 export interface ScaleTarget {
   id: string;
+  /** The backend's url from the config (the sim driver finds /sim/state there). */
+  url?: string;
   scaling: ScalingConfig;
   status: BackendStatus | undefined;
 }

@@ -1,4 +1,4 @@
-import { ANSWER_TOKENS, json, parseBody, startFake, type Fake } from './common';
+import { ANSWER_TOKENS, json, parseBody, startFake, type Fake, type StandInServerOptions } from './common';
 
 // A stand-in for Triton Inference Server serving TensorRT-LLM, through Triton's generate
 // extension (triton-inference-server/server, docs/protocol/extension_generate.md):
@@ -19,7 +19,7 @@ import { ANSWER_TOKENS, json, parseBody, startFake, type Fake } from './common';
 //   [bad-json]     generate: a 200 whose body is not JSON
 // Options: models (served model names, default ["ensemble"]).
 
-export interface TritonFakeOptions {
+export interface TritonFakeOptions extends StandInServerOptions {
   models?: string[];
 }
 
@@ -60,5 +60,5 @@ export function startTritonFake(opts: TritonFakeOptions = {}): Promise<Fake> {
     }
     tokens.forEach(piece);
     res.end();
-  });
+  }, opts);
 }

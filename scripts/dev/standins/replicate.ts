@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from './common';
+import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake, type StandInServerOptions } from './common';
 
 // A stand-in for Replicate's HTTP API, as documented at replicate.com/docs/reference/http and
 // replicate.com/docs/topics/predictions (create-a-prediction, streaming):
@@ -26,7 +26,7 @@ import { ANSWER_TOKENS, clientGone, json, parseBody, startFake, type Fake } from
 // origin the prediction's urls name instead of this server's: another server, to check the router
 // follows only origins it trusts).
 
-export interface ReplicateFakeOptions {
+export interface ReplicateFakeOptions extends StandInServerOptions {
   token?: string;
   urls_origin?: string;
 }
@@ -136,7 +136,7 @@ export function startReplicateFake(opts: ReplicateFakeOptions = {}): Promise<Fak
     }
 
     json(res, 404, { title: 'Not found', detail: `no route ${req.method} ${path}`, status: 404 });
-  });
+  }, opts);
 }
 
 async function streamPrediction(p: Prediction, res: ServerResponse, finish: () => void): Promise<void> {

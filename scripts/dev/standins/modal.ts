@@ -1,4 +1,4 @@
-import { ANSWER_TOKENS, json, parseBody, startFake, type Fake } from './common';
+import { ANSWER_TOKENS, json, parseBody, startFake, type Fake, type StandInServerOptions } from './common';
 
 // A stand-in for vLLM served on Modal as a web endpoint (https://<workspace>--<app>-<fn>.modal.run):
 // - OpenAI's API as vLLM serves it: POST /v1/chat/completions, JSON or SSE chunks ending in
@@ -17,7 +17,7 @@ import { ANSWER_TOKENS, json, parseBody, startFake, type Fake } from './common';
 // Other markers in the last message: [no-usage] (JSON without usage), [bad-json] (a 200 that is
 // not JSON).
 
-export interface ModalFakeOptions {
+export interface ModalFakeOptions extends StandInServerOptions {
   key?: string;
   secret?: string;
   bearer?: string;
@@ -58,7 +58,7 @@ export function startModalFake(opts: ModalFakeOptions = {}): Promise<Fake> {
     }
     if (last.includes('[bad-json]')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"choices": [');
     answer(res, body, !last.includes('[no-usage]'));
-  });
+  }, opts);
 }
 
 function seeOther(res: import('node:http').ServerResponse, location: string, status = 303) {
