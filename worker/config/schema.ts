@@ -288,6 +288,16 @@ export const cacheTierSchema = z.strictObject({
 export const semanticCacheSchema = z.strictObject({
   /** A model of type "embedding" in [[models]] whose backends embed prompts for the embedded index; unset: the local lexical embedding. */
   embedding_model: id.optional(),
+  /**
+   * Embed with the Workers AI binding instead (e.g. `@cf/baai/bge-small-en-v1.5`, 384 floats), from
+   * the binding named here (wrangler.toml `[ai] binding = "AI"`). Exclusive with embedding_model.
+   */
+  workers_ai: z
+    .strictObject({
+      binding: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).max(64).default('AI'),
+      model: z.string().regex(/^@cf\/[\w.\-]+\/[\w.\-]+$/, 'a Workers AI model name such as "@cf/baai/bge-small-en-v1.5"').default('@cf/baai/bge-small-en-v1.5'),
+    })
+    .optional(),
   /** "auto": Upstash Vector when [upstash].vector_url is set, else the per-tenant Durable Object index. */
   index: z.enum(['auto', 'durable-object', 'upstash']).default('auto'),
   /** The embedded index keeps at most this many prompts per tenant (least recently used go first). */
@@ -463,6 +473,7 @@ export const routerConfigSchema = z
       if (!m) issue(['cache', 'semantic', 'embedding_model'], `unknown model "${semantic.embedding_model}"`);
       else if (m.type !== 'embedding') issue(['cache', 'semantic', 'embedding_model'], `"${semantic.embedding_model}" is not an embedding model (type = "embedding")`);
     }
+    if (semantic.workers_ai && semantic.embedding_model !== undefined) issue(['cache', 'semantic', 'workers_ai'], 'set either workers_ai or embedding_model, not both');
     if (semantic.index === 'upstash' && !cfg.upstash?.vector_url) issue(['cache', 'semantic', 'index'], '"upstash" needs [upstash].vector_url');
     if (cfg.upstash?.vector_region !== undefined && !regionIds.has(cfg.upstash.vector_region)) issue(['upstash', 'vector_region'], `unknown region "${cfg.upstash.vector_region}"`);
     if (cfg.limits.store === 'upstash' && !cfg.upstash?.redis_url) issue(['limits', 'store'], '"upstash" needs [upstash].redis_url');
