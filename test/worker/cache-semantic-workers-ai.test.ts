@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { embedderFor, WorkersAiEmbedder } from '../../worker/cache/semantic/embedder';
 import type { SemanticIndexStore, SemanticQuery } from '../../worker/cache/semantic/index-store';
+import { semanticResidency } from '../../worker/cache/semantic/residency';
 import { semanticCache } from '../../worker/cache/semantic/semantic';
 import { resolveRoute } from '../../worker/routing/resolve-model';
 import { baseConfig } from './support';
@@ -60,6 +61,15 @@ describe('semantic cache: Workers AI embeddings', () => {
     }
     expect(await embedderFor(cfg, { AI: fakeAi(() => { throw new Error('3040: capacity'); }) }).embed('x')).toBeNull();
     expect(await embedderFor(cfg, { AI: { run: () => new Promise(() => {}) } }).embed('x')).toBeNull();
+  });
+
+  it('a tenant with allowed_regions never has its prompts sent to Workers AI: its semantic cache is skipped', () => {
+    const base = baseConfig() as { tenants: Record<string, Record<string, unknown>>; regions: { id: string }[] };
+    const region = base.regions[0]!.id;
+    const cfg = compiled({ ...base, tenants: { ...base.tenants, demo: { ...base.tenants.demo, allowed_regions: [region] } }, cache: { semantic: { workers_ai: {} } } });
+    expect(semanticResidency(cfg, 'demo').skip).toMatch(/Workers AI/);
+    const open = compiled({ ...base, cache: { semantic: { workers_ai: {} } } });
+    expect(semanticResidency(open, 'demo').skip).toBeNull();
   });
 
   it('the semantic cache looks up with the binding\'s vector', async () => {
