@@ -171,6 +171,13 @@ export const routingSchema = z.strictObject({
   /** Backend /metrics scrape period (a Durable Object alarm) and the age past which a snapshot is ignored. */
   scrape_interval_ms: z.number().int().min(500).default(5_000),
   load_stale_ms: z.number().int().min(1_000).default(30_000),
+  /**
+   * How `auto` scores a request: "hand" (complexity.ts, a score against the tiers' min_complexity)
+   * or "learned" (learned-complexity.ts: a probability per tier boundary; tiers ranked by min_complexity).
+   */
+  complexity_scorer: z.enum(['hand', 'learned']).default('hand'),
+  /** "learned" only: a tier is chosen once its probability reaches 0.5 - margin (route up near a boundary). */
+  complexity_margin: z.number().min(0).max(0.49).default(0.35),
 });
 
 // Budgets (durable-objects/tenant-quota.ts, worker/budget/). [budgets] holds the defaults and the
