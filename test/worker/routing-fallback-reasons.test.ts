@@ -2,6 +2,9 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { resetIsolate } from '../../worker/isolate/registry';
 import { breakerAllows } from '../../worker/routing/breaker-view';
 import { isolateState } from '../../worker/routing/isolate-state';
+import { compileConfig } from '../../worker/config/compiled';
+import { noteLifecycle } from '../../worker/routing/backend-lifecycle-view';
+import { planColdStarts } from '../../worker/routing/cold-start';
 import { withColdPassedOver, type Candidate } from '../../worker/routing/plan';
 import { spawnSim } from './sims';
 import { chat, createKey, envWith } from './support';
@@ -107,6 +110,30 @@ describe('withColdPassedOver', () => {
     ]);
     expect(out[1]!.passedOver).toBeUndefined();
     expect(out[2]!.passedOver).toBeUndefined(); // after the cold one: it did not pass over it
+  });
+
+  it('with cold-start planning: a cold nearest backend avoided for a tight deadline is named "cold" on the warm one', () => {
+    const [cold, warm] = [`c-${uid()}`, `w-${uid()}`];
+    const r = compileConfig({
+      regions: [{ id: 'near', latitude: 0, longitude: 0 }, { id: 'far', latitude: 0, longitude: 10 }],
+      models: [{ id: 'm' }],
+      backends: [
+        { id: cold, kind: 'vllm', region: 'near', url: 'http://127.0.0.1:9', models: ['m'], cold_start_ms: 600 },
+        { id: warm, kind: 'vllm', region: 'far', url: 'http://127.0.0.1:9', models: ['m'] },
+      ],
+      tiers: { fast: { models: ['m'] } },
+      tenants: { demo: { models: ['*'] } },
+    });
+    if (!r.ok) throw new Error(r.errors.join('; '));
+    const cfg = r.config;
+    noteLifecycle(cold, { backend: null, state: 'cold', since: Date.now(), last_request_at: null, in_flight: 0, rate_per_min: 0, pending_wakeups: 0, wakeup_requested_at: null, observed: [], expected_ms: 600, replicas: null, version: 100, at: Date.now() });
+    const candidates: Candidate[] = [cold, warm].map((id) => ({ backend: cfg.backends.get(id)!, model: cfg.modelsByName.get('m')!, tier: 'fast', reason: 'single' }));
+    const work: Promise<unknown>[] = [];
+    const plan = planColdStarts({ config: cfg, env: {}, ctx: { waitUntil: (p: Promise<unknown>) => void work.push(p) }, candidates, deadline: Date.now() + 800, stream: false });
+    expect(plan.avoided).toBe(true);
+    const out = withColdPassedOver(plan.candidates, 'near');
+    expect(out.map((c) => c.backend.id)).toEqual([warm, cold]);
+    expect(out[0]!.passedOver).toEqual([{ backendId: cold, reason: 'cold' }]);
   });
 
   it('a cold nearest candidate still first (waited for) is not a skip', () => {
