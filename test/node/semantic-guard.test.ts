@@ -59,6 +59,14 @@ describe('semantic guards', () => {
     expect(refusal('Sort ascending', 'Sort descending')).toBe('polarity');
   });
 
+  it('one content word swapped for another is refused; inflections, reordering and extra words are not', () => {
+    expect(refusal('How do I train a puppy?', 'How do I train a kitten?')).toBe('substitution');
+    expect(refusal('How do I paint a bedroom wall?', 'How do I paint a bathroom wall?')).toBe('substitution');
+    expect(allows('How do I train a puppy?', 'how can i train the puppy')).toEqual({ ok: true });
+    expect(allows('Explain how photosynthesis works.', 'Explain how photosynthesis is working')).toEqual({ ok: true });
+    expect(allows('Why do cats purr?', 'What is the reason cats purr?')).toEqual({ ok: true });
+  });
+
   it('depth must match', () => {
     expect(guardAllows({ text: 'Continue.', depth: 1 }, { text: 'Continue.', depth: 3 })).toEqual({ ok: false, reason: 'depth' });
   });

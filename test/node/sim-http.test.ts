@@ -256,6 +256,16 @@ describe('embeddings', () => {
     expect(Array.from(f)).toEqual(a);
   });
 
+  it('carries meaning: a paraphrase with other words is closer than a different question', async () => {
+    const inputs = ['How can I extend the battery life of my laptop?', 'How do I make my laptop battery last longer?', 'What is the capital of France?'];
+    const j = (await (await post('/v1/embeddings', { model: EMB, input: inputs })).json()) as any;
+    const [a, b, c] = j.data.map((d: any) => d.embedding as number[]);
+    const dot = (x: number[], y: number[]) => x.reduce((s, v, i) => s + v * y[i]!, 0);
+    expect(dot(a, b)).toBeGreaterThan(0.8);
+    expect(dot(a, c)).toBeLessThan(0.6);
+    expect(dot(a, b)).toBeGreaterThan(dot(a, c) + 0.3);
+  });
+
   it('refuses the wrong kind of model and over-long inputs like vLLM', async () => {
     const chat = await post('/v1/embeddings', { model: CHAT, input: 'x' });
     expect(chat.status).toBe(400);

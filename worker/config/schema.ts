@@ -183,6 +183,13 @@ export const routingSchema = z.strictObject({
   /** Backend /metrics scrape period (a Durable Object alarm) and the age past which a snapshot is ignored. */
   scrape_interval_ms: z.number().int().min(500).default(5_000),
   load_stale_ms: z.number().int().min(1_000).default(30_000),
+  /**
+   * How `auto` scores a request: "hand" (complexity.ts, a score against the tiers' min_complexity)
+   * or "learned" (learned-complexity.ts: a probability per tier boundary; tiers ranked by min_complexity).
+   */
+  complexity_scorer: z.enum(['hand', 'learned']).default('hand'),
+  /** "learned" only: a tier is chosen once its probability reaches 0.5 - margin (route up near a boundary). */
+  complexity_margin: z.number().min(0).max(0.49).default(0.35),
 });
 
 // Budgets (durable-objects/tenant-quota.ts, worker/budget/). [budgets] holds the defaults and the
@@ -300,6 +307,16 @@ export const cacheTierSchema = z.strictObject({
 export const semanticCacheSchema = z.strictObject({
   /** A model of type "embedding" in [[models]] whose backends embed prompts for the embedded index; unset: the local lexical embedding. */
   embedding_model: id.optional(),
+  /**
+   * Embed with the Workers AI binding instead (e.g. `@cf/baai/bge-small-en-v1.5`, 384 floats), from
+   * the binding named here (wrangler.toml `[ai] binding = "AI"`). Exclusive with embedding_model.
+   */
+  workers_ai: z
+    .strictObject({
+      binding: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).max(64).default('AI'),
+      model: z.string().regex(/^@cf\/[\w.\-]+\/[\w.\-]+$/, 'a Workers AI model name such as "@cf/baai/bge-small-en-v1.5"').default('@cf/baai/bge-small-en-v1.5'),
+    })
+    .optional(),
   /** "auto": Upstash Vector when [upstash].vector_url is set, else the per-tenant Durable Object index. */
   index: z.enum(['auto', 'durable-object', 'upstash']).default('auto'),
   /** The embedded index keeps at most this many prompts per tenant (least recently used go first). */
@@ -478,6 +495,7 @@ export const routerConfigSchema = z
       if (!m) issue(['cache', 'semantic', 'embedding_model'], `unknown model "${semantic.embedding_model}"`);
       else if (m.type !== 'embedding') issue(['cache', 'semantic', 'embedding_model'], `"${semantic.embedding_model}" is not an embedding model (type = "embedding")`);
     }
+    if (semantic.workers_ai && semantic.embedding_model !== undefined) issue(['cache', 'semantic', 'workers_ai'], 'set either workers_ai or embedding_model, not both');
     if (semantic.index === 'upstash' && !cfg.upstash?.vector_url) issue(['cache', 'semantic', 'index'], '"upstash" needs [upstash].vector_url');
     if (cfg.upstash?.vector_region !== undefined && !regionIds.has(cfg.upstash.vector_region)) issue(['upstash', 'vector_region'], `unknown region "${cfg.upstash.vector_region}"`);
     if (cfg.limits.store === 'upstash' && !cfg.upstash?.redis_url) issue(['limits', 'store'], '"upstash" needs [upstash].redis_url');

@@ -2,6 +2,7 @@ import type { InferenceBody, Stage } from '../pipeline/types';
 import { synthesize } from '../openai/synthesize';
 import { COLD_START_HEADER, coldStartHeader } from './cold-start';
 import { execute } from './execute';
+import type { Candidate } from './plan';
 import type { ResolvedRoute } from './resolve-model';
 import type { ExecuteResult } from './types';
 
@@ -32,7 +33,7 @@ export const executeStage: Stage = {
     const response = result.upstreamFailed && r.kind !== 'embeddings' && degradedText ? degraded(degradedText, r.kind, r.body) : result.response;
     r.degraded = response !== result.response;
     if (r.body.stream === true && !r.degraded && result.served !== null && response.status === 200) r.lifecycle.relaying();
-    setRouterHeaders(response.headers, r.route, result, r.degraded);
+    setRouterHeaders(response.headers, r.route, result, r.degraded, r.candidates);
     const coldStart = r.cold ? coldStartHeader(r.cold, r.degraded ? null : result.served) : null;
     if (coldStart) response.headers.set(COLD_START_HEADER, coldStart);
     response.headers.set('x-router-cache', r.cache.status);
@@ -53,7 +54,7 @@ function degraded(text: string, kind: 'chat' | 'completions', body: InferenceBod
   });
 }
 
-function setRouterHeaders(h: Headers, route: ResolvedRoute, result: ExecuteResult, isDegraded: boolean) {
+function setRouterHeaders(h: Headers, route: ResolvedRoute, result: ExecuteResult, isDegraded: boolean, candidates: readonly Candidate[]) {
   const served = isDegraded ? null : result.served;
   if (served) {
     h.set('x-router-region', served.backend.region);
@@ -65,6 +66,11 @@ function setRouterHeaders(h: Headers, route: ResolvedRoute, result: ExecuteResul
   h.set('x-router-tier', served?.tier ?? route.stages[0]?.tier ?? 'none');
   if (route.complexity !== null) h.set('x-router-complexity', route.complexity.toFixed(2));
   h.set('x-router-attempts', String(result.attempts));
-  if (result.path.length > 1 || isDegraded) h.set('x-router-fallback', [...result.path, ...(isDegraded ? ['degraded'] : [])].join('>'));
+  // The nearest region's backends skipped before the path, with why: "vllm-eu-west-8b(breaker-open)>vllm-us-east-8b".
+  const skippedFrom = served ?? (isDegraded ? candidates.find((c) => c.passedOver) : undefined);
+  const skipped = (skippedFrom?.passedOver ?? []).filter((p) => !result.path.includes(p.backendId)).map((p) => `${p.backendId}(${p.reason})`);
+  if (result.path.length > 1 || isDegraded || skipped.length > 0) {
+    h.set('x-router-fallback', [...skipped, ...result.path, ...(isDegraded ? ['degraded'] : [])].join('>'));
+  }
   if (isDegraded) h.set('x-router-degraded', 'true');
 }

@@ -5,7 +5,7 @@ import { planColdStarts } from './cold-start';
 import { clientLocation } from './geo';
 import { loadOf } from './load';
 import { refreshLoad } from './load-snapshot';
-import { planCandidates } from './plan';
+import { nearestRegionId, planCandidates, withColdPassedOver } from './plan';
 import { prefixKey } from './prefix-key';
 
 /**
@@ -18,12 +18,13 @@ export const planStage: Stage = {
   run(r) {
     const { config, kind, body } = r;
     refreshLoad(r.env, r.ctx, config); // background: never awaited here
+    const location = clientLocation(r.raw, config.raw);
     const candidates = servableChain(
       planCandidates({
         config,
         route: r.route,
         tenant: config.raw.tenants[r.tenantId]!,
-        location: clientLocation(r.raw, config.raw),
+        location,
         prefixKey: kind === 'embeddings' || config.raw.routing.policy !== 'prefix-affinity' ? null : prefixKey(body, config.raw.routing),
         loadOf,
       }),
@@ -32,6 +33,6 @@ export const planStage: Stage = {
     );
     refreshBreakers(r.env, r.ctx, config); // background: due reports, and copies older than refresh_ms
     r.cold = planColdStarts({ config, env: r.env, ctx: r.ctx, candidates, deadline: r.deadline, stream: body.stream === true });
-    r.candidates = r.cold.candidates;
+    r.candidates = withColdPassedOver(r.cold.candidates, nearestRegionId(config, location));
   },
 };

@@ -19,6 +19,23 @@ export interface Candidate {
   reason: ReplicaOrder['decision'] | 'replica-fallback' | 'region-fallback' | 'tier-fallback' | 'last-resort';
   /** The backend is believed cold: its attempt waits this long for the start (cold-start.ts), on top of its timeouts. */
   coldStartWaitMs?: number;
+  /**
+   * Outside the client's nearest region only: that region's backends (for the request's tier)
+   * that were skipped, and why; `x-router-fallback` lists them before the path.
+   */
+  passedOver?: readonly PassedOver[];
+}
+
+/** Why a backend of the nearest region was not tried first. */
+export type SkipReason = 'breaker-open' | 'max-concurrency' | 'recent-failures' | 'residency' | 'cold';
+export interface PassedOver {
+  backendId: string;
+  reason: SkipReason;
+}
+
+/** The client's nearest region by distance (config order without a location), whatever its health or the tenant's residency. */
+export function nearestRegionId(config: CompiledConfig, location: ClientLocation | null): string | null {
+  return orderRegions(config, location, () => true)[0]?.id ?? null;
 }
 
 export interface PlanInput {
@@ -87,7 +104,11 @@ export function planCandidates(input: PlanInput): Candidate[] {
     });
   });
 
-  const all = [...chain, ...lastResort.filter((c) => !seen.has(`${c.backend.id}\u0000${c.model.id}`))];
+  const all = withPassedOver(
+    [...chain, ...lastResort.filter((c) => !seen.has(`${c.backend.id}\u0000${c.model.id}`))],
+    nearestSkips(input, now),
+    nearestRegionId(config, input.location),
+  );
   if (all.length === 0 && tenant.allowed_regions) {
     throw errors.unavailable(
       `No region this tenant may use (${tenant.allowed_regions.join(', ')}) can serve "${route.requested}".`,
@@ -95,4 +116,54 @@ export function planCandidates(input: PlanInput): Candidate[] {
     );
   }
   return all;
+}
+
+/** The nearest region's backends for the request's own tier that this plan does not try first, with the reason. */
+function nearestSkips(input: PlanInput, now: number): PassedOver[] {
+  const { config, route, tenant } = input;
+  const nearest = nearestRegionId(config, input.location);
+  const stage = route.stages[0];
+  if (nearest === null || !stage) return [];
+  const out: PassedOver[] = [];
+  const outsideResidency = tenant.allowed_regions !== undefined && !tenant.allowed_regions.includes(nearest);
+  for (const t of stage.targets) {
+    for (const b of config.backendsByModel.get(t.model.id) ?? []) {
+      if (b.region !== nearest || (t.backends && !t.backends.includes(b.id)) || out.some((x) => x.backendId === b.id)) continue;
+      // Same order of checks as planCandidates' filters: the first that applies is the reason.
+      const reason: SkipReason | null = outsideResidency
+        ? 'residency'
+        : breakerAllows(b.id, now) === 'open'
+          ? 'breaker-open'
+          : !breakerSettings(config, b.id).enabled && !isolateState.usable(b.id, now)
+            ? 'recent-failures'
+            : isolateState.inFlight(b.id) >= b.max_concurrency
+              ? 'max-concurrency'
+              : null;
+      if (reason) out.push({ backendId: b.id, reason });
+    }
+  }
+  return out;
+}
+
+function withPassedOver(candidates: Candidate[], skips: PassedOver[], nearest: string | null): Candidate[] {
+  if (skips.length === 0) return candidates;
+  return candidates.map((c) => (c.backend.region === nearest ? c : { ...c, passedOver: skips }));
+}
+
+/**
+ * After cold-start planning (cold-start.ts moves cold backends behind warm ones): a candidate
+ * outside the nearest region that now precedes one of the nearest region's cold backends passed
+ * over it, reason "cold".
+ */
+export function withColdPassedOver(candidates: readonly Candidate[], nearest: string | null): readonly Candidate[] {
+  if (nearest === null || !candidates.some((c) => c.coldStartWaitMs !== undefined && c.backend.region === nearest)) return candidates;
+  return candidates.map((c, i) => {
+    if (c.backend.region === nearest) return c;
+    const cold = candidates
+      .slice(i + 1)
+      .filter((x) => x.backend.region === nearest && x.coldStartWaitMs !== undefined && !c.passedOver?.some((p) => p.backendId === x.backend.id))
+      .map((x): PassedOver => ({ backendId: x.backend.id, reason: 'cold' }));
+    const unique = cold.filter((x, j) => cold.findIndex((y) => y.backendId === x.backendId) === j);
+    return unique.length === 0 ? c : { ...c, passedOver: [...(c.passedOver ?? []), ...unique] };
+  });
 }

@@ -2,6 +2,7 @@ import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig, SplitConfig, TenantConfig } from '../config/schema';
 import { errors } from '../http/errors';
 import { scoreComplexity, tierForScore } from './complexity';
+import { learnedComplexity, learnedTier } from './learned-complexity';
 import { pickSplitTarget } from './split';
 
 /** A concrete model to run, optionally restricted to some backends (a split target's). */
@@ -55,8 +56,8 @@ export function resolveRoute(
     if (requested !== 'auto' && !named.includes(requested)) throw errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
     // The tenant's `models` bounds tiers too: a tier none of whose models it may use is no route for it.
     const allowed = named.filter((t) => tierReachable(config, tenant, t));
-    const { score } = scoreComplexity(body as Parameters<typeof scoreComplexity>[0]);
-    const tier = requested === 'auto' ? (allowed.length ? nearestAllowed(config, tierForScore(thresholds(config), score), allowed) : null) : requested;
+    const { score, wanted } = scoreRequest(config, body);
+    const tier = requested === 'auto' ? (allowed.length ? nearestAllowed(config, wanted, allowed) : null) : requested;
     const fallback = tier ? tiers[tier]!.fallback_tier : undefined;
     const stages: Stage[] = [tier, fallback && named.includes(fallback) ? fallback : null]
       .filter((t): t is string => t !== null)
@@ -104,6 +105,23 @@ const tenantMayUse = (tenant: TenantConfig, names: string[]) => tenant.models.in
 
 function allowedTiers(config: CompiledConfig, tenant: TenantConfig): string[] {
   return Object.keys(config.raw.tiers).filter((t) => tenant.tiers.includes('*') || tenant.tiers.includes(t));
+}
+
+/**
+ * The request's complexity score and the tier it wants. "learned": the scorer's rank (0 fast, 1
+ * balanced, 2 advanced, risk-aware by complexity_margin) picks among the tiers ranked by
+ * min_complexity (the top one when fewer); the score is the mean of its two probabilities.
+ */
+function scoreRequest(config: CompiledConfig, body: Record<string, unknown>): { score: number; wanted: string } {
+  const typed = body as Parameters<typeof scoreComplexity>[0];
+  if (config.raw.routing.complexity_scorer === 'learned') {
+    const r = learnedComplexity(typed);
+    const rank = ['fast', 'balanced', 'advanced'].indexOf(learnedTier(r, config.raw.routing.complexity_margin));
+    const ranked = thresholds(config).sort((a, b) => a.min_complexity - b.min_complexity);
+    return { score: Math.round(((r.pBalanced + r.pAdvanced) / 2) * 1e4) / 1e4, wanted: ranked[Math.min(rank, ranked.length - 1)]!.tier };
+  }
+  const { score } = scoreComplexity(typed);
+  return { score, wanted: tierForScore(thresholds(config), score) };
 }
 
 function thresholds(config: CompiledConfig) {

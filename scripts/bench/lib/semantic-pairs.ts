@@ -23,10 +23,33 @@ export interface PromptPair {
   b: string;
   a_context?: Message[];
   b_context?: Message[];
+  /** Fixed once (stratified by label and kind): thresholds are tuned on 'tune', reported on 'held-out'. */
+  split: 'tune' | 'held-out';
 }
 
-export function loadPairs(path = PAIRS_FIXTURE): PromptPair[] {
-  return (JSON.parse(readFileSync(path, 'utf8')) as { pairs: PromptPair[] }).pairs;
+export function loadPairs(path = PAIRS_FIXTURE, split?: PromptPair['split']): PromptPair[] {
+  const all = (JSON.parse(readFileSync(path, 'utf8')) as { pairs: PromptPair[] }).pairs;
+  return split ? all.filter((p) => p.split === split) : all;
+}
+
+/**
+ * The highest-hit-rate threshold of `thresholds` whose wrong-hit rate stays at or under `maxWrong`
+ * on `pairs` (pairwise and shared index, guards on): how a deployment would pick it, given only
+ * the tuning half. Ties go to the higher (safer) threshold.
+ */
+export function tuneThreshold(pairs: PromptPair[], thresholds: readonly number[], embed: EvalOptions['embed'], maxWrong = 0.01): number {
+  let best = Math.max(...thresholds);
+  let bestRate = -1;
+  for (const t of [...thresholds].sort((a, b) => b - a)) {
+    const p = evaluatePairs(pairs, { threshold: t, guards: true, embed });
+    const i = evaluateIndex(pairs, { threshold: t, guards: true, embed });
+    if (p.wrongHitRate > maxWrong || i.wrongHitRate > maxWrong) continue;
+    if (p.hitRate > bestRate) {
+      best = t;
+      bestRate = p.hitRate;
+    }
+  }
+  return best;
 }
 
 export interface EvalOptions {

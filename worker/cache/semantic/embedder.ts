@@ -18,7 +18,8 @@ export const localEmbedder: Embedder = { id: LOCAL_EMBEDDING_ID, embed: async (t
  * (local-embedding.ts). `backends` narrows them (a tenant's allowed regions, residency.ts).
  */
 export function embedderFor(config: CompiledConfig, env: Record<string, unknown>, backends?: readonly BackendConfig[]): Embedder {
-  const { embedding_model, embedding_timeout_ms } = config.raw.cache.semantic;
+  const { embedding_model, embedding_timeout_ms, workers_ai } = config.raw.cache.semantic;
+  if (workers_ai) return new WorkersAiEmbedder(workers_ai.model, env[workers_ai.binding], embedding_timeout_ms);
   if (embedding_model === undefined) return localEmbedder;
   const model = config.modelsByName.get(embedding_model)!; // the schema checked it
   return new BackendEmbedder(model, backends ?? config.backendsByModel.get(model.id) ?? [], env, embedding_timeout_ms);
@@ -73,5 +74,51 @@ export class BackendEmbedder implements Embedder {
       console.warn(JSON.stringify({ msg: 'semantic cache: embedding failed, lookup skipped', model: this.model.id, error: String(lastError) }));
     }
     return null;
+  }
+}
+
+/** What the embedder needs of the Workers AI binding (`env.AI`): `run(model, { text })`. */
+interface WorkersAiBinding {
+  run(model: string, input: { text: string[] }): Promise<unknown>;
+}
+
+const isBinding = (x: unknown): x is WorkersAiBinding => typeof x === 'object' && x !== null && typeof (x as { run?: unknown }).run === 'function';
+
+/**
+ * [cache.semantic.workers_ai]: the Workers AI binding's text-embedding models (BGE answers
+ * `{ shape: [n, dim], data: [[...]] }`). Any failure, a missing binding or an answer past the
+ * timeout is a miss (the request goes upstream), logged at most once a minute, like BackendEmbedder.
+ */
+export class WorkersAiEmbedder implements Embedder {
+  readonly id: string;
+
+  constructor(
+    private readonly model: string,
+    private readonly binding: unknown,
+    private readonly timeoutMs: number,
+  ) {
+    this.id = `workers-ai:${model}`;
+  }
+
+  async embed(text: string): Promise<Float32Array | null> {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    try {
+      if (!isBinding(this.binding)) throw new Error('no Workers AI binding (wrangler.toml [ai])');
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      });
+      const out = (await Promise.race([this.binding.run(this.model, { text: [text] }), timeout])) as { data?: unknown };
+      const e = Array.isArray(out?.data) ? (out.data[0] as unknown) : undefined;
+      if (!Array.isArray(e) || e.length === 0 || !e.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new Error('no float embedding in the answer');
+      return normalize(Float32Array.from(e as number[]));
+    } catch (err) {
+      if (Date.now() - lastWarnAt > 60_000) {
+        lastWarnAt = Date.now();
+        console.warn(JSON.stringify({ msg: 'semantic cache: Workers AI embedding failed, lookup skipped', model: this.model, error: String(err) }));
+      }
+      return null;
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+    }
   }
 }

@@ -9,7 +9,9 @@ import type { BackendConfig } from '../../config/schema';
  * - Upstash Vector (which embeds the text itself) only when [upstash].vector_region names an
  *   allowed region; else the tenant's entries go to the Durable Object index, which is the
  *   router's own state (README "Security model").
- * When no embedding backend is in an allowed region, the semantic cache is skipped for the tenant.
+ * When no embedding backend is in an allowed region, the semantic cache is skipped for the tenant;
+ * so it is with [cache.semantic.workers_ai] (Workers AI runs where Cloudflare places it, not in
+ * one of the router's regions).
  */
 export interface SemanticResidency {
   /** Backends that may embed this tenant's prompts; null: the local embedding (no call). */
@@ -37,6 +39,9 @@ function resolve(config: CompiledConfig, tenantId: string): SemanticResidency {
   const all = model ? (config.backendsByModel.get(model.id) ?? []) : null;
   const vectorRegion = config.raw.upstash?.vector_region;
   if (!allowed) return { embeddingBackends: all, upstashVector: true, skip: null };
+  if (config.raw.cache.semantic.workers_ai) {
+    return { embeddingBackends: null, upstashVector: false, skip: `the Workers AI embedding (cache.semantic.workers_ai) runs outside its allowed regions (${allowed.join(', ')})` };
+  }
   const inRegion = all?.filter((b) => allowed.includes(b.region)) ?? null;
   const skip =
     inRegion !== null && inRegion.length === 0

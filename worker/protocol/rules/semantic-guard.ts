@@ -1,4 +1,4 @@
-import { normalizeSpace, STOP_WORDS, stem, words } from './semantic-text';
+import { contentTokens, normalizeSpace, STOP_WORDS, stem, words } from './semantic-text';
 
 /**
  * Guards against wrong semantic hits: pure functions, run on the prompt being answered and on
@@ -17,7 +17,12 @@ import { normalizeSpace, STOP_WORDS, stem, words } from './semantic-text';
  *   and relative days ("today", "tomorrow"), which count even lower-cased;
  * - units and currencies, in order ("5 km to miles" ≠ "5 miles to km");
  * - negations (not, no, never, without, n't, …): same count;
- * - polar words (enable/disable, increase/decrease, before/after, min/max, …), as a multiset.
+ * - polar words (enable/disable, increase/decrease, before/after, min/max, …), as a multiset;
+ * - substitution: the same content words in the same order except exactly one, swapped for
+ *   another word ("train a puppy" / "train a kitten", "paint the bedroom wall" / "the bathroom
+ *   wall"). Embeddings that carry meaning put such co-hyponyms close together, so the prompts
+ *   score as high as real paraphrases do; a one-word synonym swap ("buy"/"purchase") is refused
+ *   too, which costs hit rate only.
  *
  * Any difference forbids the hit. The price is hit rate: "Paris to London" and "London to Paris"
  * never share an answer, nor do "twenty-five" and "25". Lower-cased names ("paris") are only
@@ -31,7 +36,7 @@ export interface GuardInput {
   depth: number;
 }
 
-export type GuardReason = 'depth' | 'numbers' | 'arithmetic' | 'code' | 'quoted' | 'links' | 'entities' | 'units' | 'negation' | 'polarity';
+export type GuardReason = 'depth' | 'numbers' | 'arithmetic' | 'code' | 'quoted' | 'links' | 'entities' | 'units' | 'negation' | 'polarity' | 'substitution';
 export type GuardVerdict = { ok: true } | { ok: false; reason: GuardReason };
 
 /** Whether the answer to `stored` may be replayed for `query`. Symmetric. */
@@ -44,7 +49,16 @@ export function guardAllows(query: GuardInput, stored: GuardInput): GuardVerdict
   }
   if (a.negation !== b.negation) return { ok: false, reason: 'negation' };
   if (!sameList(entitySequence(a, b), entitySequence(b, a))) return { ok: false, reason: 'entities' };
+  if (oneWordSwapped(a.content, b.content)) return { ok: false, reason: 'substitution' };
   return { ok: true };
+}
+
+/** Same length, exactly one position differs. */
+function oneWordSwapped(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length && diff < 2; i++) if (a[i] !== b[i]) diff++;
+  return diff === 1;
 }
 
 /** What the guards compare, per prompt (lists in order of appearance unless said otherwise). */
@@ -62,6 +76,8 @@ export interface PromptFeatures {
   /** Entity candidates (lower-cased) and the prompt's lower-cased words, for the pairwise entity check. */
   entityCandidates: ReadonlySet<string>;
   words: string[];
+  /** Content words, stemmed, in order (semantic-text.ts), for the substitution check. */
+  content: string[];
 }
 
 const cache = new Map<string, PromptFeatures>();
@@ -82,6 +98,7 @@ export function promptFeatures(text: string): PromptFeatures {
     polarity: ws.map(stem).filter((w) => POLAR.has(w)).sort(),
     entityCandidates: entityCandidatesOf(t),
     words: ws,
+    content: contentTokens(t).map((w) => NUMBER_WORDS[w] ?? w), // "two" = "2": the numbers check has compared them
   };
   if (cache.size > 256) cache.clear(); // the bench and the DO compare the same few texts repeatedly
   cache.set(text, f);
