@@ -1,6 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Usage } from '../openai/usage';
-import { answerResponse, blockChat, ChunkWriter, providerHeaders, translatedStream, type Block, type BlockChat } from './chat-blocks';
+import { answerResponse, blockChat, ChunkWriter, providerHeaders, translatedStream, type Block, type BlockChat, blockUsage } from './chat-blocks';
 import { badUpstream, openAIError, parseJson } from './translate';
 import { UpstreamStreamError, type BackendAdapter } from './types';
 
@@ -87,15 +87,8 @@ function blockOf(b: Block): Record<string, unknown> {
 const finishes: Record<string, string> = { end_turn: 'stop', stop_sequence: 'stop', pause_turn: 'stop', max_tokens: 'length', tool_use: 'tool_calls', refusal: 'content_filter' };
 const finishOf = (reason: unknown) => finishes[String(reason)] ?? 'stop';
 
-const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
-
-/** Anthropic's usage as OpenAI's: prompt tokens include cache reads and writes; cached = reads. */
-export function usageOf(u: Record<string, unknown> | null | undefined): Usage {
-  const read = n(u?.cache_read_input_tokens);
-  const prompt = n(u?.input_tokens) + read + n(u?.cache_creation_input_tokens);
-  const completion = n(u?.output_tokens);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, ...(read > 0 ? { cached_tokens: read } : {}) };
-}
+/** Anthropic's usage as OpenAI's (chat-blocks.ts blockUsage). */
+export const usageOf = (u: Record<string, unknown> | null | undefined): Usage => blockUsage(u?.input_tokens, u?.output_tokens, u?.cache_read_input_tokens, u?.cache_creation_input_tokens);
 
 /** An Anthropic error status, its message in OpenAI's format (the status kept: the executor classifies it). */
 async function anthropicError(res: Response, id: string, headers: Record<string, string>): Promise<Response> {

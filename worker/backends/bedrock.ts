@@ -2,7 +2,7 @@ import { EventStreamCodec, getChunkedStream } from '@smithy/core/event-streams';
 import { AwsClient } from 'aws4fetch';
 import type { BackendConfig } from '../config/schema';
 import type { Usage } from '../openai/usage';
-import { answerResponse, blockChat, ChunkWriter, providerHeaders, translatedStream, type Block, type BlockChat } from './chat-blocks';
+import { answerResponse, blockChat, ChunkWriter, providerHeaders, translatedStream, type Block, type BlockChat, blockUsage } from './chat-blocks';
 import { badUpstream, openAIError, parseJson } from './translate';
 import { UpstreamStreamError, type BackendAdapter, type SendInit } from './types';
 
@@ -122,15 +122,8 @@ const finishes: Record<string, string> = {
   content_filtered: 'content_filter',
 };
 const finishOf = (reason: unknown) => finishes[String(reason)] ?? 'stop';
-const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
-
-/** Converse usage as OpenAI's: prompt tokens include cache reads and writes; cached = reads. */
-export function usageOf(u: Record<string, unknown> | null | undefined): Usage {
-  const read = n(u?.cacheReadInputTokens);
-  const prompt = n(u?.inputTokens) + read + n(u?.cacheWriteInputTokens);
-  const completion = n(u?.outputTokens);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, ...(read > 0 ? { cached_tokens: read } : {}) };
-}
+/** Converse usage as OpenAI's (chat-blocks.ts blockUsage). */
+export const usageOf = (u: Record<string, unknown> | null | undefined): Usage => blockUsage(u?.inputTokens, u?.outputTokens, u?.cacheReadInputTokens, u?.cacheWriteInputTokens);
 
 async function bedrockError(res: Response, id: string, headers: Record<string, string>): Promise<Response> {
   const text = await res.text().catch(() => '');

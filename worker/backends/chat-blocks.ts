@@ -303,3 +303,13 @@ export function providerHeaders(h: Headers): Record<string, string> {
   });
   return out;
 }
+
+const count = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+
+/** A provider's usage as OpenAI's: prompt tokens include cache reads and writes; cached = reads. */
+export function blockUsage(input: unknown, output: unknown, cacheRead: unknown, cacheWrite: unknown): Usage {
+  const read = count(cacheRead);
+  const prompt = count(input) + read + count(cacheWrite);
+  const completion = count(output);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, ...(read > 0 ? { cached_tokens: read } : {}) };
+}

@@ -1,4 +1,5 @@
-import type { BackendAdapter } from './types';
+import type { BackendConfig } from '../config/schema';
+import type { BackendAdapter, SendInit, UpstreamRequest } from './types';
 
 // vLLM (`vllm serve`) and TensorRT-LLM (`trtllm-serve`) both serve OpenAI's API, so the
 // request goes through as it is: only the URL and the auth header are the backend's own.
@@ -9,19 +10,23 @@ const paths = {
   embeddings: '/v1/embeddings',
 } as const;
 
+/** One OpenAI-style call: the body as it is, the backend's auth header, and any headers of the provider's own. */
+export function sendOpenAIStyle(backend: BackendConfig, request: UpstreamRequest, { signal, secret }: Pick<SendInit, 'signal' | 'secret'>, extra: Record<string, string> = {}): Promise<Response> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: request.stream ? 'text/event-stream' : 'application/json',
+    'x-request-id': request.requestId,
+    ...extra,
+  };
+  if (secret) headers[backend.auth_header] = backend.auth_header === 'authorization' ? `Bearer ${secret}` : secret;
+  return fetch(backend.url.replace(/\/+$/, '') + paths[request.endpoint], {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(request.body),
+    signal,
+  });
+}
+
 export const openAICompatibleAdapter: BackendAdapter = {
-  send(backend, request, { signal, secret }) {
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      accept: request.stream ? 'text/event-stream' : 'application/json',
-      'x-request-id': request.requestId,
-    };
-    if (secret) headers[backend.auth_header] = backend.auth_header === 'authorization' ? `Bearer ${secret}` : secret;
-    return fetch(backend.url.replace(/\/+$/, '') + paths[request.endpoint], {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(request.body),
-      signal,
-    });
-  },
+  send: (backend, request, options) => sendOpenAIStyle(backend, request, options),
 };
