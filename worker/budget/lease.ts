@@ -27,7 +27,8 @@
 //   or month) is refreshed before the request goes on.
 
 import type { BudgetView, Debit, LimitName, QuotaScope, SyncReply, SyncRequest } from '../protocol/quota';
-import type { WaitUntil } from '../isolate/background';
+import { background, errorMessage, GIVE_UP_MS, type WaitUntil } from '../isolate/background';
+import { registerIsolateState } from '../isolate/registry';
 import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig } from '../config/schema';
 import type { Usage } from '../openai/usage';
@@ -44,8 +45,8 @@ interface Amount {
   nano: number;
 }
 
-/** A sync holding a budget's turn longer than this is presumed lost (its request was cut short). */
-const TURN_GIVE_UP_MS = 10_000;
+/** A sync holding a budget's turn longer than this is presumed lost (its request was cut short): the isolate kit's one give-up time. */
+const TURN_GIVE_UP_MS = GIVE_UP_MS;
 /** A report that fails is tried again this many times (backing off) from the same waitUntil; then it waits for the next one. */
 const REPORT_RETRIES = 5;
 /** Tries for one admission whose lease keeps being lost (revoked by a limit change). */
@@ -407,11 +408,11 @@ export class BudgetHandle {
     const run = withTurn(e, async () => {
       await send(this.env, e, currentLease(e, Date.now(), this.env, this.ctx), {});
     })
-      .catch((err) => console.warn(`budget ${e.key}: refresh failed: ${message(err)}`))
+      .catch((err) => console.warn(`budget ${e.key}: refresh failed: ${errorMessage(err)}`))
       .finally(() => {
         if (e.refreshingSince === mine) e.refreshingSince = null;
       });
-    background(this.ctx, run);
+    background(this.ctx, run, 'budget');
   }
 }
 
@@ -575,7 +576,7 @@ async function send(env: Env, e: Entry, lease: Lease, opts: { need?: Amount; wor
   } catch (err) {
     // Not counted, or counted without our hearing of it: either way the debits go again (ids dedupe).
     lease.debits.unshift(...debits);
-    console.warn(`budget ${e.key}: sync failed: ${message(err)}`);
+    console.warn(`budget ${e.key}: sync failed: ${errorMessage(err)}`);
     return null;
   }
   apply(e, lease, debits, reply, Date.now(), opts.close === true);
@@ -641,8 +642,8 @@ function armFlush(env: Env, e: Entry, ctx: WaitUntil, now = false, retry = 0): v
   const delay = now || full ? 0 : Math.max(0, e.lastFlushAt + e.cfg.reportIntervalMs - t);
   const run = new Promise<void>((resolve) => setTimeout(resolve, delay))
     .then(() => flush(env, e, ctx, retry))
-    .catch((err) => console.warn(`budget ${e.key}: report failed: ${message(err)}`));
-  background(ctx, run);
+    .catch((err) => console.warn(`budget ${e.key}: report failed: ${errorMessage(err)}`));
+  background(ctx, run, 'budget');
 }
 
 /** Reports every lease's debits and closes the idle retired ones, one sync at a time. */
@@ -745,25 +746,15 @@ export function budgetView(key: string) {
   };
 }
 
-/** For tests: forget every budget copy and lease, as a fresh isolate would. */
+/** For tests: forget every budget copy and lease, as a fresh isolate would (also through resetIsolate()). */
 export function resetBudgetView(): void {
   entries = new Map();
   resetAdminBudgets();
 }
+registerIsolateState('budget', resetBudgetView);
 
 // ------------------------------------------------------------------ helpers
 
 const lack = (need: number, avail: number) => (Number.isFinite(avail) ? Math.max(0, need - avail) : 0);
 const finiteOrZero = (a: Amount): Amount => ({ tokens: Number.isFinite(a.tokens) ? a.tokens : 0, nano: Number.isFinite(a.nano) ? a.nano : 0 });
 
-function background(ctx: WaitUntil, p: Promise<unknown>): void {
-  try {
-    ctx.waitUntil(p);
-  } catch (err) {
-    console.warn(`budget: waitUntil refused: ${message(err)}`);
-  }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
