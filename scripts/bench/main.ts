@@ -25,6 +25,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   semantic: async () => (await import('./semantic')).semantic,
   'ratelimit-overhead': async () => (await import('./ratelimit-overhead')).ratelimitOverhead,
   'usage-overhead': async () => (await import('./usage-overhead')).usageOverhead,
+  'remote-rtt': async () => (await import('./remote-rtt')).remoteRtt,
 };
 
 async function main(): Promise<void> {
