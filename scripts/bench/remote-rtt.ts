@@ -182,6 +182,7 @@ function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary> }): B
         plus(x.p50_ms - base.p50_ms),
         ms(x.p99_ms),
         plus(x.p99_ms - base.p99_ms),
+        rtt === 0 ? '-' : round((x.p50_ms - base.p50_ms) / rtt, 2).toFixed(2),
         round(x.sync_calls_mean, 2).toFixed(2),
         String(x.sync_calls_max),
         `${Math.round(x.sync_share * 100)}%`,
@@ -193,11 +194,11 @@ function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary> }): B
   const caches = Object.entries(s.warm[120].cache).map(([k, n]) => `${k} ${n}`).join(', ');
   return {
     title: `Remote round trips on the full pipeline (limits, budget, exact + semantic cache, usage; instant sim, c=1, ${os.cpus().length} cores)`,
-    columns: ['isolate, RTT', 'n', 'p50', 'added p50', 'p99', 'added p99', 'sync calls/req', 'max', 'reqs waiting', 'calls started/req'],
+    columns: ['isolate, RTT', 'n', 'p50', 'added p50', 'p99', 'added p99', 'round trips on the path (added p50 ÷ RTT)', 'sync calls/req', 'max', 'reqs waiting', 'calls started/req'],
     rows,
     notes: [
       'RTT: the modelled round trip of every Worker → Durable Object / Upstash call (worker/dev/remote-rtt.ts); "added" is against the same isolate state at RTT 0.',
-      'sync calls: remote calls that had completed when the response was returned (the request waited for them); at RTT 0 an upper bound (background calls can finish first). calls started: the request\'s background work included.',
+      'sync calls: remote calls that had completed when the response was returned; an upper bound of those the request waited for (a background call that finishes first, e.g. a lease top-up during a later wait, counts too). Round trips on the path: the added median over the RTT, the direct measure. calls started: background work included.',
       `Every request is a new prompt at temperature 0 (both caches looked up, missed, stored). x-router-cache at RTT 120, warm: ${caches}.`,
       'cold: POST /__dev/forget-isolate before the request (views, leases, key cache forgotten; the objects stay warm).',
       ...(bad ? ['WARNING: some requests were not answered 200: see the JSON.'] : []),
