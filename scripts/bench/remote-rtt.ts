@@ -23,7 +23,10 @@ import { percentile, round } from './lib/stats';
 
 const RTTS = [0, 40, 120] as const;
 type Rtt = (typeof RTTS)[number];
+/** On the fast tier, which has the semantic cache. */
 const MODEL = 'llama-3.1-8b';
+/** On the balanced tier: exact cache only (the same path without the semantic lookup). */
+const MODEL_NO_SEMANTIC = 'llama-3.1-70b';
 const TENANT = 'acme';
 /** Far above anything the bench sends: every request is admitted and counted. */
 const LIMITS = { key: { requests: 1e9, tokens: 1e12, window_s: 60 }, tenant: { requests: 1e9, window_s: 60 } };
@@ -80,6 +83,7 @@ export const remoteRtt: BenchSection = {
       }
       const warm = emptyRuns();
       const cold = emptyRuns();
+      const exactOnly = emptyRuns();
       for (const rtt of RTTS) {
         const s = await one(stacks[rtt], rtt);
         if (s.status !== 200) throw new Error(`RTT ${rtt}: the router answered ${s.status}`);
@@ -89,6 +93,7 @@ export const remoteRtt: BenchSection = {
         log(`slice ${slice + 1}/${slices}: ${warmPerSlice} warm + ${coldPerSlice} cold requests per RTT`);
         for (const rtt of RTTS) {
           for (let i = 0; i < warmPerSlice; i++) warm[rtt].push(await one(stacks[rtt], rtt));
+          for (let i = 0; i < warmPerSlice; i++) exactOnly[rtt].push(await one(stacks[rtt], rtt, MODEL_NO_SEMANTIC));
           for (let i = 0; i < coldPerSlice; i++) {
             await forget(stacks[rtt]);
             cold[rtt].push(await one(stacks[rtt], rtt));
@@ -102,6 +107,7 @@ export const remoteRtt: BenchSection = {
       const summary = {
         warm: Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(warm[rtt])])) as Record<Rtt, Summary>,
         cold: Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(cold[rtt])])) as Record<Rtt, Summary>,
+        'warm, no semantic tier': Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(exactOnly[rtt])])) as Record<Rtt, Summary>,
       };
       const json = {
         date: new Date().toISOString(),
@@ -131,8 +137,8 @@ function emptyRuns(): Record<Rtt, Sample[]> {
   return Object.fromEntries(RTTS.map((r) => [r, [] as Sample[]])) as Record<Rtt, Sample[]>;
 }
 
-async function one(stack: Stack, rtt: Rtt): Promise<Sample> {
-  const body = JSON.stringify({ model: MODEL, temperature: 0, max_tokens: 16, messages: [{ role: 'user', content: `Bench request ${rtt}-${seq++}-${Math.random().toString(36).slice(2)}: reply with a short greeting.` }] });
+async function one(stack: Stack, rtt: Rtt, model = MODEL): Promise<Sample> {
+  const body = JSON.stringify({ model, temperature: 0, max_tokens: 16, messages: [{ role: 'user', content: `Bench request ${rtt}-${seq++}-${Math.random().toString(36).slice(2)}: reply with a short greeting.` }] });
   const t0 = performance.now();
   const res = await fetch(`${stack.routerUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.keys[TENANT]}` }, body });
   await res.arrayBuffer();
@@ -167,11 +173,11 @@ function summarize(samples: Sample[]): Summary {
   };
 }
 
-function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary> }): BenchTable {
+function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary>; 'warm, no semantic tier': Record<Rtt, Summary> }): BenchTable {
   const ms = (x: number) => `${round(x, 2).toFixed(2)} ms`;
   const plus = (d: number) => `${d >= 0 ? '+' : ''}${round(d, 2).toFixed(2)} ms`;
   const rows: string[][] = [];
-  for (const kind of ['warm', 'cold'] as const) {
+  for (const kind of ['warm', 'warm, no semantic tier', 'cold'] as const) {
     for (const rtt of RTTS) {
       const x = s[kind][rtt];
       const base = s[kind][0];
@@ -190,7 +196,7 @@ function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary> }): B
       ]);
     }
   }
-  const bad = RTTS.some((r) => s.warm[r].non_200 + s.cold[r].non_200 > 0);
+  const bad = RTTS.some((r) => s.warm[r].non_200 + s.cold[r].non_200 + s['warm, no semantic tier'][r].non_200 > 0);
   const caches = Object.entries(s.warm[120].cache).map(([k, n]) => `${k} ${n}`).join(', ');
   return {
     title: `Remote round trips on the full pipeline (limits, budget, exact + semantic cache, usage; instant sim, c=1, ${os.cpus().length} cores)`,
@@ -200,6 +206,7 @@ function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary> }): B
       'RTT: the modelled round trip of every Worker → Durable Object / Upstash call (worker/dev/remote-rtt.ts); "added" is against the same isolate state at RTT 0.',
       'sync calls: remote calls that had completed when the response was returned; an upper bound of those the request waited for (a background call that finishes first, e.g. a lease top-up during a later wait, counts too). Round trips on the path: the added median over the RTT, the direct measure. calls started: background work included.',
       `Every request is a new prompt at temperature 0 (both caches looked up, missed, stored). x-router-cache at RTT 120, warm: ${caches}.`,
+      `"no semantic tier": the same requests for ${MODEL_NO_SEMANTIC} (balanced tier: exact cache only), interleaved with the others on the same routers.`,
       'cold: POST /__dev/forget-isolate before the request (views, leases, key cache forgotten; the objects stay warm).',
       ...(bad ? ['WARNING: some requests were not answered 200: see the JSON.'] : []),
     ],

@@ -9,9 +9,10 @@
 // Each request counts the remote calls made on its behalf (AsyncLocalStorage: calls started while
 // it runs, by it or by the background work it starts). A call that has completed by the time the
 // request's response is returned is counted as waited for ("synchronous"); one still in flight
-// then was not on the request's path. At RTT 0 a background call can finish before the response
-// and be counted too, so the count is an upper bound there; at RTT > 0 it is exact for a request
-// that runs alone (a call it joined that another request started is that request's).
+// then was not on the request's path. It is an upper bound: a background call that finishes while
+// the request waits for something else counts too (always likely at RTT 0); a call it joined that
+// another request started is that request's. The bench also reports the direct measure, the added
+// median latency over the RTT.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
