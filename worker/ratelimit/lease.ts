@@ -136,8 +136,9 @@ export class LeasedLimiter implements LimiterStore {
     for (const a of items) {
       const l = book.get(`${a.bucket.shard}|${a.bucket.key}`);
       if (!l || l.periodStart !== a.periodStart || now >= a.periodStart + l.windowMs) {
-        // Not ours (a reset isolate) or moot: a charge still counts; a refund of a past period does not.
-        if (a.delta < 0) send.push({ lease: l ?? leaseOf(a.bucket, now), delta: a.delta, periodStart: a.periodStart });
+        // The slice it came from is gone (returned idle and forgotten) or of another period: the
+        // object applies it if its period is still current, and drops it otherwise.
+        send.push({ lease: l ?? leaseOf(a.bucket, now), delta: a.delta, periodStart: a.periodStart });
         continue;
       }
       l.left += a.delta;
@@ -320,9 +321,14 @@ function idleReturns(now: number): { lease: Lease; delta: number; periodStart: n
   if (now - lastSweep < SWEEP_EVERY_MS) return [];
   lastSweep = now;
   const out: { lease: Lease; delta: number; periodStart: number }[] = [];
-  for (const l of book.values()) {
-    if (l.syncing || l.periodStart === null || now - l.usedAt < IDLE_RETURN_MS) continue;
-    if (now >= l.periodStart + l.windowMs) continue; // moot: the object has refilled
+  for (const [id, l] of book) {
+    if (l.syncing || now - l.usedAt < IDLE_RETURN_MS) continue;
+    // Idle and holding nothing that counts (none, or of a past period): forgotten (one lease per
+    // user bucket would otherwise grow without bound).
+    if (l.periodStart === null || now >= l.periodStart + l.windowMs) {
+      book.delete(id);
+      continue;
+    }
     if (l.left !== 0) {
       out.push({ lease: l, delta: l.left, periodStart: l.periodStart });
       if (l.left > 0) stats.returnedUnits += l.left;
