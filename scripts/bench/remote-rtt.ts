@@ -31,6 +31,8 @@ const TENANT = 'acme';
 /** Far above anything the bench sends: every request is admitted and counted. */
 const LIMITS = { key: { requests: 1e9, tokens: 1e12, window_s: 60 }, tenant: { requests: 1e9, window_s: 60 } };
 const BUDGET = { monthly_usd: 1e6 };
+/** REMOTE_RTT_LEASES=off: the rate limiter called per request ([limits].leases = false), for the before/after comparison. */
+const LEASES = process.env.REMOTE_RTT_LEASES !== 'off';
 
 interface Sample {
   ms: number;
@@ -76,7 +78,7 @@ export const remoteRtt: BenchSection = {
           remoteRttMs: rtt,
           configPatch: (r: RouterConfigInput): RouterConfigInput => ({
             ...r,
-            limits: { ...LIMITS, store: 'embedded' },
+            limits: { ...LIMITS, store: 'embedded', leases: LEASES },
             tenants: { ...r.tenants, [TENANT]: { ...r.tenants?.[TENANT], budget: BUDGET } },
           }),
         });
@@ -112,7 +114,7 @@ export const remoteRtt: BenchSection = {
       const json = {
         date: new Date().toISOString(),
         machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version, loadavg_1m: os.loadavg()[0] },
-        setup: { model: MODEL, tenant: TENANT, limits: LIMITS, budget: BUDGET, caches: 'exact (Cache API) + semantic (fast tier, SemanticIndex DO)', sim_profile: 'instant', slices, warm_per_slice: warmPerSlice, cold_per_slice: coldPerSlice },
+        setup: { model: MODEL, tenant: TENANT, limits: LIMITS, rate_limit_leases: LEASES, budget: BUDGET, caches: 'exact (Cache API) + semantic (fast tier, SemanticIndex DO)', sim_profile: 'instant', slices, warm_per_slice: warmPerSlice, cold_per_slice: coldPerSlice },
         ...summary,
         added: Object.fromEntries(
           RTTS.map((rtt) => [
@@ -199,7 +201,7 @@ function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary>; 'war
   const bad = RTTS.some((r) => s.warm[r].non_200 + s.cold[r].non_200 + s['warm, no semantic tier'][r].non_200 > 0);
   const caches = Object.entries(s.warm[120].cache).map(([k, n]) => `${k} ${n}`).join(', ');
   return {
-    title: `Remote round trips on the full pipeline (limits, budget, exact + semantic cache, usage; instant sim, c=1, ${os.cpus().length} cores)`,
+    title: `Remote round trips on the full pipeline (limits ${LEASES ? 'by leases' : 'per request, leases off'}, budget, exact + semantic cache, usage; instant sim, c=1, ${os.cpus().length} cores)`,
     columns: ['isolate, RTT', 'n', 'p50', 'added p50', 'p99', 'added p99', 'round trips on the path (added p50 ÷ RTT)', 'sync calls/req', 'max', 'reqs waiting', 'calls started/req'],
     rows,
     notes: [

@@ -39,7 +39,7 @@ export function limiterFor(config: CompiledConfig, env: Record<string, unknown>)
       console.warn(JSON.stringify({ msg: `upstash.redis_url is set but the secret ${missingSecret} is not: rate limits use the embedded Durable Objects`, component: 'ratelimit' }));
     }
     // Alone, the embedded objects are reached through leases: a warm request makes no call.
-    store = new LeasedLimiter(ns, limits.timeout_ms);
+    store = limits.leases ? new LeasedLimiter(ns, limits.timeout_ms) : new EmbeddedLimiter(ns, limits.timeout_ms);
   }
   stores.set(id, store);
   return store;
