@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
-import { adjust, take, type BucketRow } from '../worker/protocol/rules/token-bucket';
-import type { BucketSpec, GroupReply, AdjustSpec } from '../worker/protocol/rate-limiter';
+import { adjust, current, take, type BucketRow } from '../worker/protocol/rules/token-bucket';
+import { LEASE_SHARE, type AdjustSpec, type BucketSpec, type GroupReply, type LeaseGrant, type LeaseSpec } from '../worker/protocol/rate-limiter';
 
 // The embedded rate limiter: one object per tenant (`RATE_LIMITER.idFromName("tenant:<id>")`)
 // holds every bucket of that tenant (its keys, users, features and the tenant itself), and one
@@ -34,6 +34,8 @@ const PREFIX = 'b:';
 export class RateLimiter extends DurableObject<Record<string, unknown>> {
   private readonly rows = new Map<string, BucketRow>();
   private readonly dirty = new Set<string>();
+  /** Units leased beyond needs and not given back, per bucket and period (memory only: a report, not a count). */
+  private readonly lent = new Map<string, { periodStart: number; units: number }>();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private lastSweep = 0;
   private alarmAt: number | null = null;
@@ -83,12 +85,46 @@ export class RateLimiter extends DurableObject<Record<string, unknown>> {
     return replies;
   }
 
+  /**
+   * Leases (worker/ratelimit/lease.ts): each item independently takes its `need` (or nothing:
+   * refused) plus up to `want − need` more, at most LEASE_SHARE of what the bucket holds beyond the
+   * need. Units leased are taken like any others, so the limit holds whatever the isolates do with
+   * them; what an isolate does not spend comes back through adjust() in the same period.
+   */
+  lease(req: { items: LeaseSpec[]; now?: number }): LeaseGrant[] {
+    const now = req.now ?? Date.now();
+    this.sweep(now);
+    let lastExpiry = 0;
+    const grants = req.items.map((item): LeaseGrant => {
+      const row = this.row(item.key);
+      const b = current(row, item.limit, item.window_ms, now);
+      const resetAt = b.refilledAt + item.window_ms;
+      let lent = this.lent.get(item.key);
+      if (!lent || lent.periodStart !== b.refilledAt) this.lent.set(item.key, (lent = { periodStart: b.refilledAt, units: 0 }));
+      const need = Math.max(0, item.need);
+      if (b.tokens < need) return { ok: false, granted: 0, available: b.tokens, period_start: b.refilledAt, reset_at: resetAt, lent: lent.units };
+      const extra = Math.max(0, Math.min(item.want - need, Math.floor((b.tokens - need) * LEASE_SHARE)));
+      const granted = need + extra;
+      if (granted > 0) {
+        const next = take(row, item.limit, item.window_ms, granted, now).next!;
+        this.write(item.key, next);
+        lastExpiry = Math.max(lastExpiry, next.expiresAt ?? 0);
+        lent.units += extra;
+      }
+      return { ok: true, granted, available: b.tokens - granted, period_start: b.refilledAt, reset_at: resetAt, lent: lent.units };
+    });
+    if (lastExpiry > 0) this.scheduleCleanup(lastExpiry);
+    return grants;
+  }
+
   /** Corrections: units given back (delta > 0) or charged (delta < 0) in the period they were taken in. */
   adjust(req: { items: AdjustSpec[]; now?: number }): void {
     const now = req.now ?? Date.now();
     for (const item of req.items) {
       const next = adjust(this.row(item.key), item.limit, item.window_ms, item.period_start, item.delta, now);
       if (next) this.write(item.key, next);
+      const lent = this.lent.get(item.key);
+      if (next && item.delta > 0 && lent?.periodStart === item.period_start) lent.units = Math.max(0, lent.units - item.delta);
     }
   }
 
@@ -148,6 +184,7 @@ export class RateLimiter extends DurableObject<Record<string, unknown>> {
     for (const [key, row] of this.rows) {
       if (row.expiresAt !== null && row.expiresAt <= now) {
         this.rows.delete(key);
+        this.lent.delete(key);
         this.dirty.add(key); // deleted from storage with the next flush
       }
     }

@@ -26,6 +26,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'ratelimit-overhead': async () => (await import('./ratelimit-overhead')).ratelimitOverhead,
   'usage-overhead': async () => (await import('./usage-overhead')).usageOverhead,
   'provider-translate': async () => (await import('./provider-translate')).providerTranslate,
+  'remote-rtt': async () => (await import('./remote-rtt')).remoteRtt,
 };
 
 async function main(): Promise<void> {

@@ -3,8 +3,8 @@
  * three routers that differ only in [limits], each with its own instant simulators:
  *   - off:      no limit configured (the check is a map lookup, no I/O)
  *   - embedded: per key (requests and tokens) and per tenant (requests), far above the load,
- *               on the RateLimiter Durable Objects: one call per request to the tenant's object,
- *               plus the token correction after the answer (waitUntil)
+ *               on the RateLimiter Durable Objects, decided from leased slices ([limits].leases):
+ *               a warm request makes no call; slices are topped up and returned in the background
  *   - upstash:  the same limits on Upstash through @upstash/ratelimit: a real redis-server
  *               behind the local Upstash REST bridge (loopback), three EVALSHA calls in parallel
  *               per request, plus the correction script after the answer
@@ -118,7 +118,7 @@ function table(lat: ByVariant<LoadResult>, thr: ByVariant<LoadResult>, redisKeys
       msRow('latency p99, c=32', (v) => thr[v].latency_ms.p99),
     ],
     notes: [
-      `Limits: per key ${LIMITS.key.requests} requests and ${LIMITS.key.tokens} tokens, per tenant ${LIMITS.tenant.requests} requests, per ${LIMITS.key.window_s} s (never reached): each request takes 3 buckets and corrects 1 after the answer.`,
+      `Limits: per key ${LIMITS.key.requests} requests and ${LIMITS.key.tokens} tokens, per tenant ${LIMITS.tenant.requests} requests, per ${LIMITS.key.window_s} s (never reached): each request takes 3 buckets and corrects 1 after the answer (embedded: from the isolate's leased slices; Upstash: per request).`,
       `Each column is its own router and simulators; one run each, in ${SLICES} interleaved slices (percentiles: mean of the slices').`,
       `Upstash here is a redis-server behind the local REST bridge on loopback: the numbers are the router's own cost of the Upstash path, not a network round trip to Upstash (add that RTT per request in production). Bucket keys found in Redis afterwards: ${redisKeys}.`,
       `The Durable Object runs in the same workerd process on the same cores; on Cloudflare it is a call to another machine in the same or a nearby location.`,

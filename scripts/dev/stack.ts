@@ -51,6 +51,12 @@ export interface StackOptions {
   configPath?: string;
   /** Put scripts/dev/dev-layer.toml over the config (npm start: serverless backends, a parkable sim). */
   devLayer?: boolean;
+  /**
+   * The distance model (worker/dev/remote-rtt.ts): every call from the Worker to a Durable Object or
+   * to Upstash waits this round trip, and answers carry x-router-debug-remote-calls. Default:
+   * $ROUTER_SIM_REMOTE_RTT_MS; unset = the plain Worker (no wrapper, no debug header).
+   */
+  remoteRttMs?: number;
 }
 
 export interface Stack {
@@ -90,6 +96,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   secrets.ADMIN_TOKEN = opts.adminToken ?? opts.secrets?.ADMIN_TOKEN ?? randomSecret('adm_');
   Object.assign(secrets, standInSecrets(router, secrets));
 
+  const remoteRtt = opts.remoteRttMs ?? remoteRttFromEnv();
   const external = opts.standIns ?? {};
   const specs = fleetFromConfig({ ...router, backends: router.backends.filter((b) => !(b.id in external)) }, { profile: opts.simProfile ?? 'dev', ephemeral, secrets, simOverrides: opts.simOverrides });
   const standInPorts = ephemeral ? [] : router.backends.filter(isStandIn).map((b) => ({ port: Number(new URL(b.url).port || 80), what: `stand-in backend ${b.id}` }));
@@ -101,7 +108,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   };
   try {
     // Both settle before going on, so sims that came up are closed even if the bundle failed.
-    const [fleetResult, bundleResult] = await Promise.allSettled([startSimFleet(specs, { log: opts.log }), bundleWorker(wrangler.main ?? 'worker/index.ts', wrangler.define)]);
+    const [fleetResult, bundleResult] = await Promise.allSettled([startSimFleet(specs, { log: opts.log }), bundleWorker(
+        remoteRtt === undefined ? (wrangler.main ?? 'worker/index.ts') : REMOTE_RTT_ENTRY,
+        wrangler.define,
+        remoteRtt === undefined ? {} : { outName: 'worker-remote-rtt.js', external: ['node:async_hooks'] },
+      ),
+    ]);
     if (fleetResult.status === 'fulfilled') cleanups.push(() => fleetResult.value.close());
     if (fleetResult.status === 'rejected') throw fleetResult.reason;
     if (bundleResult.status === 'rejected') throw bundleResult.reason;
@@ -123,9 +135,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       port: opts.directSocket ? 0 : port,
       unsafeDirectSockets: opts.directSocket ? [{ host: '127.0.0.1', port }] : undefined,
       cf: LOCAL_CF,
+      // The distance model counts calls per request with AsyncLocalStorage (dev entry only).
+      ...(remoteRtt === undefined ? {} : { compatibilityFlags: [...(wrangler.workerOptions.compatibilityFlags ?? []), 'nodejs_als'] }),
       ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
       durableObjectsPersist: opts.persist ? join(opts.persist, 'v3', 'do') : false,
-      bindings: { ...wrangler.bindings, ...secrets, ROUTER: router },
+      bindings: { ...wrangler.bindings, ...secrets, ROUTER: router, ...(remoteRtt === undefined ? {} : { [RTT_VAR]: String(remoteRtt) }) },
       log: opts.log ? new Log(LogLevel.INFO) : undefined,
       handleRuntimeStdio: opts.log ? undefined : quietStdio,
     });
@@ -149,6 +163,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     await close();
     throw e;
   }
+}
+
+/** The dev-only entry that wraps the Worker's bindings in the distance model (never deployed). */
+const REMOTE_RTT_ENTRY = 'worker/dev/remote-rtt-entry.ts';
+const RTT_VAR = 'ROUTER_SIM_REMOTE_RTT_MS';
+
+function remoteRttFromEnv(): number | undefined {
+  const raw = process.env[RTT_VAR];
+  if (raw === undefined || raw === '') return undefined;
+  const ms = Number(raw);
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`${RTT_VAR} must be a number of milliseconds >= 0 (got "${raw}")`);
+  return ms;
 }
 
 /** Points each backend at its sim, keeping any path of the configured URL. */

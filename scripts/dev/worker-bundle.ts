@@ -7,9 +7,10 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { DEV_DIR, ROOT } from './paths';
 
-export async function bundleWorker(entry: string, define: Record<string, string> = {}): Promise<string> {
+export async function bundleWorker(entry: string, define: Record<string, string> = {}, opts: { outName?: string; external?: string[] } = {}): Promise<string> {
   const outDir = join(DEV_DIR, 'build');
-  const outFile = join(outDir, 'worker.js');
+  const outName = opts.outName ?? 'worker.js';
+  const outFile = join(outDir, outName);
   const result = await build({
     entryPoints: [resolve(ROOT, entry)],
     bundle: true,
@@ -17,7 +18,7 @@ export async function bundleWorker(entry: string, define: Record<string, string>
     platform: 'browser',
     conditions: ['workerd', 'worker', 'browser'],
     target: 'es2022',
-    external: ['cloudflare:*'],
+    external: ['cloudflare:*', ...(opts.external ?? [])],
     sourcemap: 'linked',
     outfile: outFile,
     define,
@@ -32,6 +33,6 @@ export async function bundleWorker(entry: string, define: Record<string, string>
     writeFileSync(tmp, file.contents);
     renameSync(tmp, file.path);
   }
-  if (!result.outputFiles.some((f) => basename(f.path) === 'worker.js')) throw new Error('esbuild produced no worker.js');
+  if (!result.outputFiles.some((f) => basename(f.path) === outName)) throw new Error(`esbuild produced no ${outName}`);
   return outFile;
 }

@@ -3,6 +3,7 @@ import type { Env } from '../env';
 import { errors } from '../http/errors';
 import { digestsEqual } from './hash';
 import { sha256Hex } from '../protocol/rules/hash';
+import { registerIsolateState } from '../isolate/registry';
 
 /**
  * The isolate's view of the key registry: SHA-256 of a key → its record.
@@ -16,6 +17,7 @@ const MAX_ENTRIES = 10_000;
 
 type Entry = { record: (KeyRecord & { hash: string }) | null; expires: number };
 const entries = new Map<string, Entry>();
+registerIsolateState('key-cache', () => entries.clear());
 
 export async function authenticateKey(env: Env, key: string, now = Date.now()): Promise<KeyRecord | null> {
   const hash = await sha256Hex(key);

@@ -46,6 +46,11 @@ export const limitsSchema = z.strictObject({
   store: z.enum(['auto', 'embedded', 'upstash']).default('auto'),
   /** Time allowed for the embedded limiter's answer; past it (or on an error) the request is let through, logged. */
   timeout_ms: z.number().int().min(10).max(30_000).default(1_000),
+  /**
+   * Embedded store: isolates lease slices of the buckets and decide warm requests locally (README
+   * "Remote hops"). false: one call to the objects per request, as before leases.
+   */
+  leases: z.boolean().default(true),
   key: rateLimitSchema.optional(),
   user: userLimitSchema.optional(),
   feature: rateLimitSchema.optional(),

@@ -79,7 +79,7 @@ export async function rateLimit(input: RateLimitInput): Promise<RateLimitHold | 
   let result: LimitResult;
   try {
     store = limiterFor(config, input.env);
-    result = await store.limit({ groups: [buckets.requests, buckets.tokens] });
+    result = await store.limit({ groups: [buckets.requests, buckets.tokens], ctx: input.ctx });
   } catch (err) {
     failOpen++;
     const now = Date.now();

@@ -1,6 +1,9 @@
 // What a rate-limit store does, whatever holds the counters: the embedded Durable Objects
 // (embedded.ts) or Upstash Redis through @upstash/ratelimit (upstash.ts). Both pass the same
-// contract (contract.ts) and run the same algorithm (token-bucket.ts).
+// contract (contract.ts) and run the same algorithm (token-bucket.ts). On the embedded path the
+// router decides from leased slices of the objects' buckets (lease.ts).
+
+import type { WaitUntil } from '../isolate/background';
 
 export const UNITS = ['requests', 'tokens'] as const;
 export type Unit = (typeof UNITS)[number];
@@ -30,6 +33,8 @@ export interface Bucket {
  */
 export interface LimitRequest {
   groups: Bucket[][];
+  /** The request's waitUntil, for work a store does after deciding (lease top-ups and returns). */
+  ctx?: WaitUntil;
 }
 
 export interface BucketState {

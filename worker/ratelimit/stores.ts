@@ -4,6 +4,7 @@ import { upstashHealth } from '../cache/upstash-health';
 import type { CompiledConfig } from '../config/compiled';
 import { EmbeddedLimiter } from './embedded';
 import { FallbackLimiter } from './fallback';
+import { LeasedLimiter } from './lease';
 import type { LimiterStore } from './store';
 import { UpstashLimiter } from './upstash';
 
@@ -27,8 +28,9 @@ export function limiterFor(config: CompiledConfig, env: Record<string, unknown>)
   let store = stores.get(id);
   if (store) return store;
 
-  const embedded = new EmbeddedLimiter(ns, limits.timeout_ms);
   if (settings && upstash) {
+    // Upstash decides per request; the embedded objects, per request too, while it is unreachable.
+    const embedded = new EmbeddedLimiter(ns, limits.timeout_ms);
     const primary = new UpstashLimiter(upstashRedis(settings, { autoPipeline: true }), `${upstash.key_prefix}rl`);
     store = new FallbackLimiter(primary, embedded, { url: settings.url, retryAfterMs: upstash.retry_after_ms, health: upstashHealth });
   } else {
@@ -36,7 +38,8 @@ export function limiterFor(config: CompiledConfig, env: Record<string, unknown>)
       warnedMissingSecret.add(missingSecret);
       console.warn(JSON.stringify({ msg: `upstash.redis_url is set but the secret ${missingSecret} is not: rate limits use the embedded Durable Objects`, component: 'ratelimit' }));
     }
-    store = embedded;
+    // Alone, the embedded objects are reached through leases: a warm request makes no call.
+    store = limits.leases ? new LeasedLimiter(ns, limits.timeout_ms) : new EmbeddedLimiter(ns, limits.timeout_ms);
   }
   stores.set(id, store);
   return store;
