@@ -3,11 +3,13 @@
 import { env as testEnv } from 'cloudflare:test';
 import type { Env } from '../../worker/env';
 import { FAST, spawnSim } from './sims';
-import { ADMIN_TOKEN, call, chat, createKey, envWith } from './support';
+import { uid } from '../support/uid';
+import { admin, chat, createKey, envWith } from './support';
+
+export { admin, uid };
 
 export const env = testEnv as unknown as Env;
 export const ns = env.QUOTAS;
-export const uid = () => crypto.randomUUID().slice(0, 8);
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // The simulator's answer to HI with max_tokens 20 and ignore_eos: 13 prompt + 20 completion tokens.
@@ -40,9 +42,6 @@ export async function budgetStack(opts: { budget?: Record<string, unknown> | nul
   return { t, sim, cfg, e, key, ask, budget };
 }
 
-export function admin(path: string, init: RequestInit & { env?: Env } = {}) {
-  return call(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
-}
 
 /** A QUOTAS namespace that records every call to the real objects. */
 export function recording(base: Env) {
