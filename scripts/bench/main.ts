@@ -19,6 +19,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   complexity: async () => (await import('./complexity')).complexity,
   'routing-prefix': async () => (await import('./routing-prefix')).routingPrefix,
   'routing-failover': async () => (await import('./routing-failover')).routingFailover,
+  'routing-hedge': async () => (await import('./routing-hedge')).routingHedge,
   'budget-overhead': async () => (await import('./budget-overhead')).budgetOverhead,
   cache: async () => (await import('./cache')).cache,
   'scale-day': async () => (await import('./scale-day')).scaleDay,

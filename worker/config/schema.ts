@@ -190,6 +190,22 @@ export const routingSchema = z.strictObject({
   complexity_scorer: z.enum(['hand', 'learned']).default('hand'),
   /** "learned" only: a tier is chosen once its probability reaches 0.5 - margin (route up near a boundary). */
   complexity_margin: z.number().min(0).max(0.49).default(0.35),
+  /**
+   * Hedging (README "Hedging"): an attempt with no first token after its backend's hedge delay
+   * (multiplier × the p95 TTFT this isolate observed there, within [min_ms, max_ms]; max_ms until
+   * min_samples are seen) starts the next candidate beside it; the first to answer wins, the other
+   * is cancelled.
+   */
+  hedging: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      multiplier: z.number().min(1).max(100).default(3),
+      min_ms: z.number().int().min(10).default(250),
+      max_ms: z.number().int().min(10).default(5_000),
+      min_samples: z.number().int().min(1).max(1_000).default(20),
+    })
+    .prefault({})
+    .refine((h) => h.max_ms >= h.min_ms, { message: 'max_ms must be at least min_ms', path: ['max_ms'] }),
 });
 
 // Budgets (durable-objects/tenant-quota.ts, worker/budget/). [budgets] holds the defaults and the

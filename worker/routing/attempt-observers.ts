@@ -4,6 +4,7 @@ import { countAttemptFailure } from '../telemetry/metrics';
 import { lifecycleAnswered, lifecycleBegin, lifecycleEnd, lifecycleFailed } from './backend-lifecycle-view';
 import { breakerOutcomeOf, reportOutcome, type ProbePermit } from './breaker-view';
 import { isolateState } from './isolate-state';
+import { ttftHistory } from './ttft-history';
 
 /** Why an attempt failed (timeouts, connect errors, an HTTP status). */
 export type Failure = { kind: 'timeout' | 'connect' | 'status'; message: string; status?: number; retryAfterMs?: number | null };
@@ -85,7 +86,7 @@ const attemptFailureMetric: AttemptObserver = {
 };
 
 /** Every observer of backend attempts, in the order they hear of each event. */
-export const ATTEMPT_OBSERVERS: readonly AttemptObserver[] = [isolateHealth, lifecycle, breakerOutcomes, attemptFailureMetric];
+export const ATTEMPT_OBSERVERS: readonly AttemptObserver[] = [isolateHealth, lifecycle, breakerOutcomes, attemptFailureMetric, ttftHistory];
 
 /** One attempt's traces, fanned out: each event reaches every observer once, in list order; `end` at most once. */
 export function traceAttempt(start: AttemptStart, observers: readonly AttemptObserver[] = ATTEMPT_OBSERVERS): Required<AttemptTrace> {

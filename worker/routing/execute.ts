@@ -2,7 +2,7 @@ import { adapterFor } from '../backends';
 import { backendSecret } from '../protocol/rules/backend-endpoints';
 import { USAGE_HEADER } from '../backends/types';
 import type { CompiledConfig } from '../config/compiled';
-import type { Timeouts } from '../config/schema';
+import type { RoutingConfig, Timeouts } from '../config/schema';
 import { errors, RouterError, type ErrorStatus } from '../http/errors';
 import type { EndpointKind } from '../openai/schemas';
 import { readUsage, type Usage } from '../openai/usage';
@@ -13,6 +13,7 @@ import { withColdStart } from './cold-start';
 import { CompletionAssembler } from '../openai/assemble';
 import { createParser } from 'eventsource-parser';
 import { noteProviderResponse, providerGate } from './provider-throttle';
+import { observedP95 } from './ttft-history';
 import type { Candidate } from './plan';
 import { DeadlineError, relaySse, type StreamOutcome } from './sse-relay';
 import type { ExecuteResult, Settled } from './types';
@@ -62,7 +63,7 @@ const CLIENT_FAULT = new Set([400, 413, 422]);
  */
 export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
   const { config, candidates } = input;
-  const { retry_base_ms, retry_max_ms } = config.raw.routing;
+  const { retry_base_ms, retry_max_ms, hedging } = config.raw.routing;
   const stream = input.body.stream === true;
   const path: string[] = [];
   const failures: Failure[] = [];
@@ -102,10 +103,20 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
       if (permit !== 'closed') probe = permit;
     }
     path.push(candidate.backend.id);
-    const outcome = await attempt(input, candidate, stream, probe);
-    if ('response' in outcome) return { response: outcome.response, served: candidate, attempts: path.length, path, upstreamFailed: false, ...(outcome.error ? { error: outcome.error } : {}) };
+    // A hedge partner: the next candidate of this pass, if it may be tried now (no probe needed).
+    const next = i + 1 < candidates.length ? candidates[i + 1]! : null;
+    const partner = hedging.enabled && next && path.length < config.raw.max_attempts && breakerAllows(next.backend.id) === 'closed' && providerGate(next.backend.id) !== 'throttled' ? next : null;
+    const run = partner
+      ? await hedged(input, { candidate, probe }, partner, hedgeDelay(hedging, candidate.backend.id), stream, () => path.push(partner.backend.id))
+      : { winner: candidate, outcome: await attempt(input, candidate, stream, probe, { ...(input.onSettled ? { onSettled: input.onSettled } : {}) }), other: null };
+    if (run.other) {
+      i++; // the partner had its turn
+      failures.push(run.other);
+    }
+    const outcome = run.outcome;
+    if ('response' in outcome) return { response: outcome.response, served: run.winner, attempts: path.length, path, upstreamFailed: false, ...(outcome.error ? { error: outcome.error } : {}) };
     failures.push(outcome.failure);
-    if (outcome.final) return { response: outcome.final.toResponse(), served: candidate, attempts: path.length, path, upstreamFailed: false, error: outcome.final };
+    if (outcome.final) return { response: outcome.final.toResponse(), served: run.winner, attempts: path.length, path, upstreamFailed: false, error: outcome.final };
   }
 
   if (input.clientSignal.aborted) {
@@ -117,6 +128,72 @@ export async function execute(input: ExecuteInput): Promise<ExecuteResult> {
     ? errors.timeout(`The upstream did not answer in time (${summary}).`)
     : errors.badGateway(`No upstream could answer (${summary}).`);
   return { response: error.toResponse(), served: null, attempts: path.length, path, upstreamFailed: true, error };
+}
+
+/** How long an attempt may go without a first token before its hedge starts. */
+function hedgeDelay(h: RoutingConfig['hedging'], backendId: string): number {
+  const p95 = observedP95(backendId, h.min_samples);
+  return p95 === null ? h.max_ms : Math.min(h.max_ms, Math.max(h.min_ms, Math.round(h.multiplier * p95)));
+}
+
+type HedgeRun = { winner: Candidate; outcome: AttemptOutcome; other: Failure | null };
+
+/**
+ * One attempt on `first`; if it has not answered (first token, or the whole answer without a
+ * stream) after `delayMs`, the same request goes to `partner` too, and the first of the two to
+ * answer wins: the other is cancelled (counted against nothing, settled with nothing: it had not
+ * answered, so it had generated nothing but the prompt). Only the winner's settlement reaches the
+ * request. A failure of either leaves the other running alone. `other` is the partner's failure, or
+ * the loser's, when the partner was started.
+ */
+async function hedged(input: ExecuteInput, first: { candidate: Candidate; probe: ProbePermit | null }, partner: Candidate, delayMs: number, stream: boolean, started: () => void): Promise<HedgeRun> {
+  type Side = { candidate: Candidate; cancel: AbortController; done: Promise<AttemptOutcome>; outcome: AttemptOutcome | null };
+  let winner: Side | null = null;
+  let answered: () => void = () => {};
+  const firstAnswer = new Promise<void>((resolve) => (answered = resolve));
+  const start = (candidate: Candidate, probe: ProbePermit | null): Side => {
+    const side: Side = { candidate, cancel: new AbortController(), done: null as unknown as Promise<AttemptOutcome>, outcome: null };
+    side.done = attempt(input, candidate, stream, probe, {
+      cancel: side.cancel.signal,
+      onFirst: () => {
+        if (winner) return;
+        winner = side;
+        for (const o of sides) if (o !== side) o.cancel.abort('hedge lost');
+        answered();
+      },
+      onSettled: (s) => {
+        if (winner === side) input.onSettled?.(s);
+      },
+    }).then((o) => (side.outcome = o));
+    return side;
+  };
+  const sides: Side[] = [];
+  const a = start(first.candidate, first.probe);
+  sides.push(a);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hedgeDue = new Promise<'hedge'>((resolve) => (timer = setTimeout(() => resolve('hedge'), Math.max(0, Math.min(delayMs, input.deadline - Date.now())))));
+  const why = await Promise.race([a.done.then(() => 'done' as const), firstAnswer.then(() => 'answered' as const), hedgeDue]);
+  clearTimeout(timer ?? null);
+  if (why !== 'hedge' || input.clientSignal.aborted) return { winner: a.candidate, outcome: await a.done, other: null };
+
+  started();
+  const b = start(partner, null);
+  sides.push(b);
+  // Whichever answers first wins; a side that fails first leaves the other to finish alone.
+  const firstDone = await Promise.race([firstAnswer.then(() => null), a.done.then(() => a), b.done.then(() => b)]);
+  const lead: Side = winner ?? firstDone!;
+  const rest = lead === a ? b : a;
+  const leadOutcome = await lead.done;
+  if ('response' in leadOutcome || leadOutcome.final) {
+    if (winner !== lead) rest.cancel.abort('hedge lost'); // answered without a first token of its own (an error the client must see)
+    const restOutcome = await rest.done;
+    // A loser that still answered (its first chunk arrived as it was cancelled): nobody reads it.
+    if ('response' in restOutcome) await restOutcome.response.body?.cancel().catch(() => {});
+    return { winner: lead.candidate, outcome: leadOutcome, other: 'failure' in restOutcome ? restOutcome.failure : { kind: 'connect', message: 'hedge lost' } };
+  }
+  // The lead failed: the other side is the request's answer, whatever it gives.
+  const restOutcome = await rest.done;
+  return rest === a ? { winner: a.candidate, outcome: restOutcome, other: leadOutcome.failure } : { winner: b.candidate, outcome: restOutcome, other: leadOutcome.failure };
 }
 
 /** The answer to a client that has gone: nobody reads it; the status shows in logs and usage records. */
@@ -155,7 +232,17 @@ type AttemptOutcome = { response: Response; error?: RouterError } | { failure: F
 const STREAMING_KINDS = new Set(['vllm', 'trtllm', 'openai']);
 export const streamsUpstream = (kind: string, endpoint: EndpointKind) => endpoint !== 'embeddings' && STREAMING_KINDS.has(kind);
 
-async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: boolean, probe: ProbePermit | null): Promise<AttemptOutcome> {
+/** What one attempt reports to its caller, and how the caller may cancel it (a hedge that lost). */
+interface AttemptHooks {
+  /** This attempt's settlement (the executor forwards only the served attempt's). */
+  onSettled?: (s: Settled) => void;
+  /** The backend's first token (or its whole answer, without a stream). */
+  onFirst?: () => void;
+  /** Aborts the attempt; it then counts nothing against the backend and settles nothing. */
+  cancel?: AbortSignal;
+}
+
+async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: boolean, probe: ProbePermit | null, hooks: AttemptHooks): Promise<AttemptOutcome> {
   const { backend, model } = candidate;
   const t: Timeouts = withColdStart({ ...input.config.raw.timeouts, ...backend.timeouts }, candidate.coldStartWaitMs);
   const stream = clientStream || streamsUpstream(backend.kind, input.endpoint);
@@ -164,7 +251,9 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   const controller = new AbortController();
   const abort = (reason: string) => controller.abort(reason);
   const onClientAbort = () => abort('client closed');
+  const onCancel = () => abort('hedge lost');
   input.clientSignal.addEventListener('abort', onClientAbort);
+  hooks.cancel?.addEventListener('abort', onCancel);
   // `stream` as the client asked: the lifecycle keeps a normal answer time per kind of request, as the cold-start planner reads it.
   const trace = traceAttempt({ config: input.config, env: input.env, ctx: input.ctx, backend, stream: clientStream, probe, at: started });
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -179,11 +268,12 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   const cleanup = () => {
     clearTimeout(timer ?? null);
     input.clientSignal.removeEventListener('abort', onClientAbort);
+    hooks.cancel?.removeEventListener('abort', onCancel);
     trace.end();
   };
   const fail = (failure: Failure, final?: RouterError): AttemptOutcome => {
     // A client that left says nothing about the backend; nor does a request it judged invalid.
-    trace.failed(failure, !final && !input.clientSignal.aborted);
+    trace.failed(failure, !final && !input.clientSignal.aborted && !hooks.cancel?.aborted);
     cleanup();
     return { failure, ...(final ? { final } : {}) };
   };
@@ -241,9 +331,10 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
     }
     const at = Date.now();
     trace.answered(at);
+    hooks.onFirst?.();
     trace.succeeded();
     cleanup();
-    input.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: input.endpoint === 'embeddings' ? at - started : null, totalMs: at - started });
+    hooks.onSettled?.({ candidate, status: 'completed', usage: usageOf(text), ttftMs: input.endpoint === 'embeddings' ? at - started : null, totalMs: at - started });
     return { response: new Response(conformAnswer(text), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', ...usageHeader(res) } }) };
   }
 
@@ -261,6 +352,7 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   const ttftMs = Date.now() - started;
   clearTimeout(timer ?? null);
   trace.answered(Date.now());
+  hooks.onFirst?.();
 
   let rejectDeadline: (e: Error) => void = () => {};
   const deadline = new Promise<never>((_, reject) => (rejectDeadline = reject));
@@ -269,10 +361,10 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   const settle = (outcome: StreamOutcome) => {
     // No usage chunk (the client left, the stream failed, or a backend that sends none): count what was relayed.
     const usage = outcome.usage ?? estimateStreamUsage(input.endpoint, input.body, outcome.contentChunks);
-    input.onSettled?.({ candidate, status: outcome.status, usage, ttftMs, totalMs: Date.now() - started });
+    hooks.onSettled?.({ candidate, status: outcome.status, usage, ttftMs, totalMs: Date.now() - started });
   };
 
-  if (!clientStream) return assembleAnswer(input, candidate, { reader, first: first.value, abort, deadline, trace, fail, cleanup, settle, res });
+  if (!clientStream) return assembleAnswer(input, candidate, { reader, first: first.value, abort, deadline, trace, fail, cleanup, settle, res, ...(hooks.cancel ? { cancel: hooks.cancel } : {}) });
 
   // The client streams: committed from the first chunk on (a later failure cannot move to another backend).
   trace.succeeded();
@@ -309,6 +401,8 @@ interface Streaming {
   cleanup: () => void;
   settle: (o: StreamOutcome) => void;
   res: Response;
+  /** A hedge that lost: its failure counts nothing (attempt's fail() checks the same signal). */
+  cancel?: AbortSignal;
 }
 
 /**
@@ -340,7 +434,7 @@ async function assembleAnswer(input: ExecuteInput, candidate: Candidate, s: Stre
     parser.feed(decoder.decode());
     if (!sawDone) failure = 'upstream_error';
   } catch (e) {
-    failure = input.clientSignal.aborted ? 'client_closed' : e instanceof DeadlineError ? 'timeout' : 'upstream_error';
+    failure = input.clientSignal.aborted ? 'client_closed' : s.cancel?.aborted ? 'upstream_error' : e instanceof DeadlineError ? 'timeout' : 'upstream_error';
   }
   const outcome = (status: StreamOutcome['status']): StreamOutcome => ({ status, usage: readUsage(assembler.reportedUsage), chunks: 0, contentChunks: assembler.textChunks });
   if (failure === 'client_closed') {
