@@ -72,8 +72,9 @@ export function expectedRequests(p: DailyProfile, backend: string, fromMs: numbe
     const inDay = ((t % p.dayMs) + p.dayMs) % p.dayMs;
     const slot = Math.floor(inDay / slotMs);
     const slotEnd = t - inDay + (slot + 1) * slotMs;
-    const end = Math.min(toMs, slotEnd);
-    total += per[slot]! * ((end - t) / slotMs);
+    // At a slot boundary, float rounding can put slotEnd at t itself: step over to the next slot.
+    const end = slotEnd > t ? Math.min(toMs, slotEnd) : Math.min(toMs, t + slotMs);
+    total += per[Math.min(slot, per.length - 1)]! * ((end - t) / slotMs);
     t = end;
   }
   return total;
