@@ -1,0 +1,84 @@
+/**
+ * `npm run bench -- cpu-profile`: where the router's isolate spends its CPU on the hot path
+ * (issue 16 §2). Two routers on instant sims, each with workerd's inspector open:
+ *   - default: the shipped config, the `overhead` section's request (no temperature: no cache);
+ *   - full:    embedded rate limits (key requests + tokens, tenant requests) with leases, a tenant
+ *              budget, and a new prompt at temperature 0 per request, so both caches (exact and
+ *              semantic, fast tier) look up, miss and store: the longest path.
+ * Each is profiled over a c=8 load run; the table lists busy CPU per request (non-idle samples of
+ * the isolate's thread, close to the CPU time Cloudflare bills) and the top functions by self time.
+ */
+import type { RouterConfigInput } from '../../worker/config/schema';
+import { startStack, type Stack } from '../dev/stack';
+import { connectProfiler, type CpuSummary } from './lib/cpu-profile';
+import { runLoad, type HttpTarget } from './lib/load';
+import type { BenchSection, BenchTable } from './lib/section';
+import { round } from './lib/stats';
+
+const MODEL = 'llama-3.1-8b';
+const LIMITS = { key: { requests: 1e9, tokens: 1e12, window_s: 60 }, tenant: { requests: 1e9, window_s: 60 } };
+
+export const VARIANTS = ['default', 'full'] as const;
+export type Variant = (typeof VARIANTS)[number];
+
+/** Every feature on: limits (embedded, leased), a budget for tenant demo, caches as shipped. */
+export function fullFeatures(r: RouterConfigInput): RouterConfigInput {
+  return {
+    ...r,
+    limits: { ...LIMITS, store: 'embedded', leases: true },
+    budgets: { ...r.budgets, enabled: true },
+    tenants: { ...r.tenants, demo: { ...r.tenants?.demo, budget: { monthly_tokens: 1e13, monthly_usd: 1e6, daily_tokens: 1e12 } } },
+  };
+}
+
+let seq = 0;
+/** The request for a variant: `full` sends a new cacheable prompt each time (caches miss, then store). */
+export function variantTarget(stack: Stack, v: Variant): HttpTarget {
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${stack.keys.demo}` };
+  const plain = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Reply with a short greeting.' }], max_tokens: 16 });
+  if (v === 'default') return { url: `${stack.routerUrl}/v1/chat/completions`, headers, body: plain };
+  const fresh = () => JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `Reply with greeting number ${process.pid}-${++seq}.` }], max_tokens: 16, temperature: 0 });
+  return { url: `${stack.routerUrl}/v1/chat/completions`, headers, body: fresh(), nextBody: fresh };
+}
+
+export const cpuProfile: BenchSection = {
+  name: 'cpu-profile',
+  description: "the router isolate's CPU per request and its hottest functions, default config and every feature on (workerd inspector)",
+  async run(ctx) {
+    const durationS = ctx.durationS ?? 10;
+    const topN = Number(process.env.BENCH_PROFILE_TOP ?? 15);
+    const out = {} as Record<Variant, CpuSummary>;
+    for (const v of VARIANTS) {
+      const inspectorPort = 20000 + Math.floor(Math.random() * 9000);
+      const stack = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, inspectorPort, ...(v === 'full' ? { configPatch: fullFeatures } : {}) });
+      try {
+        const target = variantTarget(stack, v);
+        await runLoad(target, 8, Math.max(1, Math.round(durationS / 3))); // warm-up: JIT, leases, key cache
+        const profiler = await connectProfiler(inspectorPort, 'edge-router');
+        try {
+          await profiler.start();
+          const load = await runLoad(target, 8, durationS);
+          if (load.non_2xx + load.errors > 0) log(`WARNING ${v}: ${load.non_2xx} non-2xx, ${load.errors} errors`);
+          out[v] = await profiler.stop(load.requests, topN);
+        } finally {
+          profiler.close();
+        }
+      } finally {
+        await stack.close();
+      }
+      log(`${v}: ${round(out[v].busy_ms_per_request, 3)} ms busy CPU per request over ${out[v].requests} requests`);
+    }
+    return { tables: VARIANTS.map((v) => buildTable(v, out[v])), json: { date: new Date().toISOString(), duration_s: durationS, profiles: out } };
+  },
+};
+
+function buildTable(v: Variant, s: CpuSummary): BenchTable {
+  return {
+    title: `Router CPU, ${v === 'default' ? 'default config' : 'every feature on (limits, budget, exact + semantic cache miss and store)'}: ${round(s.busy_ms_per_request, 3)} ms busy per request`,
+    columns: ['function', 'where', 'self ms/request', 'self %'],
+    rows: s.top.map((t) => [t.fn, t.where, round(t.self_ms / Math.max(1, s.requests), 4).toFixed(4), `${round(t.self_pct, 1)}%`]),
+    notes: [`${s.requests} requests at c=8; busy ${round(s.busy_ms, 0)} ms of ${round(s.wall_ms, 0)} ms sampled (GC ${round(s.gc_ms, 0)} ms); self time by function, inspector sampling every 100 µs.`],
+  };
+}
+
+const log = (msg: string) => process.stderr.write(`  · ${msg}\n`);
