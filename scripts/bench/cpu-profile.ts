@@ -6,9 +6,12 @@
  *              budget, and a new prompt at temperature 0 per request, so both caches (exact and
  *              semantic, fast tier) look up, miss and store: the longest path.
  * Each is profiled over a c=8 load run; the table lists busy CPU per request (non-idle samples of
- * the isolate's thread, close to the CPU time Cloudflare bills) and the top functions by self time.
+ * the isolate's thread, close to the CPU time Cloudflare bills) and the top functions by self time;
+ * the raw profiles go to .dev/bench/cpu-profile-<variant>.cpuprofile (open them in Chrome DevTools).
  */
+import { join } from 'node:path';
 import type { RouterConfigInput } from '../../worker/config/schema';
+import { DEV_DIR } from '../dev/paths';
 import { startStack, type Stack } from '../dev/stack';
 import { connectProfiler, type CpuSummary } from './lib/cpu-profile';
 import { runLoad, type HttpTarget } from './lib/load';
@@ -59,14 +62,15 @@ export const cpuProfile: BenchSection = {
           await profiler.start();
           const load = await runLoad(target, 8, durationS);
           if (load.non_2xx + load.errors > 0) log(`WARNING ${v}: ${load.non_2xx} non-2xx, ${load.errors} errors`);
-          out[v] = await profiler.stop(load.requests, topN);
+          out[v] = await profiler.stop(load.requests, { topN, saveTo: join(ctx.outDir, `cpu-profile-${v}.cpuprofile`), bundle: join(DEV_DIR, 'build', 'worker.js') });
         } finally {
           profiler.close();
         }
       } finally {
         await stack.close();
       }
-      log(`${v}: ${round(out[v].busy_ms_per_request, 3)} ms busy CPU per request over ${out[v].requests} requests`);
+      const s = out[v];
+      log(`${v}: ${round(s.busy_ms_per_request, 3)} ms busy CPU per request (Worker ${round(s.worker_ms_per_request, 3)}, Durable Objects ${round(s.do_ms_per_request, 3)}) over ${s.requests} requests`);
     }
     return { tables: VARIANTS.map((v) => buildTable(v, out[v])), json: { date: new Date().toISOString(), duration_s: durationS, profiles: out } };
   },
@@ -74,10 +78,10 @@ export const cpuProfile: BenchSection = {
 
 function buildTable(v: Variant, s: CpuSummary): BenchTable {
   return {
-    title: `Router CPU, ${v === 'default' ? 'default config' : 'every feature on (limits, budget, exact + semantic cache miss and store)'}: ${round(s.busy_ms_per_request, 3)} ms busy per request`,
-    columns: ['function', 'where', 'self ms/request', 'self %'],
+    title: `Router CPU, ${v === 'default' ? 'default config' : 'every feature on (limits, budget, exact + semantic cache miss and store)'}: ${round(s.busy_ms_per_request, 3)} ms busy per request (Worker ${round(s.worker_ms_per_request, 3)} ms, Durable Objects ${round(s.do_ms_per_request, 3)} ms, runtime ${round(s.by_owner_ms.runtime / Math.max(1, s.requests), 3)} ms)`,
+    columns: ['function', 'module', 'self ms/request', 'self %'],
     rows: s.top.map((t) => [t.fn, t.where, round(t.self_ms / Math.max(1, s.requests), 4).toFixed(4), `${round(t.self_pct, 1)}%`]),
-    notes: [`${s.requests} requests at c=8; busy ${round(s.busy_ms, 0)} ms of ${round(s.wall_ms, 0)} ms sampled (GC ${round(s.gc_ms, 0)} ms); self time by function, inspector sampling every 100 µs.`],
+    notes: [`${s.requests} requests at c=8; busy ${round(s.busy_ms, 0)} ms of ${round(s.wall_ms, 0)} ms sampled (GC ${round(s.gc_ms, 0)} ms); self time by function, inspector sampling every 100 µs.`, 'Worker / Durable Objects: by the outermost JS frame of each sample (the objects run in the same workerd process here; on Cloudflare their CPU is billed to the objects). runtime: samples with no JS frame.'],
   };
 }
 
