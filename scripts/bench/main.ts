@@ -28,6 +28,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'usage-overhead': async () => (await import('./usage-overhead')).usageOverhead,
   'provider-translate': async () => (await import('./provider-translate')).providerTranslate,
   'remote-rtt': async () => (await import('./remote-rtt')).remoteRtt,
+  'cpu-profile': async () => (await import('./cpu-profile')).cpuProfile,
 };
 
 async function main(): Promise<void> {

@@ -5,6 +5,11 @@
  * (auth, planning, proxying, headers). Non-streaming latency at c=1 and throughput at c=32 with
  * autocannon; streaming time to first token with a small fetch client. Both Workers are reached
  * through Miniflare's direct sockets (see StackOptions.directSocket).
+ *
+ * A fourth column, "all features", is a second router with limits (embedded, leased), a tenant
+ * budget and both caches on, each request a new prompt at temperature 0 (both caches look up, miss
+ * and store): the longest path (cpu-profile.ts builds the same config and request). The aims of
+ * issue 16 are ratios to the bare Worker, measured in this one run.
  */
 import os from 'node:os';
 import { startStack } from '../dev/stack';
@@ -15,6 +20,7 @@ import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
 import { round } from './lib/stats';
 import { measureTtft, type TtftResult } from './lib/ttft';
+import { fullFeatures, variantTarget } from './cpu-profile';
 
 /** Where `llama-3.1-8b` goes with no client location (the first region's backend). */
 const BACKEND = 'vllm-us-east-8b';
@@ -22,8 +28,12 @@ const MODEL = 'llama-3.1-8b';
 const MESSAGES = [{ role: 'user', content: 'Reply with a short greeting.' }];
 const AIM_ADDED_P50_MS = 0.5;
 const AIM_ROUTER_RPS = 2_000;
+/** Issue 16: router (default config) at c=32 vs the bare Worker, the same with every feature on, and added p50 at c=1 over it. */
+const AIM_DEFAULT_VS_FLOOR = 0.7;
+const AIM_FULL_VS_FLOOR = 0.55;
+const AIM_P50_OVER_FLOOR_MS = 0.3;
 
-const VIAS = ['direct', 'floor', 'router'] as const;
+const VIAS = ['direct', 'floor', 'router', 'full'] as const;
 type Via = (typeof VIAS)[number];
 type ByVia<T> = Record<Via, T>;
 
@@ -36,6 +46,7 @@ export const overhead: BenchSection = {
     const ttftN = Number(process.env.BENCH_TTFT_N ?? (ctx.smoke ? 20 : 300));
     // Direct sockets for router and floor: Miniflare's entry worker has no counterpart on Cloudflare.
     const stack = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true });
+    let full: Awaited<ReturnType<typeof startStack>> | undefined;
     let floor: Awaited<ReturnType<typeof startBareProxy>> | undefined;
     try {
       const backendUrl = stack.backends[BACKEND];
@@ -49,7 +60,15 @@ export const overhead: BenchSection = {
       if (backend.auth_secret) simHeaders.authorization = `Bearer ${stack.secrets[backend.auth_secret]}`;
       const body = (name: string, stream: boolean) => JSON.stringify({ model: name, messages: MESSAGES, max_tokens: 16, ...(stream ? { stream } : {}) });
       const served = model.served_name ?? model.id;
+      full = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, configPatch: fullFeatures });
+      const fullStack = full;
       const target = (via: Via, stream: boolean): HttpTarget => {
+        if (via === 'full') {
+          const t = variantTarget(fullStack, 'full');
+          if (!stream) return t;
+          const streamed = (b: string) => JSON.stringify({ ...JSON.parse(b), stream: true });
+          return { url: t.url, headers: t.headers, body: streamed(t.body), nextBody: () => streamed(t.nextBody!()) };
+        }
         if (via === 'router') {
           return { url: `${stack.routerUrl}/v1/chat/completions`, headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.keys.demo}` }, body: body(MODEL, stream) };
         }
@@ -57,6 +76,7 @@ export const overhead: BenchSection = {
       };
 
       await assertRoutesTo(target('router', false), BACKEND);
+      await assertRoutesTo(target('full', false), BACKEND);
       log(`warm-up ${warmS} s each`);
       for (const via of VIAS) await runLoad(target(via, false), 8, warmS);
 
@@ -79,6 +99,9 @@ export const overhead: BenchSection = {
           p50_ms: addedP50,
           p99_ms: lat.router.latency_ms.p99 - lat.direct.latency_ms.p99,
           p50_over_floor_ms: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50,
+          full_p50_over_floor_ms: lat.full.latency_ms.p50 - lat.floor.latency_ms.p50,
+          router_vs_floor_c32: thr.router.req_per_s / thr.floor.req_per_s,
+          full_vs_floor_c32: thr.full.req_per_s / thr.floor.req_per_s,
           ttft_median_ms: ttft.router.median_ms - ttft.direct.median_ms,
           throughput_ratio: thr.router.req_per_s / thr.direct.req_per_s,
         },
@@ -87,11 +110,18 @@ export const overhead: BenchSection = {
           added_p50_met: addedP50 < AIM_ADDED_P50_MS,
           router_rps_at_c32_min: AIM_ROUTER_RPS,
           router_rps_met: thr.router.req_per_s >= AIM_ROUTER_RPS,
+          default_vs_floor_min: AIM_DEFAULT_VS_FLOOR,
+          default_vs_floor_met: thr.router.req_per_s / thr.floor.req_per_s >= AIM_DEFAULT_VS_FLOOR,
+          full_vs_floor_min: AIM_FULL_VS_FLOOR,
+          full_vs_floor_met: thr.full.req_per_s / thr.floor.req_per_s >= AIM_FULL_VS_FLOOR,
+          p50_over_floor_max_ms: AIM_P50_OVER_FLOOR_MS,
+          p50_over_floor_met: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50 <= AIM_P50_OVER_FLOOR_MS,
         },
       };
       return { tables: [buildTable(lat, thr, ttft)], json };
     } finally {
       await floor?.close();
+      await full?.close();
       await stack.close();
     }
   },
@@ -102,13 +132,16 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
   const plus = (d: number) => `${d >= 0 ? '+' : ''}${round(d, 3).toFixed(3)} ms`;
   const rps = (x: number) => `${Math.round(x).toLocaleString('en-US')} req/s`;
   const ratio = (r: number, d: number) => `x${round(r / d, 2)}`;
-  const msRow = (label: string, get: (v: Via) => number): string[] => [label, ms(get('direct')), ms(get('floor')), ms(get('router')), plus(get('router') - get('direct'))];
-  const rpsRow = (label: string, get: (v: Via) => number): string[] => [label, rps(get('direct')), rps(get('floor')), rps(get('router')), ratio(get('router'), get('direct'))];
+  const msRow = (label: string, get: (v: Via) => number): string[] => [label, ms(get('direct')), ms(get('floor')), ms(get('router')), ms(get('full')), plus(get('router') - get('direct')), plus(get('router') - get('floor')), plus(get('full') - get('floor'))];
+  const rpsRow = (label: string, get: (v: Via) => number): string[] => [label, rps(get('direct')), rps(get('floor')), rps(get('router')), rps(get('full')), ratio(get('router'), get('direct')), ratio(get('router'), get('floor')), ratio(get('full'), get('floor'))];
+  const overFloor = lat.router.latency_ms.p50 - lat.floor.latency_ms.p50;
+  const defaultRatio = thr.router.req_per_s / thr.floor.req_per_s;
+  const fullRatio = thr.full.req_per_s / thr.floor.req_per_s;
   const addedP50 = lat.router.latency_ms.p50 - lat.direct.latency_ms.p50;
   const failed = VIAS.some((v) => lat[v].non_2xx + lat[v].errors + thr[v].non_2xx + thr[v].errors + ttft[v].failures > 0);
   return {
     title: `Router overhead (${BACKEND}, ${MODEL}, instant sim, ${os.cpus().length} cores)`,
-    columns: ['metric', 'direct', 'bare Worker', 'router', 'added / ratio'],
+    columns: ['metric', 'direct', 'bare Worker', 'router', 'all features', 'router vs direct', 'router vs bare', 'all features vs bare'],
     rows: [
       msRow('latency p50, c=1 (non-streaming)', (v) => lat[v].latency_ms.p50),
       msRow('latency p99, c=1', (v) => lat[v].latency_ms.p99),
@@ -120,9 +153,10 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
       msRow('TTFT p99 (streaming)', (v) => ttft[v].p99_ms),
     ],
     notes: [
-      'added / ratio = router vs direct. bare Worker = a pass-through Worker under the same Miniflare setup: the floor of any Worker hop here.',
+      'router = the default config; all features = limits (embedded, leased), a budget, exact + semantic cache (each request a new prompt at temperature 0: miss and store), usage. bare Worker = a pass-through Worker under the same Miniflare setup: the floor of any Worker hop here.',
       'Both Workers are reached through Miniflare direct sockets, without the dev entry worker that `npm start` puts in front (about 0.1 ms more per request).',
       `aim: added p50 < ${AIM_ADDED_P50_MS} ms: ${addedP50 < AIM_ADDED_P50_MS ? 'met' : 'not met'} (${plus(addedP50)}; ${plus(lat.router.latency_ms.p50 - lat.floor.latency_ms.p50)} over the bare Worker)`,
+      `aim (issue 16): router >= ${Math.round(AIM_DEFAULT_VS_FLOOR * 100)}% of the bare Worker at c=32: ${defaultRatio >= AIM_DEFAULT_VS_FLOOR ? 'met' : 'not met'} (${round(defaultRatio * 100, 1)}%); all features >= ${Math.round(AIM_FULL_VS_FLOOR * 100)}%: ${fullRatio >= AIM_FULL_VS_FLOOR ? 'met' : 'not met'} (${round(fullRatio * 100, 1)}%); added p50 at c=1 <= ${AIM_P50_OVER_FLOOR_MS} ms over the bare Worker: ${overFloor <= AIM_P50_OVER_FLOOR_MS ? 'met' : 'not met'} (${plus(overFloor)})`,
       `aim: router >= ${AIM_ROUTER_RPS.toLocaleString('en-US')} req/s at c=32 on 2 cores: ${thr.router.req_per_s >= AIM_ROUTER_RPS ? 'met' : 'not met'} (${rps(thr.router.req_per_s)} on ${os.cpus().length} cores)`,
       `client, sims and workerd share this machine (1-min load average ${os.loadavg()[0]!.toFixed(1)} at the end): compare columns, don't plan capacity from them.`,
       ...(failed ? ['WARNING: some runs had non-2xx answers or errors: see the JSON.'] : []),

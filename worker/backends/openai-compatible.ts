@@ -10,6 +10,14 @@ const paths = {
   embeddings: '/v1/embeddings',
 } as const;
 
+/** The backend's base URL without trailing slashes, once per backend config object (not a regex per request). */
+const baseUrls = new WeakMap<BackendConfig, string>();
+function baseUrl(backend: BackendConfig): string {
+  let url = baseUrls.get(backend);
+  if (url === undefined) baseUrls.set(backend, (url = backend.url.replace(/\/+$/, '')));
+  return url;
+}
+
 /** One OpenAI-style call: the body as it is, the backend's auth header, and any headers of the provider's own. */
 export function sendOpenAIStyle(backend: BackendConfig, request: UpstreamRequest, { signal, secret }: Pick<SendInit, 'signal' | 'secret'>, extra: Record<string, string> = {}): Promise<Response> {
   const headers: Record<string, string> = {
@@ -19,7 +27,7 @@ export function sendOpenAIStyle(backend: BackendConfig, request: UpstreamRequest
     ...extra,
   };
   if (secret) headers[backend.auth_header] = backend.auth_header === 'authorization' ? `Bearer ${secret}` : secret;
-  return fetch(backend.url.replace(/\/+$/, '') + paths[request.endpoint], {
+  return fetch(baseUrl(backend) + paths[request.endpoint], {
     method: 'POST',
     headers,
     body: JSON.stringify(request.body),

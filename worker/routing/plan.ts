@@ -69,14 +69,22 @@ export function planCandidates(input: PlanInput): Candidate[] {
   const lastResort: Candidate[] = [];
   const seen = new Set<string>();
   route.stages.forEach((stage, stageIndex) => {
-    const replicasIn = (regionId: string) =>
-      stage.targets.map((t) => ({
-        target: t,
-        replicas: (config.backendsByModel.get(t.model.id) ?? []).filter(
-          // An open breaker takes the backend out of the chain altogether (not even a last resort).
-          (b) => b.region === regionId && (!t.backends || t.backends.includes(b.id)) && breakerAllows(b.id, now) !== 'open' && providerGate(b.id, now) !== 'throttled',
-        ),
-      }));
+    // Once per region and stage: orderRegions' predicate and the loop below ask for the same lists.
+    const replicasByRegion = new Map<string, { target: (typeof stage.targets)[number]; replicas: BackendConfig[] }[]>();
+    const replicasIn = (regionId: string) => {
+      let lists = replicasByRegion.get(regionId);
+      if (!lists) {
+        lists = stage.targets.map((t) => ({
+          target: t,
+          replicas: (config.backendsByModel.get(t.model.id) ?? []).filter(
+            // An open breaker takes the backend out of the chain altogether (not even a last resort).
+            (b) => b.region === regionId && (!t.backends || t.backends.includes(b.id)) && breakerAllows(b.id, now) !== 'open' && providerGate(b.id, now) !== 'throttled',
+          ),
+        }));
+        replicasByRegion.set(regionId, lists);
+      }
+      return lists;
+    };
     const regions = orderRegions(config, input.location, (r) => replicasIn(r.id).some((x) => x.replicas.some(usable)), tenant.allowed_regions);
     regions.forEach((region, regionIndex) => {
       for (const { target, replicas } of replicasIn(region.id)) {
@@ -104,10 +112,11 @@ export function planCandidates(input: PlanInput): Candidate[] {
     });
   });
 
+  const nearest = nearestRegionId(config, input.location);
   const all = withPassedOver(
     [...chain, ...lastResort.filter((c) => !seen.has(`${c.backend.id}\u0000${c.model.id}`))],
-    nearestSkips(input, now),
-    nearestRegionId(config, input.location),
+    nearestSkips(input, now, nearest),
+    nearest,
   );
   if (all.length === 0 && tenant.allowed_regions) {
     throw errors.unavailable(
@@ -119,9 +128,8 @@ export function planCandidates(input: PlanInput): Candidate[] {
 }
 
 /** The nearest region's backends for the request's own tier that this plan does not try first, with the reason. */
-function nearestSkips(input: PlanInput, now: number): PassedOver[] {
+function nearestSkips(input: PlanInput, now: number, nearest: string | null): PassedOver[] {
   const { config, route, tenant } = input;
-  const nearest = nearestRegionId(config, input.location);
   const stage = route.stages[0];
   if (nearest === null || !stage) return [];
   const out: PassedOver[] = [];

@@ -129,11 +129,21 @@ function aggregator(env: Env, name: string): DurableObjectStub<MetricsAggregator
   return env.METRICS.get(env.METRICS.idFromName(name));
 }
 
+/** The shard's object id per namespace and shard count: idFromName hashes, and every request asks. */
+const shardIds = new WeakMap<object, Map<number, DurableObjectId>>();
+
 /** This isolate's sender: one shard for the isolate's life. */
 function sender(env: Env, config: CompiledConfig): Send {
-  const names = shardNames(config.raw.metrics.shards);
-  shardPick ??= Math.random();
-  const stub = aggregator(env, names[Math.floor(shardPick * names.length)]!);
+  const shards = config.raw.metrics.shards;
+  let ids = shardIds.get(env.METRICS);
+  if (!ids) shardIds.set(env.METRICS, (ids = new Map()));
+  let id = ids.get(shards);
+  if (!id) {
+    shardPick ??= Math.random();
+    const names = shardNames(shards);
+    ids.set(shards, (id = env.METRICS.idFromName(names[Math.floor(shardPick * names.length)]!)));
+  }
+  const stub = env.METRICS.get(id);
   return (delta) => stub.merge(delta);
 }
 

@@ -13,6 +13,8 @@ declare module 'autocannon' {
     timeout?: number;
     pipelining?: number;
     workers?: number;
+    /** Cycled per request; setupRequest may rewrite each one (e.g. a fresh body). */
+    requests?: { setupRequest?: (req: Record<string, unknown>) => Record<string, unknown> }[];
   }
   interface Histogram {
     average: number;

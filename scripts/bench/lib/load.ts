@@ -10,6 +10,8 @@ export interface HttpTarget {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /** A fresh body per request (e.g. a new prompt, so caches miss); `body` is then the first. */
+  nextBody?: () => string;
 }
 
 export interface LoadResult {
@@ -29,6 +31,7 @@ export async function runLoad(target: HttpTarget, connections: number, durationS
     method: 'POST',
     headers: target.headers,
     body: target.body,
+    ...(target.nextBody ? { requests: [{ setupRequest: (req: Record<string, unknown>) => ({ ...req, body: target.nextBody!() }) }] } : {}),
     connections,
     duration: durationS,
     timeout: 30,

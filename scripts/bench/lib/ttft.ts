@@ -16,7 +16,7 @@ export async function measureTtft(target: HttpTarget, n: number): Promise<TtftRe
   const decoder = new TextDecoder();
   for (let i = 0; i < n; i++) {
     const start = performance.now();
-    const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
+    const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.nextBody && i > 0 ? target.nextBody() : target.body });
     if (!res.ok || !res.body) {
       failures++;
       await res.body?.cancel();
