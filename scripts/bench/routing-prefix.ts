@@ -117,7 +117,9 @@ export const routingPrefix: BenchSection = {
       const of = (p: Policy) => runs.find((r) => r.round === round && r.policy === p);
       const pa = of('prefix-affinity');
       const rr = of('round-robin');
-      return pa && rr ? { round, client_ratio: rr.ttftMean / pa.ttftMean, sim_ratio: rr.simTtftMean / pa.simTtftMean } : { round };
+      return pa && rr
+        ? { round, client_ratio: rr.ttftMean / pa.ttftMean, sim_ratio: rr.simTtftMean / pa.simTtftMean, router_ttft_ms: { 'prefix-affinity': pa.routerTtftMean, 'round-robin': rr.routerTtftMean }, client_ttft_ms: { 'prefix-affinity': pa.ttftMean, 'round-robin': rr.ttftMean }, sim_ttft_ms: { 'prefix-affinity': pa.simTtftMean, 'round-robin': rr.simTtftMean } }
+        : { round };
     });
     const byPolicy = Object.fromEntries(results.map((r) => [r.policy, r]));
     const pa = byPolicy['prefix-affinity'];
@@ -182,6 +184,24 @@ interface Run {
   delta: Record<string, number>;
   ttftMean: number;
   simTtftMean: number;
+  /** The router's own TTFT (request start to first token relayed), from router_ttft_seconds on its /metrics. */
+  routerTtftMean: number;
+}
+
+/**
+ * Mean of router_ttft_seconds over the run (a fresh stack, so its totals are this run's), once the
+ * isolate has flushed every request it counted (flush_interval_ms); NaN if that never happens.
+ */
+async function routerTtft(stack: Stack, requests: number): Promise<number> {
+  const deadline = performance.now() + 5_000;
+  while (performance.now() < deadline) {
+    const res = await fetch(`${stack.routerUrl}/metrics`, { headers: { authorization: `Bearer ${stack.adminToken}` } });
+    const text = await res.text();
+    const count = metricSum(text, 'router_ttft_seconds_count');
+    if (count >= requests) return (1000 * metricSum(text, 'router_ttft_seconds_sum')) / count;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return NaN;
 }
 
 const DELTAS = [
@@ -203,11 +223,12 @@ async function runPolicy(policy: Policy, workload: ChatWorkload, capS: number, r
     const wallS = (performance.now() - started) / 1000;
     const after = await Promise.all(sims.map(scrape));
     const delta = Object.fromEntries(DELTAS.map((name) => [name, after.reduce((s, t, i) => s + metricSum(t, name) - metricSum(before[i]!, name), 0)]));
+    const routerTtftMean = await routerTtft(stack, records.length);
     const ttftMean = mean(records.filter((r) => r.ttft_ms !== null).map((r) => r.ttft_ms!));
     const simTtftMean = (1000 * delta['vllm:time_to_first_token_seconds_sum']!) / delta['vllm:time_to_first_token_seconds_count']!;
     const hitRate = delta['vllm:prefix_cache_hits_total']! / delta['vllm:prefix_cache_queries_total']!;
-    log(`round ${round + 1}, ${policy}: ${records.length} requests in ${wallS.toFixed(1)} s, mean TTFT ${ttftMean.toFixed(1)} ms (sim ${simTtftMean.toFixed(1)} ms), sim prefix hit rate ${(hitRate * 100).toFixed(1)}%`);
-    return { policy, round, records, wallS, cut, delta, ttftMean, simTtftMean };
+    log(`round ${round + 1}, ${policy}: ${records.length} requests in ${wallS.toFixed(1)} s, mean TTFT ${ttftMean.toFixed(1)} ms (router ${routerTtftMean.toFixed(1)} ms, sim ${simTtftMean.toFixed(1)} ms), sim prefix hit rate ${(hitRate * 100).toFixed(1)}%`);
+    return { policy, round, records, wallS, cut, delta, ttftMean, simTtftMean, routerTtftMean };
   } finally {
     await stack.close();
   }

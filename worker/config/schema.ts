@@ -169,6 +169,25 @@ export const splitSchema = z.strictObject({
     .refine((t) => t.some((x) => x.weight > 0), 'at least one target needs a weight above 0'),
 });
 
+/**
+ * [routing.quality_feedback]: per tenant, tier and prompt kind, the share of a tier's `auto`
+ * answers that were truncated (finish_reason "length") or refused over a sliding window moves that
+ * tenant's boundary out of the tier down by at most max_offset (route up), and back as it recovers.
+ * Isolate-local (each isolate learns from the answers it served).
+ */
+export const qualityFeedbackSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** The largest shift of a boundary (complexity score for "hand", probability for "learned"). */
+  max_offset: z.number().min(0).max(0.1).default(0.1),
+  /** Bad share (truncated or refused) above which the boundary starts to move; full shift at twice it. */
+  bad_share: z.number().gt(0).max(0.5).default(0.2),
+  /** Answers kept per tenant, tier and prompt kind, and the age past which one no longer counts. */
+  window: z.number().int().min(4).max(1_000).default(50),
+  window_seconds: z.number().int().min(10).max(86_400).default(900),
+  /** Fewer answers than this in the window: no shift. */
+  min_samples: z.number().int().min(1).max(1_000).default(10),
+});
+
 export const routingSchema = z.strictObject({
   /** How a backend is chosen among a region's replicas of a model. */
   policy: z.enum(['prefix-affinity', 'least-loaded', 'round-robin']).default('prefix-affinity'),
@@ -206,6 +225,8 @@ export const routingSchema = z.strictObject({
     })
     .prefault({})
     .refine((h) => h.max_ms >= h.min_ms, { message: 'max_ms must be at least min_ms', path: ['max_ms'] }),
+  /** Quality feedback (worker/routing/quality-feedback.ts): truncated/refused answers of a tier shift `auto` up for that tenant. */
+  quality_feedback: qualityFeedbackSchema.prefault({}),
 });
 
 // Budgets (durable-objects/tenant-quota.ts, worker/budget/). [budgets] holds the defaults and the

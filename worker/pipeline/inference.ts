@@ -9,6 +9,7 @@ import { endpoints, type EndpointKind } from '../openai/schemas';
 import { rateLimitStage } from '../ratelimit/stage';
 import { executeStage } from '../routing/execute-stage';
 import { planStage } from '../routing/plan-stage';
+import { qualityFeedbackStage } from '../routing/quality-stage';
 import { resolveRoute } from '../routing/resolve-model';
 import { recordUsage } from '../telemetry/record';
 import { UsageDraft } from '../telemetry/usage-draft';
@@ -27,6 +28,7 @@ export const INFERENCE_STAGES: readonly Stage[] = [
   exactCacheStage, // worker/cache/stage.ts: a hit answers
   semanticCacheStage, // worker/cache/stage.ts: a hit answers
   enforceDeferredStage, // worker/pipeline/deferred.ts: every cache missed: soft-limit block, tokens refusal
+  qualityFeedbackStage, // worker/routing/quality-stage.ts: auto answers' truncation/refusal feed the tenant's tier boundaries
   planStage, // worker/routing/plan-stage.ts: candidates in order (region, tier, replicas, capabilities, cold starts)
   admitStage, // worker/budget/stage.ts: worst case reserved; max_tokens may be lowered
   executeStage, // worker/routing/execute-stage.ts: attempts, retries, fallbacks; degraded answer

@@ -75,14 +75,15 @@ export function learnedComplexity(body: ChatRequest | CompletionRequest, m: Lear
 }
 
 /** The tier by probability, routing up near a boundary: a tier once its probability ≥ 0.5 - margin. */
-export function learnedTier(r: Pick<LearnedResult, 'pBalanced' | 'pAdvanced'>, margin: number): 'fast' | 'balanced' | 'advanced' {
+export function learnedTier(r: Pick<LearnedResult, 'pBalanced' | 'pAdvanced'>, margin: number, offsets: readonly [number, number] = [0, 0]): 'fast' | 'balanced' | 'advanced' {
+  // offsets (quality-feedback.ts): the balanced and advanced boundaries lowered further, per tenant.
   const cut = 0.5 - margin;
-  if (r.pAdvanced >= cut) return 'advanced';
-  if (r.pBalanced >= cut) return 'balanced';
+  if (r.pAdvanced >= cut - offsets[1]) return 'advanced';
+  if (r.pBalanced >= cut - offsets[0]) return 'balanced';
   return 'fast';
 }
 
-function lastUserText(body: ChatRequest | CompletionRequest): string {
+export function lastUserText(body: ChatRequest | CompletionRequest): string {
   const messages = (body as { messages?: ChatRequest['messages'] }).messages;
   if (!Array.isArray(messages)) {
     const p = (body as CompletionRequest).prompt;

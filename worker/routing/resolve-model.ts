@@ -2,7 +2,8 @@ import type { CompiledConfig } from '../config/compiled';
 import type { ModelConfig, SplitConfig, TenantConfig } from '../config/schema';
 import { errors } from '../http/errors';
 import { scoreComplexity, tierForScore } from './complexity';
-import { learnedComplexity, learnedTier } from './learned-complexity';
+import { lastUserText, learnedComplexity, learnedTier } from './learned-complexity';
+import { boundaryOffset, promptKind } from './quality-feedback';
 import { pickSplitTarget } from './split';
 
 /** A concrete model to run, optionally restricted to some backends (a split target's). */
@@ -56,7 +57,7 @@ export function resolveRoute(
     if (requested !== 'auto' && !named.includes(requested)) throw errors.forbidden(`Your key may not use tier "${requested}".`, 'model_not_allowed', 'model');
     // The tenant's `models` bounds tiers too: a tier none of whose models it may use is no route for it.
     const allowed = named.filter((t) => tierReachable(config, tenant, t));
-    const { score, wanted } = scoreRequest(config, body);
+    const { score, wanted } = scoreRequest(config, body, tenantId);
     const tier = requested === 'auto' ? (allowed.length ? nearestAllowed(config, wanted, allowed) : null) : requested;
     const fallback = tier ? tiers[tier]!.fallback_tier : undefined;
     const stages: Stage[] = [tier, fallback && named.includes(fallback) ? fallback : null]
@@ -112,16 +113,21 @@ function allowedTiers(config: CompiledConfig, tenant: TenantConfig): string[] {
  * balanced, 2 advanced, risk-aware by complexity_margin) picks among the tiers ranked by
  * min_complexity (the top one when fewer); the score is the mean of its two probabilities.
  */
-function scoreRequest(config: CompiledConfig, body: Record<string, unknown>): { score: number; wanted: string } {
+function scoreRequest(config: CompiledConfig, body: Record<string, unknown>, tenantId: string): { score: number; wanted: string } {
   const typed = body as Parameters<typeof scoreComplexity>[0];
+  const ranked = thresholds(config).sort((a, b) => a.min_complexity - b.min_complexity);
+  // Quality feedback: the boundary above a tier whose answers this tenant saw truncated or refused moves down.
+  const qf = config.raw.routing.quality_feedback;
+  const kind = qf.enabled ? promptKind(lastUserText(typed)) : 'text';
+  const offsetAbove = (i: number) => (qf.enabled && i > 0 && i < ranked.length ? boundaryOffset(qf, tenantId, ranked[i - 1]!.tier, kind) : 0);
   if (config.raw.routing.complexity_scorer === 'learned') {
     const r = learnedComplexity(typed);
-    const rank = ['fast', 'balanced', 'advanced'].indexOf(learnedTier(r, config.raw.routing.complexity_margin));
-    const ranked = thresholds(config).sort((a, b) => a.min_complexity - b.min_complexity);
+    const rank = ['fast', 'balanced', 'advanced'].indexOf(learnedTier(r, config.raw.routing.complexity_margin, [offsetAbove(1), offsetAbove(2)]));
     return { score: Math.round(((r.pBalanced + r.pAdvanced) / 2) * 1e4) / 1e4, wanted: ranked[Math.min(rank, ranked.length - 1)]!.tier };
   }
   const { score } = scoreComplexity(typed);
-  return { score, wanted: tierForScore(thresholds(config), score) };
+  const shifted = ranked.map((t, i) => ({ tier: t.tier, min_complexity: t.min_complexity - offsetAbove(i) }));
+  return { score, wanted: tierForScore(shifted, score) };
 }
 
 function thresholds(config: CompiledConfig) {
