@@ -41,34 +41,40 @@ export class EmbeddedLimiter implements LimiterStore {
   }
 
   async adjust(items: Adjustment[]): Promise<void> {
-    const shards = new Map<string, Adjustment[]>();
-    for (const a of items) {
-      const list = shards.get(a.bucket.shard) ?? [];
-      list.push(a);
-      shards.set(a.bucket.shard, list);
-    }
-    await Promise.all(
-      [...shards].map(([shard, list]) =>
-        this.call(shard, (stub) =>
-          stub.adjust({ items: list.map((a) => ({ key: a.bucket.key, limit: a.bucket.limit, window_ms: a.bucket.windowMs, period_start: a.periodStart, delta: a.delta })) }),
-        ),
-      ),
-    );
+    await adjustByShard(items.map((a) => ({ shard: a.bucket.shard, key: a.bucket.key, limit: a.bucket.limit, windowMs: a.bucket.windowMs, periodStart: a.periodStart, delta: a.delta })), (shard, fn) => this.call(shard, fn));
   }
 
-  /** One call to a shard's object, bounded by the timeout (the caller lets the request through then). */
-  private async call<T>(shard: string, fn: (stub: DurableObjectStub<RateLimiter>) => Promise<T>): Promise<T> {
-    const stub = this.ns.get(this.ns.idFromName(shard));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`rate limiter ${shard} did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
-    try {
-      return await Promise.race([fn(stub), timeout]);
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-    }
+  private call<T>(shard: string, fn: (stub: DurableObjectStub<RateLimiter>) => Promise<T>): Promise<T> {
+    return limiterCall(this.ns, this.timeoutMs, shard, fn);
   }
+}
+
+/** One call to a shard's limiter object, bounded by the timeout (the caller lets the request through then). */
+export async function limiterCall<T>(ns: DurableObjectNamespace<RateLimiter>, timeoutMs: number, shard: string, fn: (stub: DurableObjectStub<RateLimiter>) => Promise<T>): Promise<T> {
+  const stub = ns.get(ns.idFromName(shard));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`rate limiter ${shard} did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([fn(stub), timeout]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/** Corrections (units back, or charged), one adjust call per limiter object. */
+export async function adjustByShard(
+  items: readonly { shard: string; key: string; limit: number; windowMs: number; periodStart: number; delta: number }[],
+  call: <T>(shard: string, fn: (stub: DurableObjectStub<RateLimiter>) => Promise<T>) => Promise<T>,
+): Promise<void> {
+  const shards = new Map<string, (typeof items)[number][]>();
+  for (const it of items) {
+    const list = shards.get(it.shard) ?? [];
+    list.push(it);
+    shards.set(it.shard, list);
+  }
+  await Promise.all([...shards].map(([shard, list]) => call(shard, (stub) => stub.adjust({ items: list.map((it) => ({ key: it.key, limit: it.limit, window_ms: it.windowMs, period_start: it.periodStart, delta: it.delta })) }))));
 }
 
 const spec = (b: Bucket): BucketSpec => ({ key: b.key, limit: b.limit, window_ms: b.windowMs, cost: b.cost });

@@ -30,6 +30,7 @@ import type { RateLimiter } from '../env';
 import { background, type WaitUntil } from '../isolate/background';
 import { registerIsolateState } from '../isolate/registry';
 import type { LeaseGrant, LeaseSpec } from '../protocol/rate-limiter';
+import { adjustByShard, limiterCall } from './embedded';
 import type { Adjustment, Bucket, BucketState, GroupResult, LimiterStore, LimitRequest, LimitResult } from './store';
 
 /** A slice holds about this much of the isolate's recent traffic on its bucket. */
@@ -225,33 +226,11 @@ export class LeasedLimiter implements LimiterStore {
   /** Units back to (or charged to) their objects, per object in one call. */
   private async give(items: { lease: Lease; delta: number; periodStart: number }[]): Promise<void> {
     if (!items.length) return;
-    const byShard = new Map<string, typeof items>();
-    for (const it of items) {
-      const list = byShard.get(it.lease.shard) ?? [];
-      list.push(it);
-      byShard.set(it.lease.shard, list);
-    }
-    await Promise.all(
-      [...byShard].map(([shard, list]) =>
-        this.call(shard, (stub) =>
-          stub.adjust({ items: list.map((it) => ({ key: it.lease.key, limit: it.lease.limit, window_ms: it.lease.windowMs, period_start: it.periodStart, delta: it.delta })) }),
-        ),
-      ),
-    );
+    await adjustByShard(items.map((it) => ({ shard: it.lease.shard, key: it.lease.key, limit: it.lease.limit, windowMs: it.lease.windowMs, periodStart: it.periodStart, delta: it.delta })), (shard, fn) => this.call(shard, fn));
   }
 
-  /** One call to a shard's object, bounded by the timeout (the caller lets the request through then). */
-  private async call<T>(shard: string, fn: (stub: DurableObjectStub<RateLimiter>) => Promise<T>): Promise<T> {
-    const stub = this.ns.get(this.ns.idFromName(shard));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`rate limiter ${shard} did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
-    try {
-      return await Promise.race([fn(stub), timeout]);
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-    }
+  private call<T>(shard: string, fn: (stub: DurableObjectStub<RateLimiter>) => Promise<T>): Promise<T> {
+    return limiterCall(this.ns, this.timeoutMs, shard, fn);
   }
 }
 
