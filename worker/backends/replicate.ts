@@ -6,6 +6,7 @@ import type { Usage } from '../openai/usage';
 import { renderChat, type TextMessage } from './chat-template';
 import { badUpstream, estimatedUsage, finishReason, parseJson, textRequest, translateStream, upstreamError, type TextRequest } from './translate';
 import { UpstreamStreamError, USAGE_HEADER, type BackendAdapter, type SendInit } from './types';
+import { raceAbort } from './race-abort';
 
 // Replicate's predictions API (replicate.com/docs/reference/http, …/topics/predictions/streaming):
 // - create: POST /v1/models/{owner}/{name}/predictions (an official model at its latest version),
@@ -337,16 +338,6 @@ async function readPrediction(res: Response): Promise<Prediction | null> {
 function detailOf(data: string): string {
   const json = parseJson(data) as { detail?: unknown } | null;
   return typeof json?.detail === 'string' ? json.detail : data.slice(0, 300) || 'stream error';
-}
-
-/** Rejects with the signal's reason as soon as it aborts (the promise goes on, unobserved here). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

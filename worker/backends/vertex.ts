@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { registerIsolateState } from '../isolate/registry';
 import { openAIError, parseJson } from './translate';
 import type { BackendAdapter } from './types';
+import { raceAbort } from './race-abort';
 
 // Gemini (and Model Garden models) on Vertex AI through its OpenAI-compatible endpoint
 // (cloud.google.com/vertex-ai/generative-ai/docs/migrate/openai): POST
@@ -122,12 +123,3 @@ export function resetVertexTokens(): void {
   tokens.clear();
 }
 registerIsolateState('vertex-tokens', resetVertexTokens);
-
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
