@@ -4,7 +4,8 @@ import type { Env } from '../../worker/env';
 import { resetIsolate } from '../../worker/isolate/registry';
 import type { ChatRequest } from '../../worker/openai/schemas';
 import { learnedComplexity } from '../../worker/routing/learned-complexity';
-import { boundaryOffset, isRefusal, promptKind, recordOutcome, resetQualityFeedback, type QualityFeedbackConfig } from '../../worker/routing/quality-feedback';
+import { boundaryOffset, promptKind, recordOutcome, resetQualityFeedback, type QualityFeedbackConfig } from '../../worker/routing/quality-feedback';
+import { isRefusal } from '../../worker/quality/refusal';
 import { simulatedConfig } from './sims';
 import { chat, createKey, envWith } from './support';
 

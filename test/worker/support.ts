@@ -22,15 +22,29 @@ export async function call(path: string, init: RequestInit & { env?: Env; cf?: R
   if (cf) Object.defineProperty(request, 'cf', { value: cf });
   const ctx = createExecutionContext();
   const res = await worker.fetch(request, e, ctx);
-  flushMetricsSoon(); // the metrics timer would hold this request's waitUntil for flush_interval_ms
   if (!res.body || !res.headers.get('content-type')?.includes('text/event-stream')) {
-    await waitOnExecutionContext(ctx);
+    await drain(ctx);
     return res;
   }
   // A relayed stream keeps its request's waitUntil open until it ends (worker/pipeline/run.ts), as in
   // production: the test reads it first, and its last read waits for the background work to drain.
-  const drained = res.body.pipeThrough(new TransformStream({ flush: () => (flushMetricsSoon(), waitOnExecutionContext(ctx)) }));
+  const drained = res.body.pipeThrough(new TransformStream({ flush: () => drain(ctx) }));
   return new Response(drained, res);
+}
+
+/**
+ * Waits for the request's background work. The metrics flush timer would hold it for
+ * flush_interval_ms, and a usage record may be emitted late (after the answer's verdict is read,
+ * worker/quality/answer-signals.ts), arming the timer again: so it is woken until the work is done.
+ */
+async function drain(ctx: ExecutionContext): Promise<void> {
+  flushMetricsSoon();
+  const timer = setInterval(flushMetricsSoon, 5);
+  try {
+    await waitOnExecutionContext(ctx);
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** An admin API call with the admin token (and a JSON content type). */

@@ -10,6 +10,7 @@ import { rateLimitStage } from '../ratelimit/stage';
 import { executeStage } from '../routing/execute-stage';
 import { planStage } from '../routing/plan-stage';
 import { qualityFeedbackStage } from '../routing/quality-stage';
+import { answerSignalsStage, AnswerWatch } from '../quality/answer-signals';
 import { resolveRoute } from '../routing/resolve-model';
 import { recordUsage } from '../telemetry/record';
 import { UsageDraft } from '../telemetry/usage-draft';
@@ -28,6 +29,7 @@ export const INFERENCE_STAGES: readonly Stage[] = [
   exactCacheStage, // worker/cache/stage.ts: a hit answers
   semanticCacheStage, // worker/cache/stage.ts: a hit answers
   enforceDeferredStage, // worker/pipeline/deferred.ts: every cache missed: soft-limit block, tokens refusal
+  answerSignalsStage, // worker/quality/answer-signals.ts: the served answer's finish_reason and refusal verdict, after it is sent
   qualityFeedbackStage, // worker/routing/quality-stage.ts: auto answers' truncation/refusal feed the tenant's tier boundaries
   planStage, // worker/routing/plan-stage.ts: candidates in order (region, tier, replicas, capabilities, cold starts)
   admitStage, // worker/budget/stage.ts: worst case reserved; max_tokens may be lowered
@@ -93,6 +95,8 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
     cold: null,
     result: null,
     degraded: false,
+    deployment: null,
+    signals: new AnswerWatch(),
     join: (p) => run.join(p),
     lifecycle: { settle: run.settle, streamEvents: () => run.streamEvents(), relaying: () => run.markRelaying() },
   };
@@ -101,12 +105,15 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
     name: 'usage',
     settle: usage.settle,
     finish: ({ response, error }) => {
-      if (r.route) usage.noteRequest(r.body.model, r.user, r.route);
+      if (r.route) usage.noteRequest(r.deployment?.name ?? r.body.model, r.user, r.route);
+      if (r.deployment) usage.noteDeployment(r.deployment.name, r.deployment.version);
+      if (r.signals.pending) usage.expectAnswer();
       if (r.result) usage.executed(r.result, r.degraded, r.body.stream === true && !r.degraded && r.result.served !== null && response.status === 200);
       const code = error?.code ?? r.result?.error?.code ?? null;
       usage.responded(response.status, response.status < 400 ? null : code, r.cache.status, r.cache.savings);
     },
   });
+  r.signals.listen((s) => usage.answered(s));
   // Keeps the request running until every participant is closed, the client leaving included.
   ctx.waitUntil(run.closed);
   const response = await run.run(r, INFERENCE_STAGES, async () => {

@@ -9,6 +9,8 @@ import type { ColdStartPlan } from '../routing/cold-start';
 import type { Candidate } from '../routing/plan';
 import type { ResolvedRoute } from '../routing/resolve-model';
 import type { ExecuteResult, Settled } from '../routing/types';
+import type { AnswerWatch } from '../quality/answer-signals';
+import type { DeploymentAssignment } from '../deployments/assign';
 
 export type InferenceBody = Record<string, unknown> & { model: string };
 
@@ -78,6 +80,10 @@ export interface InferenceRequest {
   result: ExecuteResult | null;
   /** Set by the execute stage: the answer is the configured degraded one. */
   degraded: boolean;
+  /** The deployment version this request was assigned (README "Rollouts and quality"), when `model` names a deployment. */
+  deployment: DeploymentAssignment | null;
+  /** The served answer's verdict (finish_reason, refusal), for whoever listens (answer-signals stage). */
+  readonly signals: AnswerWatch;
   /** Registers a participant (run.ts closes it on every exit). */
   join(p: Participant): void;
   /** The runner's side of the executor (run.ts): settle fan-out, stream-event fan-out, "a stream is being relayed". */

@@ -50,5 +50,12 @@ export const usageRecordSchema = z.object({
   path: z.array(z.string()),
   /** Error code given to the client (OpenAI error `code`), when any. */
   error_code: z.string().nullable(),
+  /** The deployment the client's `model` named (README "Rollouts and quality"), and the version that was assigned. */
+  deployment: z.string().nullable().optional(),
+  deployment_version: z.string().nullable().optional(),
+  /** The first choice's finish_reason of a served answer (null: none, e.g. an error or a cache hit). */
+  finish_reason: z.string().nullable().optional(),
+  /** The answer's first sentences read as a refusal (worker/quality/refusal.ts); null when not judged. Never the text. */
+  refused: z.boolean().nullable().optional(),
 });
 export type UsageRecord = z.infer<typeof usageRecordSchema>;

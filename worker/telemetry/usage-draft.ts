@@ -34,6 +34,9 @@ export class UsageDraft {
   private settled: (Settled & { at: number }) | null = null;
   private response: { status: number; errorCode: string | null; cache: CacheResult; savings: CacheSavings | null; at: number } | null = null;
   private emitted = false;
+  private deployment: { name: string; version: string } | null = null;
+  private answer: { finishReason: string | null; refused: boolean } | null = null;
+  private awaitingAnswer = false;
 
   constructor(
     private readonly base: DraftBase,
@@ -46,6 +49,23 @@ export class UsageDraft {
     this.requestedModel = requestedModel;
     this.user = user === null ? null : user.slice(0, 256);
     this.tier = route.stages[0]?.tier ?? null;
+  }
+
+  /** The deployment version the request was assigned. */
+  noteDeployment(name: string, version: string): void {
+    this.deployment = { name, version };
+  }
+
+  /** The answer-signals stage will bring the served answer's verdict: the record waits for it. */
+  expectAnswer(): void {
+    if (!this.answer) this.awaitingAnswer = true;
+  }
+
+  /** The served answer's verdict (null: none to give); always comes once the stage ran. */
+  answered(s: { finishReason: string | null; refused: boolean } | null): void {
+    this.answer = s ? { finishReason: s.finishReason, refused: s.refused } : null;
+    this.awaitingAnswer = false;
+    this.tryEmit();
   }
 
   /** For settledBy(): the served attempt's usage and timings (for a stream: when it ends). */
@@ -68,7 +88,7 @@ export class UsageDraft {
   }
 
   private tryEmit(): void {
-    if (this.emitted || !this.response) return;
+    if (this.emitted || !this.response || this.awaitingAnswer) return;
     if (this.result?.relayed && !this.settled) return; // the stream is still running
     this.emitted = true;
     this.emit(this.build());
@@ -133,6 +153,10 @@ export class UsageDraft {
       attempts: result?.attempts ?? 0,
       path: result?.path ?? [],
       error_code: errorCode,
+      deployment: this.deployment?.name ?? null,
+      deployment_version: this.deployment?.version ?? null,
+      finish_reason: served ? (this.answer?.finishReason ?? null) : null,
+      refused: served && this.answer ? this.answer.refused : null,
     };
   }
 }
