@@ -32,6 +32,23 @@ interface Breaker { backend: string; state: string; enabled: boolean; consecutiv
 interface Backend { id: string; kind: string; region: string; state: string; tracked: boolean; in_flight: number; request_rate_per_min: number; replicas: number | null }
 interface Budget { tenant: string; enabled: boolean; state: string; used_usd?: number; used_tokens?: number; daily?: { used_usd: number; used_tokens: number }; monthly_usd: number | null; monthly_tokens: number | null; daily_usd: number | null; daily_tokens: number | null; usage?: Record<string, number> }
 
+/** GET /admin/deployments (issue 14's contract; arms and comparison as worker/protocol/rules/rollout-stats.ts). */
+interface Arm { requests?: number; error_rate?: number | null; p95_latency_ms?: number | null; p95_ttft_ms?: number | null; refusal_rate?: number | null; truncation_rate?: number | null; mean_output_tokens?: number | null; feedback?: { negative_rate?: number | null } }
+interface Rollout {
+  id: string;
+  mode: string;
+  stable: string;
+  candidate: string;
+  state: string;
+  step?: number | null;
+  steps?: number[] | null;
+  share?: number | null;
+  arms?: { stable: Arm; candidate: Arm } | null;
+  comparison?: { verdict: string; reasons: string[]; checks?: Array<{ signal: string; limit: number | null; worse: boolean }> } | null;
+  ab?: { metric: string; diff: number | null; p_value: number | null; winner: string | null } | null;
+}
+interface Deployment { name: string; serving: string; versions?: string[]; rollout: Rollout | null }
+
 interface ActiveAlert { id: string; severity: string; summary: string; started_at: string; runbook_url: string }
 interface Runbook { slug: string; title: string; url: string }
 
@@ -353,12 +370,79 @@ function renderBackends(list: Backend[]): void {
   );
 }
 
+const ROLLOUT_SIGNALS: Array<[string, string, (a: Arm) => number | null | undefined, (n: number) => string]> = [
+  ['requests', 'requests', (a) => a.requests, fmtInt],
+  ['error_rate', 'error rate', (a) => a.error_rate, fmtPct],
+  ['p95_latency', 'p95 latency', (a) => a.p95_latency_ms, fmtMs],
+  ['p95_ttft', 'p95 TTFT', (a) => a.p95_ttft_ms, fmtMs],
+  ['refusal_rate', 'refusal rate', (a) => a.refusal_rate, fmtPct],
+  ['truncation_rate', 'truncation rate', (a) => a.truncation_rate, fmtPct],
+  ['mean_output_tokens', 'mean output tokens', (a) => a.mean_output_tokens, (n) => n.toFixed(1)],
+  ['negative_feedback_rate', 'negative feedback', (a) => a.feedback?.negative_rate, fmtPct],
+];
+const rolloutTone = (s: string) => (s === 'running' || s === 'promoted' ? 'ok' : s === 'paused' ? 'warn' : s === 'rolled_back' ? 'bad' : '');
+const verdictTone = (v: string) => (v === 'healthy' ? 'ok' : v === 'rollback' ? 'bad' : 'warn');
+
+/** Each deployment: what serves, and its rollout (step, share, verdict), then the arms' signals side by side. */
+function renderRollouts(list: Deployment[] | null): void {
+  const host = $('rollouts');
+  if (list === null) {
+    host.replaceChildren(el('p', 'The deployments API is not available on this router.', 'muted'));
+    return;
+  }
+  table(
+    host,
+    ['deployment', 'serving', 'rollout', 'mode', 'stable → candidate', 'state', 'step', 'candidate share', 'verdict'],
+    list.map((d) => {
+      const r = d.rollout;
+      const steps = r?.steps?.length ? ` of ${r.steps.map((s) => `${s}%`).join(' → ')}` : '';
+      return [
+        el('td', d.name),
+        figure('td', `deployment-serving:${d.name}`, d.serving, d.serving),
+        el('td', r?.id ?? '—'),
+        el('td', r?.mode ?? ''),
+        el('td', r ? `${r.stable} → ${r.candidate}` : ''),
+        r ? badge(`rollout-state:${d.name}`, r.state, rolloutTone(r.state)) : el('td'),
+        figure('td', `rollout-step:${d.name}`, r?.step ?? null, r?.step === null || r?.step === undefined ? '—' : `${r.step}${steps}`),
+        figure('td', `rollout-share:${d.name}`, r?.share ?? null, r?.share === null || r?.share === undefined ? '—' : `${r.share}%`),
+        r?.comparison ? badge(`rollout-verdict:${d.name}`, r.comparison.verdict, verdictTone(r.comparison.verdict)) : el('td', r ? '—' : ''),
+      ];
+    }),
+    'No deployment configured.',
+  );
+  for (const d of list) {
+    const r = d.rollout;
+    if (!r?.arms) continue;
+    const arms = r.arms;
+    const limits = new Map((r.comparison?.checks ?? []).map((c) => [c.signal, c]));
+    const box = el('div');
+    const caption = `${d.name}: ${r.stable} (stable) vs ${r.candidate} (candidate)${r.comparison?.reasons.length ? ` — ${r.comparison.reasons.join('; ')}` : ''}${r.ab ? ` — A/B ${r.ab.metric}: diff ${r.ab.diff === null ? 'n/a' : r.ab.diff.toFixed(3)}, p ${r.ab.p_value === null ? 'n/a' : r.ab.p_value.toPrecision(3)}, winner ${r.ab.winner ?? 'none yet'}` : ''}`;
+    box.append(el('h3', caption));
+    const sub = el('div');
+    box.append(sub);
+    host.append(box);
+    table(
+      sub,
+      ['signal', 'stable', 'candidate', 'limit'],
+      ROLLOUT_SIGNALS.map(([key, label, pick, f]) => {
+        const cell = (arm: 'stable' | 'candidate') => {
+          const v = pick(arms[arm]);
+          return figure('td', `rollout-signal:${d.name}:${arm}:${key}`, v ?? null, v === null || v === undefined ? 'n/a' : f(v));
+        };
+        const check = limits.get(key);
+        const limit = check ? el('td', check.limit === null ? 'n/a' : f(check.limit), check.worse ? 'bad' : '') : el('td');
+        return [el('td', label), cell('stable'), cell('candidate'), limit];
+      }),
+    );
+  }
+}
+
 async function refresh(tenants: string[]): Promise<void> {
   const to = Date.now();
   const from = to - WINDOW_H * HOUR_MS;
   const range = `from=${encodeURIComponent(new Date(from).toISOString())}&to=${encodeURIComponent(new Date(to).toISOString())}`;
   const usage = (q: string) => getJson<{ rows: UsageRow[] }>(`/admin/usage?${q}&${range}`).then((r) => r.rows);
-  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts] = await Promise.all([
+  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts, deployments] = await Promise.all([
     usage('group_by=tenant'),
     usage('group_by=model'),
     usage('group_by=feature'),
@@ -368,6 +452,14 @@ async function refresh(tenants: string[]): Promise<void> {
     getJson<{ data: Backend[] }>('/admin/backends').then((r) => r.data),
     Promise.all(tenants.map((t) => getJson<Budget>(`/admin/tenants/${encodeURIComponent(t)}/budget`))),
     getJson<{ data: ActiveAlert[]; runbooks: Runbook[] }>('/admin/alerts'),
+    // A router without the deployments API (older) still gets the rest of the page.
+    getJson<{ data: Deployment[] }>('/admin/deployments').then(
+      (r) => r.data,
+      (e: unknown) => {
+        if (e instanceof Unauthorized) throw e;
+        return null;
+      },
+    ),
   ]);
 
   const w = $('window');
@@ -399,6 +491,7 @@ async function refresh(tenants: string[]): Promise<void> {
   renderBudgets(budgets);
   renderBreakers(breakers);
   renderBackends(backends);
+  renderRollouts(deployments);
 }
 
 async function loop(tenants: string[]): Promise<void> {

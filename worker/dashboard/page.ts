@@ -40,6 +40,7 @@ export function dashboardPage(tenants: readonly string[]): string {
 <main>
 <section class="wide"><h2>Totals</h2><div id="kpis" class="kpis"></div></section>
 ${panel('alerts', 'Alerts in force', 'wide')}
+${panel('rollouts', 'Deployments and rollouts', 'wide')}
 ${chartPanel('chart-traffic', 'Requests and errors per hour')}
 ${chartPanel('chart-latency', 'Latency and time to first token (p50 / p95)')}
 ${chartPanel('chart-cost', 'Cost and cache savings per hour')}
