@@ -20,6 +20,7 @@ import { failuresTable, totalsTable, verdictLine } from './regress/report';
 import { AdminClient, InferenceClient, RouterError } from './regress/router-client';
 import { runVersion } from './regress/run';
 import { DEFAULT_GATE, decide, summarize, type RunSummary } from './regress/verdict';
+import { when } from './rollout/render';
 import { deploymentSchema, gateSchema } from './rollout/schemas';
 
 const USAGE = `usage: npm run regress -- --router URL --deployment NAME --version V --golden FILE
@@ -179,7 +180,7 @@ export async function main(argv: string[], print: (s: string) => void = console.
       });
       const body = { version: opts.version, passed: verdict.passed, summary: { ...summary(candidate), reasons: verdict.reasons }, golden, ...(stable ? { stable: summary(stable) } : {}) };
       const recorded = await admin.call('POST', `${path}/gates`, z.object({ gate: gateSchema }), body);
-      print(`recorded: gate for ${opts.deployment}@${recorded.gate.version} passed=${recorded.gate.passed}${recorded.gate.at ? ` at ${recorded.gate.at}` : ''}`);
+      print(`recorded: gate for ${opts.deployment}@${recorded.gate.version} passed=${recorded.gate.passed}${recorded.gate.at ? ` at ${when(recorded.gate.at)}` : ''}`);
     }
     return verdict.passed ? 0 : 1;
   } catch (e) {

@@ -7,7 +7,8 @@
  *   npm run rollout -- list
  * Common: --router URL (or ROUTER_URL), --admin-token T (or ROUTER_ADMIN_TOKEN), --actor NAME (who
  * acts, kept in the history; default $USER), --json (print the router's answer as JSON).
- * Without --id, promote/pause/resume/rollback/status act on the deployment's current rollout.
+ * Without --id, promote/pause/resume/rollback/status act on the deployment's rollout in progress,
+ * else its latest one (so `rollback` after a blue-green switch switches back).
  * Exit codes: 0 done; 1 the router refused (its error message is printed); 2 bad flags.
  */
 import { resolve } from 'node:path';
@@ -15,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AdminClient, RouterError } from './regress/router-client';
 import { renderHistory, renderList, renderRollout } from './rollout/render';
-import { deploymentListSchema, deploymentSchema, rolloutSchema } from './rollout/schemas';
+import { deploymentListSchema, deploymentSchema, rolloutSchema, type DeploymentView, type RolloutView } from './rollout/schemas';
 
 const USAGE = `usage: npm run rollout -- <command> [flags]
   start    --deployment D --version V [--mode canary|blue-green|ab] [--steps 5,25,50,100] [--share 50] [--metric M] [--force --reason "..."]
@@ -110,6 +111,13 @@ function options(argv: string[]): Options | 'help' {
   return parsed.data;
 }
 
+/** The rollout in progress, else the one started last. */
+function currentOrLatest(d: DeploymentView): RolloutView | null {
+  if (d.rollout) return d.rollout;
+  const started = (r: RolloutView) => (typeof r.started_at === 'number' ? r.started_at : Date.parse(String(r.started_at ?? 0)) || 0);
+  return [...(d.rollouts ?? [])].sort((a, b) => started(b) - started(a))[0] ?? null;
+}
+
 /** Entry point (also called by the tests): returns the exit code. */
 export async function main(argv: string[], print: (s: string) => void = console.log, printErr: (s: string) => void = console.error): Promise<number> {
   let o: Options;
@@ -142,7 +150,7 @@ export async function main(argv: string[], print: (s: string) => void = console.
       }
       case 'status': {
         const d = await admin.call('GET', base, deploymentSchema);
-        const id = o.id ?? d.rollout?.id ?? d.rollouts?.at(-1)?.id;
+        const id = o.id ?? currentOrLatest(d)?.id;
         if (!id) {
           emit(d, () => `${d.name}: serving ${d.serving}, no rollout yet.\n\n${renderHistory(d)}`.trimEnd());
           return 0;
@@ -155,8 +163,10 @@ export async function main(argv: string[], print: (s: string) => void = console.
         let id = o.id;
         if (!id) {
           const d = await admin.call('GET', base, deploymentSchema);
-          if (!d.rollout) throw new RouterError(`${o.deployment} has no rollout in progress: give --id`, 404, 'no_rollout');
-          id = d.rollout.id;
+          // The latest one when none runs: a promoted blue-green switch is rolled back this way.
+          const r = currentOrLatest(d);
+          if (!r) throw new RouterError(`${o.deployment} has no rollout: start one first`, 404, 'no_rollout');
+          id = r.id;
         }
         const body = { reason: o.reason, force: o.force || undefined };
         const r = await admin.call('POST', `${base}/rollouts/${encodeURIComponent(id)}/${o.command}`, rolloutSchema, body);

@@ -3,7 +3,7 @@ import { shortDiff } from './scorers';
 import { renderTable } from './table';
 import { FIGURES, fmt, pct, type CaseResult, type RunSummary, type Verdict } from './verdict';
 
-const MAX_FAILURE_ROWS = 50;
+const MAX_FAILURE_ROWS = 25;
 
 export function failuresTable(results: readonly CaseResult[], version: string): string {
   const failed = results.filter((r) => !r.passed);

@@ -29,11 +29,12 @@ const SIGNALS: Array<{ label: string; check?: string; pick: (a: ArmView) => numb
 export function renderRollout(r: RolloutView): string {
   const out: string[] = [];
   out.push(`Rollout ${r.id} of ${r.deployment}: ${r.mode} ${r.stable} → ${r.candidate}, ${r.state}`);
-  const steps = r.steps?.length ? r.steps.map((s) => `${s}%`).join(' → ') : null;
+  // `step` is an index into `steps` (canary); A/B tests and blue-green switches have no steps.
+  const steps = r.steps?.length ? r.steps : null;
   const stepNo = r.step ?? null;
   out.push(
     [
-      stepNo === null ? null : `step ${stepNo}${steps ? ` of ${steps}` : ''}`,
+      stepNo === null || steps === null || r.mode !== 'canary' ? null : `step ${stepNo + 1}/${steps.length} of ${steps.map((s) => `${s}%`).join(' → ')}`,
       `candidate share ${show(r.share, (v) => `${v}%`)}`,
       `step started ${when(r.step_started_at)}`,
     ]
@@ -41,6 +42,7 @@ export function renderRollout(r: RolloutView): string {
       .join(', '),
   );
   out.push(`started ${when(r.started_at)}${r.ended_at ? `, ended ${when(r.ended_at)}` : ''}${r.reason ? `; reason: ${r.reason}` : ''}`);
+  if (r.next && r.state === 'running') out.push(`next: ${r.next.share}% after ${Math.ceil(r.next.wait_seconds)} s more and ${r.next.requests_needed} more candidate requests (and a healthy comparison)`);
   out.push('');
 
   const checks = new Map((r.comparison?.checks ?? []).map((c) => [c.signal, c]));

@@ -61,6 +61,8 @@ export const rolloutSchema = z.looseObject({
   arms: z.object({ stable: armSummarySchema, candidate: armSummarySchema }).nullable().optional(),
   comparison: comparisonSchema.nullable().optional(),
   ab: abSchema.nullable().optional(),
+  /** Canary: what the next step still waits for. */
+  next: z.looseObject({ share: z.number(), wait_seconds: z.number(), requests_needed: z.number() }).nullable().optional(),
 });
 export type RolloutView = z.infer<typeof rolloutSchema>;
 
