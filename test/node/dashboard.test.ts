@@ -59,6 +59,12 @@ beforeAll(async () => {
   // Two streams: the requests with a TTFT.
   for (let i = 0; i < 2; i++) expect((await chat(acme, { model: 'small', seed: 100 + i, stream: true }, { 'x-router-feature': 'chat' })).status).toBe(200);
 
+  // A canary of support-bot (wrangler.toml) at 50%, with a gate result, and six users on it: the rollouts panel.
+  expect((await admin('/admin/deployments/support-bot/gates', { method: 'POST', body: JSON.stringify({ version: 'v2', passed: true, summary: { cases: 100, mean_similarity: 0.95 } }) })).status).toBe(201);
+  expect((await admin('/admin/deployments/support-bot/rollouts', { method: 'POST', body: JSON.stringify({ version: 'v2', steps: [50, 100] }) })).status).toBe(201);
+  for (let i = 0; i < 6; i++) expect((await chat(demo, { model: 'support-bot', user: `dash-user-${i}` })).status).toBe(200);
+  await until('the rollout outcomes', async () => ((await (await admin('/admin/deployments/support-bot')).json()) as { rollout: { arms: Record<string, { requests: number }> } }).rollout.arms, (a) => a.stable!.requests + a.candidate!.requests === 6, undefined, 15_000);
+
   // Records are written after the response, in batches: wait until the ledger has them all.
   await until('the usage records', async () => ((await usage('group_by=')).reduce((a, r) => a + Number(r.requests), 0) === seeded), undefined, 15_000);
 
@@ -181,6 +187,29 @@ describe('GET /dashboard', () => {
     expect(share).toBeGreaterThanOrEqual(0);
     expect(share).toBeLessThanOrEqual(1);
     expect(v['budget:acme']).toBe(''); // no budget: n/a
+  });
+
+  it('shows each deployment’s rollout (step, share, verdict, both arms’ signals) as /admin/deployments does', async () => {
+    const v = await shown();
+    type Arm = Record<string, number | null>;
+    const list = ((await (await admin('/admin/deployments')).json()) as { data: Array<{ name: string; serving: string; rollout: { state: string; step: number; share: number; comparison: { verdict: string } | null; arms: { stable: Arm; candidate: Arm } } | null }> }).data;
+    const d = list.find((x) => x.name === 'support-bot')!;
+    const r = d.rollout!;
+    expect(v['deployment-serving:support-bot']).toBe(d.serving);
+    expect(v['rollout-state:support-bot']).toBe('running');
+    expect(v['rollout-state:support-bot']).toBe(r.state);
+    expect(v['rollout-share:support-bot']).toBe('50');
+    expect(v['rollout-share:support-bot']).toBe(String(r.share));
+    expect(v['rollout-step:support-bot']).toBe(String(r.step));
+    expect(v['rollout-verdict:support-bot']).toBe(r.comparison?.verdict);
+    for (const arm of ['stable', 'candidate'] as const) {
+      const a = r.arms[arm];
+      expect(v[`rollout-signal:support-bot:${arm}:requests`], arm).toBe(String(a.requests));
+      expect(v[`rollout-signal:support-bot:${arm}:error_rate`], arm).toBe(a.error_rate === null ? '' : String(a.error_rate));
+      expect(v[`rollout-signal:support-bot:${arm}:p95_latency`], arm).toBe(a.p95_latency_ms === null ? '' : String(a.p95_latency_ms));
+      expect(v[`rollout-signal:support-bot:${arm}:mean_output_tokens`], arm).toBe(a.mean_output_tokens === null ? '' : String(a.mean_output_tokens));
+    }
+    expect(Number(v['rollout-signal:support-bot:stable:requests']) + Number(v['rollout-signal:support-bot:candidate:requests'])).toBe(6);
   });
 
   it('refreshes itself and made no request off this machine', async () => {
