@@ -395,7 +395,8 @@ function renderRollouts(list: Deployment[] | null): void {
     ['deployment', 'serving', 'rollout', 'mode', 'stable → candidate', 'state', 'step', 'candidate share', 'verdict'],
     list.map((d) => {
       const r = d.rollout;
-      const steps = r?.steps?.length ? ` of ${r.steps.map((s) => `${s}%`).join(' → ')}` : '';
+      // `step` is an index into `steps` (canary only): shown 1-based; data-value keeps the API's index.
+      const steps = r?.mode === 'canary' && r.steps?.length ? `/${r.steps.length} of ${r.steps.map((s) => `${s}%`).join(' → ')}` : '';
       return [
         el('td', d.name),
         figure('td', `deployment-serving:${d.name}`, d.serving, d.serving),
@@ -403,7 +404,7 @@ function renderRollouts(list: Deployment[] | null): void {
         el('td', r?.mode ?? ''),
         el('td', r ? `${r.stable} → ${r.candidate}` : ''),
         r ? badge(`rollout-state:${d.name}`, r.state, rolloutTone(r.state)) : el('td'),
-        figure('td', `rollout-step:${d.name}`, r?.step ?? null, r?.step === null || r?.step === undefined ? '—' : `${r.step}${steps}`),
+        figure('td', `rollout-step:${d.name}`, r?.step ?? null, r?.step === null || r?.step === undefined || !steps ? '—' : `${r.step + 1}${steps}`),
         figure('td', `rollout-share:${d.name}`, r?.share ?? null, r?.share === null || r?.share === undefined ? '—' : `${r.share}%`),
         r?.comparison ? badge(`rollout-verdict:${d.name}`, r.comparison.verdict, verdictTone(r.comparison.verdict)) : el('td', r ? '—' : ''),
       ];
