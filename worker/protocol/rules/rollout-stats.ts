@@ -453,7 +453,8 @@ function clampP(p: number): number {
 /**
  * Two-proportion z-test of b − a (x successes out of n): pooled standard error for the p-value
  * (the null says both arms share one rate), unpooled for the (1 − alpha) confidence interval.
- * With `delta` ≠ 0 the null is b − a = delta (a threshold, not equality): unpooled SE for both.
+ * With `delta` ≠ 0 the null is b − a = delta (a threshold, not equality): the Agresti–Caffo SE for
+ * the p-value (never 0, so all-or-nothing rates still test), unpooled for the interval.
  */
 export function twoProportionTest(
   xa: number,
@@ -469,7 +470,11 @@ export function twoProportionTest(
   const delta = opts.delta ?? 0;
   const pooled = (xa + xb) / (na + nb);
   const se = Math.sqrt((pa * (1 - pa)) / na + (pb * (1 - pb)) / nb);
-  const se0 = delta === 0 ? Math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb)) : se;
+  // Against a threshold the SE uses the Agresti–Caffo adjustment (one success and one failure
+  // added to each arm): with the raw rates 0/30 against 30/30 has SE 0, and the plainest
+  // regression there is (every candidate request failing) would never count as significant.
+  const adjusted = Math.sqrt(((xa + 1) / (na + 2)) * (1 - (xa + 1) / (na + 2)) / (na + 2) + ((xb + 1) / (nb + 2)) * (1 - (xb + 1) / (nb + 2)) / (nb + 2));
+  const se0 = delta === 0 ? Math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb)) : adjusted;
   const zc = normalQuantile(1 - opts.alpha / 2);
   const ci: [number, number] | null = se > 0 ? [diff - zc * se, diff + zc * se] : null;
   if (!(se0 > 0)) return { diff, stat: null, p_value: null, ci };
