@@ -28,6 +28,7 @@ const USERS = 1_000;
 const START_AT_S = 3;
 const STEPS = [5, 25, 50] as const;
 const KINDS = [
+  // max_attempts = 1 (below): a retry on the same backend would hide the 503s from clients and the canary would see only slower answers.
   { name: 'errors', what: '10% of answers are 503s', faults: { error_rate: 0.1, status: 503 }, config: {} },
   { name: 'refusals', what: '20% of answers are refusals', faults: {}, config: { refusal_rate: 0.2 } },
 ] as const;
@@ -106,6 +107,7 @@ export const rollout: BenchSection = {
           (r.reason ?? '-').replace(/^automatic rollback: /, '').slice(0, 70),
         ]),
         notes: [
+          'max_attempts = 1, so the candidate\'s 503s reach clients (with retries they show only as slower answers: the TTFT check then has to catch them).',
           'Policy: the router defaults (evaluate_interval_ms 5000, refresh_ms 2000, report_interval_ms 500, min_samples 30, confidence 0.95); only the first step differs.',
           '"exposed": requests in the window answered by the candidate; "users exposed": users with at least one such answer among users active in the window.',
           'Aim (issue 14): rolled back within 60 s at 5%, fewer than 2% of requests exposed.',
@@ -201,6 +203,7 @@ function withBenchDeployments(router: RouterConfigInput): RouterConfigInput {
   }
   return {
     ...router,
+    max_attempts: 1,
     models: [...router.models, { ...stableModel, id: CANDIDATE_MODEL, aliases: [] }],
     backends: [...router.backends, { ...stable, id: CANDIDATE_BACKEND, models: [CANDIDATE_MODEL], url: 'http://127.0.0.1:18199' }],
     prices: { ...router.prices, [CANDIDATE_MODEL]: router.prices?.[STABLE_MODEL] ?? { input: 0, output: 0 } },
