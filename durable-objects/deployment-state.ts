@@ -114,18 +114,22 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
     return this.snapshot(def);
   }
 
-  /** Feedback (POST /v1/feedback) on a request of a rollout; a second one for the same request and metric replaces the first. */
-  feedback(def: DeploymentDef, f: FeedbackReport): void {
+  /**
+   * Feedback (POST /v1/feedback) on a request of this deployment. It counts for the running rollout
+   * when the request was one of its arms: its sample says which, else (its outcome not reported
+   * yet) the version it ran on and its time do. A second one for the same request and metric
+   * replaces the first. Answers whether it counted.
+   */
+  feedback(def: DeploymentDef, f: FeedbackReport): { counted: boolean } {
     this.remember(def);
-    this.sql.exec(
-      'INSERT OR REPLACE INTO feedback (request_id, metric, rollout, arm, at, score) VALUES (?,?,?,?,?,?)',
-      f.requestId,
-      f.metric ?? '',
-      f.rolloutId,
-      f.arm,
-      Date.now(),
-      f.score,
-    );
+    const r = this.activeRollout();
+    if (!r || r.mode === 'blue-green') return { counted: false };
+    const sample = this.sql.exec<{ rollout: string; arm: string }>('SELECT rollout, arm FROM samples WHERE request_id = ?', f.requestId).toArray()[0];
+    let arm: Arm | null = sample && sample.rollout === r.id ? (sample.arm as Arm) : null;
+    if (!arm && f.at >= r.started_at) arm = f.version === r.candidate ? 'candidate' : f.version === r.stable ? 'stable' : null;
+    if (!arm) return { counted: false };
+    this.sql.exec('INSERT OR REPLACE INTO feedback (request_id, metric, rollout, arm, at, score) VALUES (?,?,?,?,?,?)', f.requestId, f.metric ?? '', r.id, arm, Date.now(), f.score);
+    return { counted: true };
   }
 
   // ---- the operators' side ----

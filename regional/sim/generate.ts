@@ -12,8 +12,13 @@
  * strings: when the generated text contains one, the text is cut before it (or after it
  * with `include_stop_str_in_output`), finish_reason "stop" and stop_reason = that string,
  * as vLLM reports them.
+ *
+ * A worse model version (quality.ts): `lengthScale` scales the natural length (at least 1
+ * token, same words up to the earlier end); `refuse` answers the fixed refusal instead (ended by
+ * EOS even with `ignore_eos`, cut by `max_tokens` and stop strings like any text).
  */
 import { hashString, prng } from './hash.js';
+import { REFUSAL_PIECES } from './quality.js';
 
 const VOCAB = [
   'the', 'model', 'router', 'region', 'token', 'latency', 'cache', 'prefix', 'request', 'stream',
@@ -39,6 +44,10 @@ export interface GenerateInput {
   stop: readonly string[] | undefined;
   ignoreEos?: boolean;
   includeStopStr?: boolean;
+  /** Natural length × this (0 < x ≤ 1; default 1), at least 1 token. */
+  lengthScale?: number;
+  /** Answer with the refusal (quality.ts REFUSAL_PIECES) instead of generated words. */
+  refuse?: boolean;
 }
 
 export interface Generation {
@@ -52,10 +61,14 @@ export interface Generation {
   stopReason: string | null;
 }
 
-/** The natural (EOS) length for these inputs, 16..64 tokens. */
-export function naturalLength(input: Pick<GenerateInput, 'model' | 'promptHash' | 'seed' | 'index'>): number {
+/** The natural (EOS) length for these inputs, 16..64 tokens (× lengthScale, at least 1). */
+export function naturalLength(input: Pick<GenerateInput, 'model' | 'promptHash' | 'seed' | 'index' | 'lengthScale'>): number {
   const h = seedOf(input);
-  return MIN_NATURAL + (h % (MAX_NATURAL - MIN_NATURAL + 1));
+  return scaled(MIN_NATURAL + (h % (MAX_NATURAL - MIN_NATURAL + 1)), input.lengthScale);
+}
+
+function scaled(natural: number, scale: number | undefined): number {
+  return scale === undefined || scale === 1 ? natural : Math.max(1, Math.round(natural * scale));
 }
 
 function seedOf(input: Pick<GenerateInput, 'model' | 'promptHash' | 'seed' | 'index'>): number {
@@ -64,9 +77,11 @@ function seedOf(input: Pick<GenerateInput, 'model' | 'promptHash' | 'seed' | 'in
 
 export function generate(input: GenerateInput): Generation {
   const seed = seedOf(input);
-  const natural = MIN_NATURAL + (seed % (MAX_NATURAL - MIN_NATURAL + 1));
+  const refuse = input.refuse === true;
+  const natural = refuse ? REFUSAL_PIECES.length : scaled(MIN_NATURAL + (seed % (MAX_NATURAL - MIN_NATURAL + 1)), input.lengthScale);
+  const eos = refuse || !input.ignoreEos;
   const rand = prng(seed);
-  const limit = input.ignoreEos ? input.maxTokens : Math.min(input.maxTokens, natural);
+  const limit = eos ? Math.min(input.maxTokens, natural) : input.maxTokens;
   const stops = input.stop && input.stop.length > 0 ? input.stop.filter((s) => s.length > 0) : undefined;
   let maxStop = 0;
   if (stops) for (const s of stops) maxStop = Math.max(maxStop, s.length);
@@ -77,7 +92,9 @@ export function generate(input: GenerateInput): Generation {
   for (let step = 0; step < limit; step++) {
     const r = rand();
     let piece: string;
-    if (!input.ignoreEos && step === natural - 1) {
+    if (refuse) {
+      piece = REFUSAL_PIECES[step] as string;
+    } else if (!input.ignoreEos && step === natural - 1) {
       piece = '.';
     } else if (!prevPunct && r % 11 === 0) {
       piece = r % 2 === 0 ? ',' : '.';
@@ -106,7 +123,7 @@ export function generate(input: GenerateInput): Generation {
       }
     }
   }
-  const finishReason = !input.ignoreEos && limit === natural ? 'stop' : 'length';
+  const finishReason = eos && limit === natural ? 'stop' : 'length';
   return { pieces, text, tokens: pieces.length, finishReason, stopReason: null };
 }
 

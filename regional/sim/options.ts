@@ -86,6 +86,12 @@ export const SimConfigUpdateSchema = z.strictObject({
   max_num_seqs: z.number().int().min(1).optional(),
   cold_start_ms: z.number().min(0).optional(),
   idle_scale_down_ms: z.number().min(0).optional(),
+  /** A worse model version (quality.ts): share of chat/completions requests answered 503 (deterministic). */
+  error_rate: z.number().min(0).max(1).optional(),
+  /** Share of chat/completions answers that are a refusal (deterministic). */
+  refusal_rate: z.number().min(0).max(1).optional(),
+  /** Natural answer lengths × this (0 < x ≤ 1, at least 1 token): shorter answers. */
+  length_scale: z.number().gt(0).max(1).optional(),
 });
 export type SimConfigUpdate = z.infer<typeof SimConfigUpdateSchema>;
 export interface SimConfig {
@@ -95,6 +101,10 @@ export interface SimConfig {
   max_num_seqs: number;
   cold_start_ms: number;
   idle_scale_down_ms: number;
+  /** Shown only when set away from the default (0, 0, 1): see quality.ts. */
+  error_rate?: number;
+  refusal_rate?: number;
+  length_scale?: number;
 }
 
 /** Latency model with every delay at zero (for benchmarks). */

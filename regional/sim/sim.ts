@@ -17,6 +17,7 @@ import {
   SimConfigUpdateSchema,
 } from './options.js';
 import { cacheRoot, PrefixCache } from './prefix-cache.js';
+import { QualityKnobs } from './quality.js';
 import { PromptError, type RenderedPrompt, renderChat, renderCompletionPrompts, renderEmbeddingInputs } from './prompt.js';
 import { Scheduler } from './scheduler.js';
 import { type Lifecycle, LifecycleState, type RequestRecord, SimStats } from './state.js';
@@ -165,6 +166,8 @@ export class Sim {
   readonly prefixCache: PrefixCache;
   readonly metrics: SimMetrics;
   readonly faults = new FaultState();
+  /** A worse model version: error_rate, refusal_rate, length_scale (POST /sim/config). */
+  readonly quality = new QualityKnobs();
   readonly lifecycle: LifecycleState;
   readonly stats = new SimStats();
   /** Jobs accepted and not finished (waiting or running). */
@@ -216,7 +219,7 @@ export class Sim {
   // ------------------------------------------------------------------ control API (also used by the HTTP routes)
 
   getConfig(): SimConfig {
-    return { ...this.config };
+    return { ...this.config, ...this.quality.shown() };
   }
 
   updateConfig(update: SimConfigUpdate): SimConfig {
@@ -226,6 +229,9 @@ export class Sim {
     if (update.itl_ms !== undefined) c.itl_ms = update.itl_ms;
     if (update.cold_start_ms !== undefined) c.cold_start_ms = update.cold_start_ms;
     if (update.idle_scale_down_ms !== undefined) c.idle_scale_down_ms = update.idle_scale_down_ms;
+    if (update.error_rate !== undefined) this.quality.setErrorRate(update.error_rate);
+    if (update.refusal_rate !== undefined) this.quality.setRefusalRate(update.refusal_rate);
+    if (update.length_scale !== undefined) this.quality.lengthScale = update.length_scale;
     this.lifecycle.setTimes(update.cold_start_ms, update.idle_scale_down_ms);
     if (update.max_num_seqs !== undefined) {
       c.max_num_seqs = update.max_num_seqs;
@@ -281,6 +287,7 @@ export class Sim {
       aborted: s.aborted,
       streams: s.streams,
       faults: { ...s.faults },
+      quality: { ...s.quality },
       tokens: { ...s.tokens },
       wakes: this.lifecycle.wakes,
       running: this.running,
@@ -305,6 +312,7 @@ export class Sim {
   /** Like a restart: clears faults, stats, metrics and the prefix cache; warms up. */
   reset(): void {
     this.faults.clear();
+    this.quality.resetCounters();
     this.stats.reset();
     this.metrics.reset();
     this.prefixCache.clear();
@@ -577,6 +585,12 @@ export class Sim {
         return;
       }
     }
+    if (kind !== 'embedding' && this.quality.nextError()) {
+      // A worse model version (POST /sim/config error_rate), answered like vLLM's 503.
+      this.stats.quality.errors++;
+      this.sendError(ex.res, 503, 'Service Unavailable (sim error_rate)', errorTypeFor(503));
+      return;
+    }
     let body: unknown;
     try {
       body = JSON.parse(buf.toString('utf8'));
@@ -641,7 +655,7 @@ export class Sim {
     const salt = typeof body.cache_salt === 'string' && body.cache_salt.length > 0 ? body.cache_salt : undefined;
     const root = salt === undefined ? (this.roots.get(model) as number) : cacheRoot(model, salt);
     const hashes: number[][] = [];
-    const seqs: Seq[] = [];
+    const limits: number[] = [];
     let promptTokens = 0;
     for (let pi = 0; pi < prompts.length; pi++) {
       const pr = prompts[pi] as RenderedPrompt;
@@ -662,6 +676,16 @@ export class Sim {
       if (maxTokens < 1) throw new RequestError(`max_tokens must be at least 1, got ${maxTokens}.`, 400, 'BadRequestError', 'max_tokens');
       promptTokens += P;
       hashes.push(this.prefixCache.blockHashes(pr.tokens, root));
+      limits.push(maxTokens);
+    }
+    // Counted only for requests that will be answered (validation passed).
+    const refuse = this.quality.nextRefusal();
+    if (refuse) this.stats.quality.refusals++;
+    const lengthScale = this.quality.lengthScale;
+    const seqs: Seq[] = [];
+    for (let pi = 0; pi < prompts.length; pi++) {
+      const pr = prompts[pi] as RenderedPrompt;
+      const maxTokens = limits[pi] as number;
       for (let i = 0; i < sp.n; i++) {
         const index = pi * sp.n + i;
         seqs.push({
@@ -676,6 +700,8 @@ export class Sim {
             stop: sp.stop,
             ignoreEos: sp.ignoreEos,
             includeStopStr: sp.includeStopStr,
+            lengthScale,
+            refuse,
           }),
         });
       }

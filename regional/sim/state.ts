@@ -188,6 +188,8 @@ export class SimStats {
   aborted = 0;
   streams = 0;
   faults = { errors: 0, delayed: 0, hangs: 0, drops: 0 };
+  /** Requests made worse by the quality knobs (`/sim/config` error_rate, refusal_rate). */
+  quality = { errors: 0, refusals: 0 };
   tokens = { prompt: 0, cached: 0, completion: 0 };
   private recent: RequestRecord[] = [];
   private recentHead = 0;
@@ -225,6 +227,7 @@ export class SimStats {
     this.aborted = 0;
     this.streams = 0;
     this.faults = { errors: 0, delayed: 0, hangs: 0, drops: 0 };
+    this.quality = { errors: 0, refusals: 0 };
     this.tokens = { prompt: 0, cached: 0, completion: 0 };
     this.recent = [];
     this.recentHead = 0;

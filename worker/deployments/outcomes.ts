@@ -4,7 +4,8 @@ import type { WaitUntil } from '../isolate/background';
 import type { ArmSample } from '../protocol/rules/rollout-stats';
 import type { UsageRecord } from '../protocol/usage-record';
 import type { DeploymentAssignment } from './assign';
-import { reportOutcome } from './view';
+import { background, errorMessage } from '../isolate/background';
+import { deploymentDef, reportOutcome, stub } from './view';
 
 /**
  * A rollout request's sample, from its usage record, or null when it says nothing about the
@@ -32,4 +33,16 @@ export function recordDeploymentOutcome(env: Env, ctx: WaitUntil, config: Compil
   const sample = sampleOf(record);
   if (!sample) return;
   reportOutcome(env, ctx, config, d.name, { rolloutId: d.rolloutId, arm: d.arm, requestId: record.request_id, at: record.ts, sample });
+}
+
+/** Feedback on a request that ran on a deployment: to its object, for the running rollout's arms (in waitUntil). */
+export function recordDeploymentFeedback(env: Env, ctx: WaitUntil, config: CompiledConfig, record: UsageRecord, score: number, metric: string | null): void {
+  const name = record.deployment;
+  const version = record.deployment_version;
+  const ns = env.DEPLOYMENTS;
+  if (!name || !version || !ns || !config.raw.deployments[name]) return;
+  const call = stub(ns, name)
+    .feedback(deploymentDef(config, name), { requestId: record.request_id, version, at: record.ts, score, ...(metric ? { metric } : {}) })
+    .catch((e: unknown) => console.warn(`deployment ${name}: feedback not counted: ${errorMessage(e)}`));
+  background(ctx, call, 'deployment feedback');
 }

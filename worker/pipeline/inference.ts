@@ -131,6 +131,7 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
     r.route = resolveRoute(config, r.tenantId, r.body, r.spec.modelType, r.user, r.deployment !== null);
   });
   if (clientRequestId !== null) response.headers.set('x-router-request-id', requestId);
+  if (r.deployment) response.headers.set('x-router-deployment-version', r.deployment.version);
   return response;
 }
 

@@ -37,11 +37,14 @@ export interface OutcomeReport {
   sample: ArmSample;
 }
 
+/** Feedback on a request that ran on a deployment version (the usage record says which, and when). */
 export interface FeedbackReport {
-  rolloutId: string;
-  arm: Arm;
   requestId: string;
+  version: string;
+  /** When the request arrived (epoch ms). */
+  at: number;
   score: number;
+  /** A custom metric's name; absent for the default score. */
   metric?: string | undefined;
 }
 
