@@ -19,7 +19,7 @@ import { GoldenError, parseGolden, type GoldenCase } from './regress/golden';
 import { failuresTable, totalsTable, verdictLine } from './regress/report';
 import { AdminClient, InferenceClient, RouterError } from './regress/router-client';
 import { runVersion } from './regress/run';
-import { DEFAULT_GATE, decide, summarize, type RunSummary } from './regress/verdict';
+import { DEFAULT_GATE, decide, summarize, type CaseResult, type RunSummary } from './regress/verdict';
 import { when } from './rollout/render';
 import { deploymentSchema, gateSchema } from './rollout/schemas';
 
@@ -152,12 +152,20 @@ export async function main(argv: string[], print: (s: string) => void = console.
     const results = await run(opts.version);
     const candidate = summarize(opts.version, results);
     let stable: RunSummary | null = null;
-    if (opts.compareStable && stableVersion !== opts.version) stable = summarize(stableVersion, await run(stableVersion));
-    else if (opts.compareStable) printErr(`${opts.version} is the stable version: no comparison`);
+    let stableResults: CaseResult[] = [];
+    if (opts.compareStable && stableVersion !== opts.version) {
+      stableResults = await run(stableVersion);
+      stable = summarize(stableVersion, stableResults);
+    } else if (opts.compareStable) printErr(`${opts.version} is the stable version: no comparison`);
     const verdict = decide(candidate, stable, thresholds);
 
     print(failuresTable(results, opts.version));
     print('');
+    // Stable's own misses, when it has any: cases whose expected answer no version meets may need a look.
+    if (stable && stable.failures > 0) {
+      print(failuresTable(stableResults, `${stableVersion} (stable)`));
+      print('');
+    }
     print(totalsTable(candidate, stable, verdict));
     print('');
     print(verdictLine(opts.version, verdict));

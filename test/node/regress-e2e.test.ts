@@ -96,6 +96,21 @@ describe('npm run regress against the local stack', () => {
     expect((await detail()).versions.find((x) => x.name === 'v1')!.gate).toBeNull();
   }, 60_000);
 
+  it('a case stable misses too is listed for both, and is no regression', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'golden-'));
+    const file = join(dir, 'ten.jsonl');
+    const lines = readFileSync(GOLDEN, 'utf8').split('\n').slice(0, 10).map((l) => JSON.parse(l) as { id: string; metric?: string; expected: string });
+    expect(lines[0]).toMatchObject({ id: 'sb-001', metric: 'exact' });
+    lines[0]!.expected = 'An answer no version gives.';
+    writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n'));
+    const { code, out, err } = await gate(['--version', 'v1-copy', '--golden', file, '--min-cases', '10', '--no-record']);
+    expect(code, `${out}\n${err}`).toBe(0); // 9 of 10 exact: mean 0.9, the floor itself
+    expect(out).toMatch(/^Failing cases for v1-copy \(1 of 10\):/);
+    expect(out).toContain('Failing cases for v1 (stable) (1 of 10):');
+    expect(out).toMatch(/sb-001\s+exact\s+0\.000\s+1\.000\s+-"An answer no version gives\."/);
+    expect(out).toMatch(/mean_similarity\s+10\s+0\.900\s+0\.900\s+\+0\.0%/);
+  }, 60_000);
+
   it('usage errors and a run that cannot start exit 2 with a clear message', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'golden-'));
     const small = join(dir, 'small.jsonl');
