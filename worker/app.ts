@@ -13,6 +13,7 @@ import { adminBudgets } from './routes/admin-budgets';
 import { adminKeyLimits } from './routes/admin-key-limits';
 import { adminKeys } from './routes/admin-keys';
 import { adminUsage } from './routes/admin-usage';
+import { adminDeployments } from './routes/admin-deployments';
 import { dashboard } from './routes/dashboard';
 import { health } from './routes/health';
 import { inferenceRoute } from './pipeline/inference';
@@ -39,6 +40,7 @@ app.route('/admin/backends', adminBackends);
 app.route('/admin/tenants', adminBudgets);
 app.route('/admin/usage', adminUsage);
 app.route('/admin/alerts', adminAlerts);
+app.route('/admin/deployments', adminDeployments);
 
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);

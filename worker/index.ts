@@ -12,6 +12,7 @@ export { RateLimiter } from '../durable-objects/rate-limiter';
 export { UsageLedger } from '../durable-objects/usage-ledger';
 export { MetricsAggregator } from '../durable-objects/metrics-aggregator';
 export { AlertState } from '../durable-objects/alert-state';
+export { DeploymentState } from '../durable-objects/deployment-state';
 
 export default {
   fetch: app.fetch,

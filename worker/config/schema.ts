@@ -4,6 +4,7 @@ import { scalingSchema } from './scaling';
 import { limitsSchema, tenantLimitsSchema } from './limits';
 import { usageSchema } from './usage';
 import { alertsSchema, sloSchema } from './alerts';
+import { deploymentsSchema } from './deployments';
 import { metricsSchema } from './metrics';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
@@ -437,6 +438,8 @@ export const routerConfigSchema = z
     alerts: alertsSchema.prefault({}),
     /** GET /metrics and the isolates' metric flushes (worker/config/metrics.ts, worker/telemetry/metrics.ts). */
     metrics: metricsSchema.prefault({}),
+    /** Versioned deployments, rollouts, A/B tests and the regression gate (worker/config/deployments.ts, worker/deployments/). */
+    deployments: deploymentsSchema,
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -515,7 +518,7 @@ export const routerConfigSchema = z
         if (!regionIds.has(r)) issue(['tenants', name, 'allowed_regions', j], `unknown region "${r}"`);
       });
       tenant.models.forEach((m, j) => {
-        if (m !== '*' && !names.has(m) && !cfg.splits[m]) issue(['tenants', name, 'models', j], `unknown model "${m}"`);
+        if (m !== '*' && !names.has(m) && !cfg.splits[m] && !cfg.deployments[m]) issue(['tenants', name, 'models', j], `unknown model "${m}"`);
       });
       tenant.tiers.forEach((t, j) => {
         if (t !== '*' && !cfg.tiers[t]) issue(['tenants', name, 'tiers', j], `unknown tier "${t}"`);
@@ -538,6 +541,11 @@ export const routerConfigSchema = z
     if (cfg.limits.store === 'upstash' && !cfg.upstash?.redis_url) issue(['limits', 'store'], '"upstash" needs [upstash].redis_url');
     for (const name of Object.keys(cfg.prices)) {
       if (!modelIds.has(name)) issue(['prices', name], `price for unknown model "${name}"`);
+    }
+    for (const [name, d] of Object.entries(cfg.deployments)) {
+      if (names.has(name) || cfg.tiers[name] || cfg.splits[name] || name === 'auto') issue(['deployments', name], `"${name}" is already a model, alias, tier or split`);
+      if (!d.versions[d.serving]) issue(['deployments', name, 'serving'], `unknown version "${d.serving}"`);
+      for (const [v, version] of Object.entries(d.versions)) if (!names.has(version.model)) issue(['deployments', name, 'versions', v, 'model'], `unknown model "${version.model}"`);
     }
   });
 

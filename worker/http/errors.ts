@@ -1,6 +1,6 @@
 // OpenAI's error format, {"error":{"message","type","param","code"}}, for every error we answer.
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 413 | 429 | 500 | 502 | 503 | 504;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
 
 const typeByStatus: Record<ErrorStatus, string> = {
   400: 'invalid_request_error',
@@ -8,6 +8,7 @@ const typeByStatus: Record<ErrorStatus, string> = {
   403: 'permission_error',
   404: 'not_found_error',
   405: 'invalid_request_error',
+  409: 'invalid_request_error',
   413: 'invalid_request_error',
   429: 'rate_limit_error',
   500: 'server_error',
@@ -49,6 +50,7 @@ export const errors = {
   unauthorized: (message: string, code = 'invalid_api_key') => new RouterError(401, message, code),
   forbidden: (message: string, code: string, param: string | null = null) => new RouterError(403, message, code, param),
   notFound: (message: string, code: string, param: string | null = null) => new RouterError(404, message, code, param),
+  conflict: (message: string, code: string, param: string | null = null) => new RouterError(409, message, code, param),
   tooLarge: (limit: number) => new RouterError(413, `Request body is larger than ${limit} bytes.`, 'request_too_large'),
   unavailable: (message: string, code: string) => new RouterError(503, message, code),
   badGateway: (message: string, code = 'upstream_error') => new RouterError(502, message, code),

@@ -14,6 +14,8 @@ import { answerSignalsStage, AnswerWatch } from '../quality/answer-signals';
 import { resolveRoute } from '../routing/resolve-model';
 import { recordUsage } from '../telemetry/record';
 import { UsageDraft } from '../telemetry/usage-draft';
+import { assignDeployment } from '../deployments/assign';
+import { recordDeploymentOutcome } from '../deployments/outcomes';
 import { enforceDeferredStage } from './deferred';
 import { PipelineRun } from './run';
 import type { InferenceBody, InferenceRequest, Stage } from './types';
@@ -66,7 +68,10 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
   const usage = new UsageDraft(
     { requestId, clientRequestId, started, tenant: key.tenant, keyId: key.id ?? null, feature: feature && FEATURE_RE.test(feature) ? feature : null, endpoint: kind },
     config,
-    (record) => recordUsage(c.env, ctx, config, record),
+    (record) => {
+      recordUsage(c.env, ctx, config, record);
+      if (r.deployment) recordDeploymentOutcome(c.env, ctx, config, r.deployment, record);
+    },
   );
   usage.user = c.req.header('x-router-user')?.slice(0, 256) ?? null;
 
@@ -122,9 +127,11 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
     checkFeatureAllowed(config, r.tenantId, feature);
     r.body = typeof body === 'function' ? await body() : body;
     r.user = (typeof r.body.user === 'string' && r.body.user) || c.req.header('x-router-user') || null;
-    r.route = resolveRoute(config, r.tenantId, r.body, r.spec.modelType, r.user);
+    await assignDeployment(r, c.req.raw.headers);
+    r.route = resolveRoute(config, r.tenantId, r.body, r.spec.modelType, r.user, r.deployment !== null);
   });
   if (clientRequestId !== null) response.headers.set('x-router-request-id', requestId);
+  if (r.deployment) response.headers.set('x-router-deployment-version', r.deployment.version);
   return response;
 }
 

@@ -40,6 +40,8 @@ export function resolveRoute(
   body: Record<string, unknown> & { model: string },
   modelType: 'chat' | 'embedding',
   user: string | null,
+  /** The model is a deployment version's (worker/deployments/assign.ts): the tenant was allowed the deployment. */
+  viaDeployment = false,
 ): ResolvedRoute {
   const requested = body.model;
   const tenant = config.raw.tenants[tenantId];
@@ -80,7 +82,7 @@ export function resolveRoute(
 
   const model = config.modelsByName.get(requested);
   if (!model) throw errors.notFound(`The model "${requested}" does not exist.`, 'model_not_found', 'model');
-  if (!tenantMayUse(tenant, [model.id, ...model.aliases])) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
+  if (!viaDeployment && !tenantMayUse(tenant, [model.id, ...model.aliases])) throw errors.forbidden(`Your key may not use model "${requested}".`, 'model_not_allowed', 'model');
   checkType(model, requested, modelType);
   if (modelType === 'embedding') checkEmbeddingContext(model, body.input);
   return { requested, stages: [{ tier: config.tierOfModel.get(model.id) ?? null, targets: [{ model }] }], complexity: null };
@@ -207,6 +209,7 @@ export function modelNamesFor(config: CompiledConfig, tenantId: string): { id: s
     if (tenantMayUse(tenant, names)) for (const n of names) out.push({ id: n, owned_by: 'edge-router' });
   }
   for (const name of Object.keys(config.raw.splits)) if (tenantMayUse(tenant, [name])) out.push({ id: name, owned_by: 'edge-router:split' });
+  for (const name of Object.keys(config.raw.deployments)) if (tenantMayUse(tenant, [name])) out.push({ id: name, owned_by: 'edge-router:deployment' });
   const tiers = allowedTiers(config, tenant).filter((t) => tierReachable(config, tenant, t));
   for (const t of tiers) out.push({ id: t, owned_by: 'edge-router:tier' });
   if (tiers.length) out.push({ id: 'auto', owned_by: 'edge-router:tier' });
