@@ -266,6 +266,16 @@ describe('compareArms (automatic rollback)', () => {
     expect(same.checks.every((k) => !k.worse && !k.significant)).toBe(true);
   });
 
+  it('all-or-nothing rates still test: every candidate request failing against none of stable rolls back', () => {
+    const mk = (n: number, errors: number): ArmSample[] =>
+      Array.from({ length: n }, (_, i) => ({ error: i < errors, latencyMs: 100, ttftMs: 10, truncated: false, refused: false, outputTokens: 20 }));
+    const c = compareArms(summarize(mk(30, 0), []), summarize(mk(30, 30), []), T, OPTS);
+    expect(c.verdict).toBe('rollback');
+    expect(c.checks.find((x) => x.signal === 'error_rate')).toMatchObject({ worse: true, significant: true });
+    // …and 0 of 30 against 0 of 30 is no evidence of anything.
+    expect(compareArms(summarize(mk(30, 0), []), summarize(mk(30, 0), []), T, OPTS).verdict).toBe('healthy');
+  });
+
   it('a latency or TTFT regression rolls back; p95 checks need minSamples values per arm', () => {
     const rnd = prng(3);
     const stable = summaryOf(rnd, 1000, {});

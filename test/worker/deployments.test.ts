@@ -232,6 +232,33 @@ describe('deployments', () => {
     for (let k = 0; k < 10; k++) expect(await servedModel(s, `u-${k}`)).toBe('llama-3.1-8b');
   });
 
+  it('a canary whose answers turn into refusals is rolled back on its refusal rate', async () => {
+    const s = await setup((d) => {
+      d.versions.v1.prompt.max_tokens = 64; // whole answers: a refusal is read from the first sentences
+    });
+    await Promise.all(Object.entries(s.sims).filter(([id]) => id.includes('70b')).map(([, sim]) => sim.config({ refusal_rate: 0.5 })));
+    await gate(s, 'v2');
+    const ro = await json<RolloutView>(await start(s, { version: 'v2', steps: [50, 100], min_requests: 1_000_000 }), 201);
+    let i = 0;
+    const done = await until(
+      'the automatic rollback',
+      async () => {
+        for (let k = 0; k < 5; k++) await ask(s, `r-${i++}`);
+        return rollout(s, ro.id);
+      },
+      (v) => v.state !== 'running',
+      30_000,
+    );
+    expect(done.state).toBe('rolled_back');
+    expect(done.reason).toMatch(/refusal rate/i);
+    expect(done.arms.candidate.refusal_rate).toBeGreaterThan(0.3);
+    expect(done.arms.stable.refusal_rate).toBe(0);
+    expect(done.arms.candidate.error_rate).toBe(0);
+    // The usage records carry the verdict too (never the text).
+    expect(records.filter((r) => r.deployment === s.name && r.refused === true).every((r) => r.deployment_version === 'v2')).toBe(true);
+    expect(records.some((r) => r.deployment === s.name && r.refused === true)).toBe(true);
+  });
+
   it('a good canary walks its steps and is promoted', async () => {
     const s = await setup((d) => {
       d.rollout.steps = [20, 50, 100];
