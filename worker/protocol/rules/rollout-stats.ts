@@ -18,10 +18,11 @@
  *     mean output tokens  candidate < stable × (1 − quality_pct / 100)
  *   and `significant` when a one-sided test at `confidence` says the candidate is past that
  *   threshold, not merely different (H0: the candidate is at most at the limit): an unpooled
- *   two-proportion z-test with Agresti–Caffo's adjustment for rates, Welch's t-test for the mean length, and for a p95 an exact
- *   binomial test that more than 5% of the candidate's values (counted from its log histogram)
- *   lie above the limit, with minSamples values per arm. Limits are taken from the stable
- *   estimate. Each test runs at (1 − confidence) / 7 (Bonferroni over the 7 checks, so
+ *   two-proportion z-test with Agresti–Caffo's adjustment for rates (defined at 0% and 100%),
+ *   Welch's t-test for the mean length (variance floor 1/12: token counts are whole numbers), and
+ *   for a p95 an exact binomial test that more than 5% of the candidate's values (counted from
+ *   its log histogram) lie above the limit, with minSamples values per arm. Limits are taken
+ *   from the stable estimate. Each test runs at (1 − confidence) / 7 (Bonferroni over the 7 checks, so
  *   `confidence` holds for the whole family; the check's p_value is the raw one-sided p).
  *   Testing against the threshold rather than equality, family-wise, is what keeps equal arms
  *   healthy although the object re-evaluates every few seconds on heavy-tailed latencies.
