@@ -30,6 +30,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'remote-rtt': async () => (await import('./remote-rtt')).remoteRtt,
   'cpu-profile': async () => (await import('./cpu-profile')).cpuProfile,
   rollout: async () => (await import('./rollout')).rollout,
+  'rollout-stats': async () => (await import('./rollout-stats')).rolloutStats,
 };
 
 async function main(): Promise<void> {

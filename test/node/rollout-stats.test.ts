@@ -19,6 +19,7 @@ import {
   studentTQuantile,
   studentTSf,
   summarize,
+  thresholdProportionTest,
   twoProportionTest,
 } from '../../worker/protocol/rules/rollout-stats';
 
@@ -72,11 +73,13 @@ function summaryOf(rnd: () => number, n: number, m: ArmModel, feedbackN = 0): Ar
 
 describe('distributions and low-level tests (values cross-checked with scipy)', () => {
   it('percentile interpolates linearly (numpy default); empty → null', () => {
-    expect(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.95)).toBeCloseTo(9.55, 12);
-    expect(percentile([10, 1, 5], 0.5)).toBe(5);
-    expect(percentile([7], 0.95)).toBe(7);
-    expect(percentile([], 0.95)).toBeNull();
-    expect(percentile([Number.NaN, 3], 0.95)).toBe(3);
+    expect(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95)).toBeCloseTo(9.55, 12);
+    expect(percentile([10, 1, 5], 50)).toBe(5);
+    expect(percentile([1, 2, 3, 4], 0)).toBe(1);
+    expect(percentile([1, 2, 3, 4], 100)).toBe(4);
+    expect(percentile([7], 95)).toBe(7);
+    expect(percentile([], 95)).toBeNull();
+    expect(percentile([Number.NaN, 3], 95)).toBe(3);
   });
 
   it('normal and t quantiles and tails', () => {
@@ -104,6 +107,17 @@ describe('distributions and low-level tests (values cross-checked with scipy)', 
     const r = twoProportionTest(0, 50, 50, 50, { alpha: 0.05 });
     expect(r.p_value).toBeLessThan(1e-10);
     expect(r.ci).toBeNull();
+  });
+
+  it('threshold test (Agresti–Caffo, H0: b − a ≤ delta): defined at 0% and 100%', () => {
+    const all = thresholdProportionTest(0, 200, 10, 10, 0.01);
+    expect(all.diff).toBe(1);
+    expect(all.stat).toBeCloseTo(11.2801564, 6);
+    expect(all.p_value).toBeLessThan(1e-20);
+    expect(thresholdProportionTest(5, 1000, 24, 200, 0.01).p_value).toBeCloseTo(1.8648688e-6, 12);
+    // Better than stable: nowhere near past the threshold.
+    expect(thresholdProportionTest(20, 2000, 3, 200, 0.01).p_value).toBeGreaterThan(0.5);
+    expect(thresholdProportionTest(0, 0, 1, 1, 0.01).p_value).toBeNull();
   });
 
   it("Welch's t-test from moments: [1..5] vs [2..7] → t 1.4412, df 8.99, p 0.1835, CI [−0.855, 3.855]", () => {
@@ -236,6 +250,20 @@ describe('compareArms (automatic rollback)', () => {
     const c = compareArms(summarize(mk(1000, 5), []), summarize(mk(200, 24), []), T, OPTS);
     expect(c.verdict).toBe('rollback');
     expect(c.reasons).toEqual(['error rate 12.0% vs 0.5% (+11.5 points > 1)']);
+  });
+
+  it('degenerate arms: every candidate request failing, or every answer of one fixed length, still compare', () => {
+    const mk = (n: number, o: Partial<ArmSample>): ArmSample[] =>
+      Array.from({ length: n }, () => ({ error: false, latencyMs: 100, ttftMs: 10, truncated: false, refused: false, outputTokens: 16, ...o }));
+    const failing = compareArms(summarize(mk(200, {}), []), summarize(mk(10, { error: true }), []), T, { minSamples: 10, confidence: 0.95 });
+    expect(failing.verdict).toBe('rollback');
+    expect(failing.reasons).toEqual(['error rate 100.0% vs 0.0% (+100.0 points > 1)']);
+    const short = compareArms(summarize(mk(200, {}), []), summarize(mk(30, { outputTokens: 5 }), []), T, OPTS);
+    expect(short.verdict).toBe('rollback');
+    expect(short.reasons).toEqual(['mean output length 5.0 vs 16.0 tokens (−69% > 5%)']);
+    const same = compareArms(summarize(mk(200, {}), []), summarize(mk(30, {}), []), T, OPTS);
+    expect(same.verdict).toBe('healthy');
+    expect(same.checks.every((k) => !k.worse && !k.significant)).toBe(true);
   });
 
   it('all-or-nothing rates still test: every candidate request failing against none of stable rolls back', () => {

@@ -18,10 +18,11 @@
  *     mean output tokens  candidate < stable × (1 − quality_pct / 100)
  *   and `significant` when a one-sided test at `confidence` says the candidate is past that
  *   threshold, not merely different (H0: the candidate is at most at the limit): an unpooled
- *   two-proportion z-test for rates, Welch's t-test for the mean length, and for a p95 an exact
- *   binomial test that more than 5% of the candidate's values (counted from its log histogram)
- *   lie above the limit, with minSamples values per arm. Limits are taken from the stable
- *   estimate. Each test runs at (1 − confidence) / 7 (Bonferroni over the 7 checks, so
+ *   two-proportion z-test with Agresti–Caffo's adjustment for rates (defined at 0% and 100%),
+ *   Welch's t-test for the mean length (variance floor 1/12: token counts are whole numbers), and
+ *   for a p95 an exact binomial test that more than 5% of the candidate's values (counted from
+ *   its log histogram) lie above the limit, with minSamples values per arm. Limits are taken
+ *   from the stable estimate. Each test runs at (1 − confidence) / 7 (Bonferroni over the 7 checks, so
  *   `confidence` holds for the whole family; the check's p_value is the raw one-sided p).
  *   Testing against the threshold rather than equality, family-wise, is what keeps equal arms
  *   healthy although the object re-evaluates every few seconds on heavy-tailed latencies.
@@ -161,11 +162,11 @@ export const POSITIVE_FEEDBACK = 'positive_feedback';
 
 // ---------------------------------------------------------------------------------------- summaries
 
-/** The q-quantile (0..1) by linear interpolation between order statistics; null when empty. */
-export function percentile(values: readonly number[], q: number): number | null {
+/** The p-th percentile (0..100) by linear interpolation between order statistics (numpy's default); null when empty. */
+export function percentile(values: readonly number[], p: number): number | null {
   const xs = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   if (xs.length === 0) return null;
-  const pos = Math.min(1, Math.max(0, q)) * (xs.length - 1);
+  const pos = (Math.min(100, Math.max(0, p)) / 100) * (xs.length - 1);
   const lo = Math.floor(pos);
   const hi = Math.ceil(pos);
   const a = xs[lo] as number;
@@ -264,8 +265,8 @@ export function summarize(samples: readonly ArmSample[], feedback: readonly Feed
     requests,
     errors,
     error_rate: ratio(errors, requests),
-    p95_latency_ms: percentile(latencies, 0.95),
-    p95_ttft_ms: percentile(ttfts, 0.95),
+    p95_latency_ms: percentile(latencies, 95),
+    p95_ttft_ms: percentile(ttfts, 95),
     latency_n: latencies.length,
     ttft_n: ttfts.length,
     latency_buckets: buckets(latencies),
@@ -453,33 +454,41 @@ function clampP(p: number): number {
 /**
  * Two-proportion z-test of b − a (x successes out of n): pooled standard error for the p-value
  * (the null says both arms share one rate), unpooled for the (1 − alpha) confidence interval.
- * With `delta` ≠ 0 the null is b − a = delta (a threshold, not equality): the Agresti–Caffo SE for
- * the p-value (never 0, so all-or-nothing rates still test), unpooled for the interval.
  */
 export function twoProportionTest(
   xa: number,
   na: number,
   xb: number,
   nb: number,
-  opts: { alpha: number; alternative?: Alternative; delta?: number },
+  opts: { alpha: number; alternative?: Alternative },
 ): TestResult {
   if (!(na > 0 && nb > 0)) return NONE;
   const pa = xa / na;
   const pb = xb / nb;
   const diff = pb - pa;
-  const delta = opts.delta ?? 0;
   const pooled = (xa + xb) / (na + nb);
   const se = Math.sqrt((pa * (1 - pa)) / na + (pb * (1 - pb)) / nb);
-  // Against a threshold the SE uses the Agresti–Caffo adjustment (one success and one failure
-  // added to each arm): with the raw rates 0/30 against 30/30 has SE 0, and the plainest
-  // regression there is (every candidate request failing) would never count as significant.
-  const adjusted = Math.sqrt(((xa + 1) / (na + 2)) * (1 - (xa + 1) / (na + 2)) / (na + 2) + ((xb + 1) / (nb + 2)) * (1 - (xb + 1) / (nb + 2)) / (nb + 2));
-  const se0 = delta === 0 ? Math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb)) : adjusted;
+  const se0 = Math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb));
   const zc = normalQuantile(1 - opts.alpha / 2);
   const ci: [number, number] | null = se > 0 ? [diff - zc * se, diff + zc * se] : null;
   if (!(se0 > 0)) return { diff, stat: null, p_value: null, ci };
-  const z = (diff - delta) / se0;
+  const z = diff / se0;
   return { diff, stat: z, p_value: pFromZ(z, opts.alternative ?? 'two-sided'), ci };
+}
+
+/**
+ * One-sided test that b − a exceeds `delta` (H0: b − a ≤ delta), for the rollback checks. The
+ * null is a threshold, not equality, so the SE is unpooled; Agresti–Caffo's adjustment (one
+ * success and one failure added to each arm) keeps it honest on small counts and defined at
+ * 0% and 100% (10 errors out of 10 vs 0 out of 200 is evidence, not a zero variance).
+ */
+export function thresholdProportionTest(xa: number, na: number, xb: number, nb: number, delta: number): TestResult {
+  if (!(na > 0 && nb > 0)) return NONE;
+  const pa = (xa + 1) / (na + 2);
+  const pb = (xb + 1) / (nb + 2);
+  const se = Math.sqrt((pa * (1 - pa)) / (na + 2) + (pb * (1 - pb)) / (nb + 2));
+  const z = (pb - pa - delta) / se;
+  return { diff: xb / nb - xa / na, stat: z, p_value: normalSf(z), ci: null };
 }
 
 /**
@@ -529,17 +538,19 @@ function sampleVariance(m: MomentStats): number {
 /**
  * Difference of means b − a from moments. "fixed": Welch's t-test (Welch–Satterthwaite degrees of
  * freedom, t-based CI; null b − a = delta, default 0). "sequential": the mSPRT on the same estimate
- * (variance from the samples; null b − a = 0).
+ * (variance from the samples; null b − a = 0). `minVariance` floors each arm's sample variance
+ * (e.g. 1/12 for whole-token counts, their rounding noise), so identical answers still compare.
  */
 export function meanTest(
   a: MomentStats,
   b: MomentStats,
-  opts: { alpha: number; test: 'fixed' | 'sequential'; alternative?: Alternative; tau?: number; delta?: number },
+  opts: { alpha: number; test: 'fixed' | 'sequential'; alternative?: Alternative; tau?: number; delta?: number; minVariance?: number },
 ): TestResult {
   if (!(a.n >= 2 && b.n >= 2)) return NONE;
   const diff = b.sum / b.n - a.sum / a.n;
-  const va = sampleVariance(a) / a.n;
-  const vb = sampleVariance(b) / b.n;
+  const floor = opts.minVariance ?? 0;
+  const va = Math.max(floor, sampleVariance(a)) / a.n;
+  const vb = Math.max(floor, sampleVariance(b)) / b.n;
   const v = va + vb;
   if (opts.test === 'sequential') return msprt(diff, v, v, opts.alpha, opts.tau ?? MSPRT_TAU);
   if (!(v > 0)) return { diff, stat: null, p_value: null, ci: null };
@@ -587,8 +598,8 @@ function rateCheck(r: RateArgs): { check: Check; reason: string | null } {
   const limit = s + r.limitDelta(s);
   const enough = r.ns >= r.minN && r.nc >= r.minN;
   const worse = enough && c > limit;
-  // H0: candidate − stable ≤ the allowed delta (unpooled z): significantly past the threshold.
-  const p = twoProportionTest(r.xs, r.ns, r.xc, r.nc, { alpha: r.alpha, alternative: 'greater', delta: limit - s }).p_value;
+  // H0: candidate − stable ≤ the allowed delta: significantly past the threshold.
+  const p = thresholdProportionTest(r.xs, r.ns, r.xc, r.nc, limit - s).p_value;
   const significant = enough && p !== null && p <= r.alpha;
   return {
     check: { signal: r.signal, stable: s, candidate: c, limit, worse, significant, p_value: p },
@@ -713,7 +724,8 @@ function lengthCheck(stable: ArmSummary, candidate: ArmSummary, q: number, alpha
   const p = meanTest(
     { n: stable.output_tokens_n, sum: stable.output_tokens_sum, sumsq: stable.output_tokens_sumsq },
     { n: candidate.output_tokens_n, sum: candidate.output_tokens_sum, sumsq: candidate.output_tokens_sumsq },
-    { alpha, test: 'fixed', alternative: 'less', delta: limit - s },
+    // Token counts are whole numbers: a variance floor of 1/12 (rounding) keeps all-equal lengths testable.
+    { alpha, test: 'fixed', alternative: 'less', delta: limit - s, minVariance: 1 / 12 },
   ).p_value;
   const significant = p !== null && p <= alpha;
   return {
