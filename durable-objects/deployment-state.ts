@@ -150,6 +150,7 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
       serving: this.serving(def),
       previous: this.meta('previous'),
       sticky: def.config.sticky,
+      gate: def.config.gate,
       versions,
       rollout: active ? this.view(def, active) : null,
       rollouts: this.sql

@@ -113,6 +113,8 @@ export interface DeploymentView {
   serving: string;
   previous: string | null;
   sticky: 'user' | 'key';
+  /** The regression gate's thresholds ([deployments.<name>.gate]), which `npm run regress` applies. */
+  gate: DeploymentConfig['gate'];
   versions: VersionView[];
   rollout: RolloutView | null;
   rollouts: RolloutView[];
