@@ -30,7 +30,8 @@ export const PIN_TOKEN_HEADER = 'x-router-admin-token';
  */
 export async function assignDeployment(r: InferenceRequest, headers: Headers): Promise<void> {
   const name = r.body.model;
-  const cfg = r.config.raw.deployments[name];
+  // Own keys only: a client's "model": "__proto__" names no deployment.
+  const cfg = Object.hasOwn(r.config.raw.deployments, name) ? r.config.raw.deployments[name] : undefined;
   if (!cfg) return;
   const tenant = r.config.raw.tenants[r.tenantId];
   if (tenant && !tenant.models.includes('*') && !tenant.models.includes(name)) throw errors.forbidden(`Your key may not use model "${name}".`, 'model_not_allowed', 'model');
@@ -42,7 +43,7 @@ export async function assignDeployment(r: InferenceRequest, headers: Headers): P
     const token = headers.get(PIN_TOKEN_HEADER);
     const admin = typeof r.env.ADMIN_TOKEN === 'string' && r.env.ADMIN_TOKEN !== '' && token !== null && (await secretsEqual(token, r.env.ADMIN_TOKEN));
     if (!admin) throw errors.forbidden(`${PIN_HEADER} needs the admin token in ${PIN_TOKEN_HEADER}.`, 'deployment_pin_forbidden');
-    if (!versions[pinned]) throw errors.notFound(`Deployment "${name}" has no version "${pinned}".`, 'deployment_version_not_found', 'model');
+    if (!Object.hasOwn(versions, pinned)) throw errors.notFound(`Deployment "${name}" has no version "${pinned}".`, 'deployment_version_not_found', 'model');
     assignment = { name, version: pinned, arm: pinned === split.rollout?.candidate ? 'candidate' : 'stable', rolloutId: null };
   } else if (split.rollout) {
     const ro = split.rollout;
@@ -53,7 +54,7 @@ export async function assignDeployment(r: InferenceRequest, headers: Headers): P
   } else {
     assignment = { name, version: split.serving, arm: 'stable', rolloutId: null };
   }
-  let spec = versions[assignment.version];
+  let spec = Object.hasOwn(versions, assignment.version) ? versions[assignment.version] : undefined;
   if (!spec) {
     // A version the config no longer has (removed from the TOML): the configured stable one serves.
     assignment = { name, version: cfg.serving, arm: 'stable', rolloutId: null };

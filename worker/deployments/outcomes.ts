@@ -40,7 +40,7 @@ export function recordDeploymentFeedback(env: Env, ctx: WaitUntil, config: Compi
   const name = record.deployment;
   const version = record.deployment_version;
   const ns = env.DEPLOYMENTS;
-  if (!name || !version || !ns || !config.raw.deployments[name]) return;
+  if (!name || !version || !ns || !Object.hasOwn(config.raw.deployments, name)) return;
   const call = stub(ns, name)
     .feedback(deploymentDef(config, name), { requestId: record.request_id, version, at: record.ts, score, ...(metric ? { metric } : {}) })
     .catch((e: unknown) => console.warn(`deployment ${name}: feedback not counted: ${errorMessage(e)}`));
