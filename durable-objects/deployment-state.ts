@@ -314,6 +314,13 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
     const last = Number(this.meta('evaluated_at') ?? 0);
     if (!scheduled && now - last < Math.min(1_000, def.config.rollout.evaluate_interval_ms)) return;
     this.meta('evaluated_at', String(now));
+    // Storage stays bounded however long a step or an A/B test runs: only the newest samples per arm are read anyway.
+    for (const arm of ['stable', 'candidate']) {
+      this.sql.exec(
+        'DELETE FROM samples WHERE rollout = ? AND arm = ? AND at < (SELECT at FROM samples WHERE rollout = ? AND arm = ? ORDER BY at DESC LIMIT 1 OFFSET ?)',
+        r.id, arm, r.id, arm, MAX_SAMPLES_PER_ARM,
+      );
+    }
     const { comparison } = this.compare(def, r);
     if (comparison.verdict === 'rollback') {
       this.finish(r, 'rolled_back', 'router', `automatic rollback: ${comparison.reasons.join('; ')}`, now);

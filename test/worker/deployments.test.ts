@@ -200,18 +200,19 @@ describe('deployments', () => {
     expect(res.status).toBe(404);
   });
 
-  it('a bad canary is rolled back on its own, with the numbers, and a signed alert goes out', async () => {
+  it('a bad canary at 5% is rolled back on its own, with the numbers, and a signed alert goes out', async () => {
     const hook = await spawnWebhook();
     const s = await setup(() => {}, hook.url);
     // Every backend of the candidate's model fails.
     await Promise.all(Object.entries(s.sims).filter(([id]) => id.includes('70b')).map(([, sim]) => sim.faults({ error_rate: 1 })));
     await gate(s, 'v2');
-    const ro = await json<RolloutView>(await start(s, { version: 'v2', steps: [50, 100] }), 201);
+    // The default first step: 5% of users.
+    const ro = await json<RolloutView>(await start(s, { version: 'v2', steps: [5, 25, 50, 100] }), 201);
     let i = 0;
     const done = await until(
       'the automatic rollback',
       async () => {
-        for (let k = 0; k < 5; k++) await ask(s, `u-${i++}`);
+        await Promise.all(Array.from({ length: 20 }, () => ask(s, `u-${i++}`)));
         return rollout(s, ro.id);
       },
       (v) => v.state !== 'running',
@@ -220,6 +221,8 @@ describe('deployments', () => {
     expect(done.state).toBe('rolled_back');
     expect(done.reason).toMatch(/automatic rollback: .*error.rate/i);
     expect(done.comparison?.verdict).toBe('rollback');
+    expect(done.share).toBe(0);
+    expect(done.steps[done.step]).toBe(5); // caught in its first step
     expect(done.arms.candidate.error_rate).toBe(1);
     expect(done.arms.stable.error_rate).toBe(0);
     const calls = await until('the alert', () => hook.calls(), (c) => c.length > 0);
