@@ -1,6 +1,7 @@
 import { env as testEnv } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { detectDrift } from '../../worker/alerts/drift';
+import { runbookForAlert } from '../../worker/alerts/runbooks';
 import { runAlerts } from '../../worker/alerts/scheduled';
 import { alertsSchema } from '../../worker/config/alerts';
 import type { Env } from '../../worker/env';
@@ -41,6 +42,7 @@ describe('detectDrift', () => {
       details: { signal: 'refusal_rate', deployment: 'bot', version: 'v2', value: 0.2, baseline: 0.1, relative_change: 1, window_samples: 150, baseline_samples: 450, window_minutes: 15, baseline_minutes: 45 },
     });
     expect(alerts[0]!.summary).toBe('Refusal rate of deployment bot version v2 moved 10% → 20% (+100%) over the last 15 min against the 45 min before');
+    expect(runbookForAlert(alerts[0]!.id)).toBe('quality-drift');
     // The same shapes from the other side: a drop is drift too.
     expect(detectDrift(series(end, { ...steady, refusals: 2 }, steady), A, NOW).map((a) => a.id)).toEqual(['quality_drift:refusal_rate:deployment:bot@v2']);
   });
