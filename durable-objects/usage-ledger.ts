@@ -33,6 +33,8 @@ const ADDED_COLUMNS: readonly [string, string][] = [
 
 /** A feedback lookup that waits for its record never waits longer than this, whatever it asks. */
 const MAX_FEEDBACK_WAIT_MS = 10_000;
+/** Lookups waiting at once; past this (a client flooding unknown ids) a lookup answers at once. */
+const MAX_FEEDBACK_WAITERS = 256;
 
 export class UsageLedger extends DurableObject {
   private readonly sql: SqlStorage;
@@ -137,7 +139,7 @@ export class UsageLedger extends DurableObject {
   async feedback(f: FeedbackWrite): Promise<FeedbackResult> {
     const deadline = Date.now() + Math.min(Math.max(0, f.wait_ms), MAX_FEEDBACK_WAIT_MS);
     let found = this.lookup(f.request_id);
-    while (found.status === 'not_found' && Date.now() < deadline) {
+    while (found.status === 'not_found' && Date.now() < deadline && this.waiters.size < MAX_FEEDBACK_WAITERS) {
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer);
