@@ -208,7 +208,8 @@ function rowOf(r: UsageRecord): SqlStorageValue[] {
     r.request_id, r.ts, r.tenant, r.key_id, r.user, r.feature, r.endpoint, r.requested_model, r.model, r.backend, r.region, r.tier,
     r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.tokens_estimated ? 1 : 0, r.cost_usd, r.saved_usd, r.latency_ms, r.ttft_ms,
     r.tokens_per_s, r.status, r.outcome, r.cache, r.attempts, JSON.stringify(r.path), r.error_code, r.client_request_id ?? null,
-    r.deployment ?? null, r.deployment_version ?? null, r.finish_reason ?? null, r.refused === undefined || r.refused === null ? null : r.refused ? 1 : 0,
+    // finish_reason is the backend's word: bounded, so a hostile backend cannot bloat the rows.
+    r.deployment ?? null, r.deployment_version ?? null, r.finish_reason?.slice(0, 64) ?? null, r.refused === undefined || r.refused === null ? null : r.refused ? 1 : 0,
   ];
 }
 
