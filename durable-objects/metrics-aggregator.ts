@@ -1,6 +1,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { applyDelta, type MetricsDelta, type MetricsSnapshot } from '../worker/protocol/metrics';
 import { MINUTES_KEPT, minuteOf, type MinuteBucket } from '../worker/protocol/rules/minute-series';
+import type { QualityMinute } from '../worker/protocol/rules/quality-minutes';
 
 // `METRICS.idFromName("global")` (and "shard-<n>" when [metrics].shards > 1): the service-wide sum
 // of what isolates counted. Isolates send additive deltas (worker/telemetry/metrics.ts) at most
@@ -19,6 +20,8 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
   private readonly counters = new Map<string, number>();
   private readonly histograms = new Map<string, { buckets: number[]; sum: number }>();
   private readonly minuteMap = new Map<string, MinuteBucket>();
+  /** Quality signals per minute and deployment version / model (the drift alert's input), same horizon as minuteMap. */
+  private readonly qualityMap = new Map<string, QualityMinute>();
   /** isolate → [last applied seq, when]. */
   private readonly isolates = new Map<string, [number, number]>();
   private oldestMinute = Number.POSITIVE_INFINITY;
@@ -31,6 +34,7 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
     this.sql.exec('CREATE TABLE IF NOT EXISTS histograms (k TEXT PRIMARY KEY, buckets TEXT NOT NULL, sum REAL NOT NULL)');
     this.sql.exec('CREATE TABLE IF NOT EXISTS minutes (k TEXT PRIMARY KEY, minute INTEGER NOT NULL, data TEXT NOT NULL)');
     this.sql.exec('CREATE TABLE IF NOT EXISTS isolates (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL)');
+    this.sql.exec('CREATE TABLE IF NOT EXISTS quality_minutes (k TEXT PRIMARY KEY, minute INTEGER NOT NULL, data TEXT NOT NULL)');
     for (const r of this.sql.exec<{ k: string; v: number }>('SELECT k, v FROM counters')) this.counters.set(r.k, r.v);
     for (const r of this.sql.exec<{ k: string; buckets: string; sum: number }>('SELECT k, buckets, sum FROM histograms')) {
       this.histograms.set(r.k, { buckets: JSON.parse(r.buckets) as number[], sum: r.sum });
@@ -41,6 +45,11 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
       this.oldestMinute = Math.min(this.oldestMinute, m.minute);
     }
     for (const r of this.sql.exec<{ id: string; seq: number; at: number }>('SELECT id, seq, at FROM isolates')) this.isolates.set(r.id, [r.seq, r.at]);
+    for (const r of this.sql.exec<{ k: string; data: string }>('SELECT k, data FROM quality_minutes')) {
+      const q = JSON.parse(r.data) as QualityMinute;
+      this.qualityMap.set(r.k, q);
+      this.oldestMinute = Math.min(this.oldestMinute, q.minute);
+    }
   }
 
   // ------------------------------------------------------------------ RPC
@@ -54,8 +63,8 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
     const horizon = minuteOf(now) - (MINUTES_KEPT - 1) * 60_000;
     // A record older than the kept hour (a long stream, a late flush) still counts in the totals.
     const touched = applyDelta(
-      { counters: this.counters, histograms: this.histograms, minutes: this.minuteMap },
-      { ...delta, minutes: delta.minutes.filter((m) => m.minute >= horizon) },
+      { counters: this.counters, histograms: this.histograms, minutes: this.minuteMap, quality: this.qualityMap },
+      { ...delta, minutes: delta.minutes.filter((m) => m.minute >= horizon), quality: (delta.quality ?? []).filter((q) => q.minute >= horizon) },
     );
     for (const k of touched.counters) this.sql.exec('INSERT OR REPLACE INTO counters (k, v) VALUES (?, ?)', k, this.counters.get(k)!);
     for (const k of touched.histograms) {
@@ -66,6 +75,11 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
       const m = this.minuteMap.get(k)!;
       this.sql.exec('INSERT OR REPLACE INTO minutes (k, minute, data) VALUES (?, ?, ?)', k, m.minute, JSON.stringify(m));
       this.oldestMinute = Math.min(this.oldestMinute, m.minute);
+    }
+    for (const k of touched.quality) {
+      const q = this.qualityMap.get(k)!;
+      this.sql.exec('INSERT OR REPLACE INTO quality_minutes (k, minute, data) VALUES (?, ?, ?)', k, q.minute, JSON.stringify(q));
+      this.oldestMinute = Math.min(this.oldestMinute, q.minute);
     }
     this.prune(now, horizon);
     return true;
@@ -86,6 +100,12 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
     return [...this.minuteMap.values()].filter((m) => m.minute >= from).sort((a, b) => a.minute - b.minute);
   }
 
+  /** Quality minutes at or after the one holding `sinceMs` (the last hour at most), oldest first: the drift alert's input. */
+  qualityMinutes(sinceMs: number, now: number = Date.now()): QualityMinute[] {
+    const from = Math.max(minuteOf(sinceMs), minuteOf(now) - (MINUTES_KEPT - 1) * 60_000);
+    return [...this.qualityMap.values()].filter((q) => q.minute >= from).sort((a, b) => a.minute - b.minute);
+  }
+
   // ------------------------------------------------------------------ internals
 
   /** Cheap on most calls: the minute scan runs when the oldest kept minute fell out, the isolate scan once a minute. */
@@ -96,7 +116,12 @@ export class MetricsAggregator extends DurableObject<Record<string, unknown>> {
         if (m.minute < horizon) this.minuteMap.delete(k);
         else this.oldestMinute = Math.min(this.oldestMinute, m.minute);
       }
+      for (const [k, q] of this.qualityMap) {
+        if (q.minute < horizon) this.qualityMap.delete(k);
+        else this.oldestMinute = Math.min(this.oldestMinute, q.minute);
+      }
       this.sql.exec('DELETE FROM minutes WHERE minute < ?', horizon);
+      this.sql.exec('DELETE FROM quality_minutes WHERE minute < ?', horizon);
     }
     if (now - this.isolatesPrunedAt < 60_000) return;
     this.isolatesPrunedAt = now;

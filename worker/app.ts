@@ -22,6 +22,7 @@ import { responsesRoute } from './routes/responses';
 import { anthropicMessagesRoute } from './routes/anthropic-messages';
 import { anthropicErrors } from './anthropic/errors';
 import { metricsRoute, requireMetricsToken } from './routes/metrics';
+import { feedbackRoute } from './routes/feedback';
 
 export const app = new Hono<AppEnv>();
 
@@ -57,6 +58,8 @@ app.post('/v1/embeddings', inferenceRoute('embeddings'));
 // Other formats, run through the same pipeline as chat completions (usage records say endpoint "chat").
 app.post('/v1/responses', responsesRoute);
 app.post('/v1/messages', anthropicMessagesRoute);
+// Feedback on an answered request of the caller's tenant (worker/quality/feedback.ts).
+app.post('/v1/feedback', feedbackRoute);
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

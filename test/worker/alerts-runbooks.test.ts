@@ -46,7 +46,7 @@ function alertEnv(hookUrl: string, alerts: Record<string, unknown>) {
   const suffix = crypto.randomUUID();
   const real = base.ALERTS;
   const ALERTS = { idFromName: (n: string) => real.idFromName(`${n}:${suffix}`), get: (id: DurableObjectId) => real.get(id) } as unknown as Env['ALERTS'];
-  const METRICS = { idFromName: (n: string) => n, get: () => ({ minutes: async (since: number) => failingMinutes(since + LOOKBACK) }) } as unknown as Env['METRICS'];
+  const METRICS = { idFromName: (n: string) => n, get: () => ({ minutes: async (since: number) => failingMinutes(since + LOOKBACK), qualityMinutes: async () => [] }) } as unknown as Env['METRICS'];
   const cfg = baseConfig();
   cfg.slo = { availability: 0.5 };
   cfg.alerts = { webhooks: [{ url: hookUrl }], ...alerts };

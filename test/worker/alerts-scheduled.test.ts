@@ -48,6 +48,7 @@ function fakeMetrics(source: (since: number) => MinuteBucket[]) {
         asked.push(since);
         return source(since);
       },
+      qualityMinutes: async () => [], // no quality traffic: the drift detector has nothing to say
     }),
   };
   return { ns: ns as unknown as Env['METRICS'], asked };

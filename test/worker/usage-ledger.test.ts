@@ -90,7 +90,8 @@ describe('usage ledger: idempotent, nothing lost', () => {
     const stored = await ledger(t2).records();
     expect(stored.map((r) => r.request_id).sort()).toEqual(records.map((r) => r.request_id).sort());
     expect(new Set(stored.map((r) => r.request_id)).size).toBe(12);
-    expect(stored.find((r) => r.request_id === records[5]!.request_id)).toEqual(records[5]);
+    // Read back with the quality columns a record without them has: null.
+    expect(stored.find((r) => r.request_id === records[5]!.request_id)).toEqual({ ...records[5], deployment: null, deployment_version: null, finish_reason: null, refused: null });
   });
 
   it('[usage] enabled = false: nothing is written', async () => {
@@ -162,12 +163,15 @@ describe('GET /admin/usage', () => {
     const res = await get(`group_by=tenant&granularity=day&format=csv&${range}&tenant=${a}`);
     expect(res.headers.get('content-type')).toContain('text/csv');
     const lines = (await res.text()).trimEnd().split('\r\n');
-    expect(lines[0]).toBe('bucket,tenant,requests,prompt_tokens,completion_tokens,cost_usd,saved_usd,errors,cost_per_request_p50,cost_per_request_p95,cost_per_request_p99,latency_ms_p50,latency_ms_p95,latency_ms_p99,ttft_ms_p50,ttft_ms_p95,ttft_ms_p99,cache_hits,cache_hit_rate');
+    expect(lines[0]).toBe('bucket,tenant,requests,prompt_tokens,completion_tokens,cost_usd,saved_usd,errors,cost_per_request_p50,cost_per_request_p95,cost_per_request_p99,latency_ms_p50,latency_ms_p95,latency_ms_p99,ttft_ms_p50,ttft_ms_p95,ttft_ms_p99,cache_hits,cache_hit_rate,' +
+        'answered,refusals,refusal_rate,truncations,truncation_rate,output_tokens_mean,output_tokens_p50,output_tokens_p95,' +
+        'feedback,feedback_positive,feedback_negative,negative_feedback_rate,feedback_mean_score,feedback_custom');
     expect(lines).toHaveLength(2);
-    expect(lines[1]).toBe(`2026-05-01T00:00:00.000Z,${a},10,100,50,0.055,0,1,0.005,0.01,0.01,50,100,100,20,40,40,2,0.2`);
+    // The quality columns of records judged by none: 0 counts, empty rates and lengths.
+    expect(lines[1]).toBe(`2026-05-01T00:00:00.000Z,${a},10,100,50,0.055,0,1,0.005,0.01,0.01,50,100,100,20,40,40,2,0.2,0,0,,0,,,,,0,0,0,,,0`);
     // No TTFT in the group: empty cells, as JSON's null.
     const other = (await (await get(`group_by=tenant&format=csv&${range}&tenant=${b}`)).text()).trimEnd().split('\r\n');
-    expect(other[1]).toBe(`${b},4,400,200,2,1,0,0.5,0.5,0.5,1000,1000,1000,,,,1,0.25`);
+    expect(other[1]).toBe(`${b},4,400,200,2,1,0,0.5,0.5,0.5,1000,1000,1000,,,,1,0.25,0,0,,0,,,,,0,0,0,,,0`);
   });
 
   it('bad input is a 400 in OpenAI format; no admin token is a 401', async () => {

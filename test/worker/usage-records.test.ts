@@ -140,8 +140,8 @@ describe('usage records: one per request, every sink', () => {
     expect(mine.map((p) => p.blobs![15]).sort()).toEqual(Object.values(ids).sort());
     const p = mine.find((x) => x.blobs![15] === ids.chat)!;
     const r = rec('chat');
-    expect(p.blobs).toEqual([r.request_id, t, r.key_id, 'alice', 'search', 'chat', 'm', 'm', `b-${t}`, 'here', r.tier, 'ok', 'bypass', `b-${t}`, null, ids.chat]);
-    expect(p.doubles).toEqual([r.ts, r.prompt_tokens, 0, 20, 0, r.cost_usd, 0, r.latency_ms, r.ttft_ms, r.tokens_per_s, 200, 1]);
+    expect(p.blobs).toEqual([r.request_id, t, r.key_id, 'alice', 'search', 'chat', 'm', 'm', `b-${t}`, 'here', r.tier, 'ok', 'bypass', `b-${t}`, null, ids.chat, null, null, r.finish_reason ?? null]);
+    expect(p.doubles).toEqual([r.ts, r.prompt_tokens, 0, 20, 0, r.cost_usd, 0, r.latency_ms, r.ttft_ms, r.tokens_per_s, 200, 1, r.refused === true ? 1 : r.refused === false ? 0 : -1]);
   });
 
   it('the collector: batches of JSON records, a failed delivery retried, every record once', async () => {

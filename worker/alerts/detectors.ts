@@ -10,9 +10,13 @@
 import type { AlertsConfig, SloConfig } from '../config/alerts';
 import type { Alert, Severity } from '../protocol/alerts';
 import { LATENCY_BUCKETS_MS, type MinuteBucket } from '../protocol/rules/minute-series';
+import type { QualityMinute } from '../protocol/rules/quality-minutes';
+import { detectDrift } from './drift';
 
 export interface DetectorInput {
   buckets: readonly MinuteBucket[];
+  /** Per-minute quality signals per deployment version / model (the drift detector's input); absent: no drift check. */
+  quality?: readonly QualityMinute[];
   slo: SloConfig;
   alerts: AlertsConfig;
   now: number;
@@ -257,11 +261,25 @@ export function detectSloWindow({ buckets, slo, alerts: a, now }: DetectorInput)
 
 /** Every detector; ids are unique across them. */
 export function detectAll(input: DetectorInput): Alert[] {
-  return [...detectErrorRate(input), ...detectTtft(input), ...detectSloWindow(input), ...detectKeySpikes(input), ...detectCostWithoutTraffic(input)];
+  return [
+    ...detectErrorRate(input),
+    ...detectTtft(input),
+    ...detectSloWindow(input),
+    ...detectKeySpikes(input),
+    ...detectCostWithoutTraffic(input),
+    ...detectDrift(input.quality ?? [], input.alerts, input.now),
+  ];
 }
 
 /** How far back the detectors read (the longest window plus its baseline). */
 export function lookbackMs(a: AlertsConfig): number {
-  const minutes = Math.max(a.key_window_minutes + a.key_baseline_minutes, a.cost_window_minutes + a.cost_baseline_minutes, a.error_minutes, a.ttft_minutes, a.slo_window_minutes);
+  const minutes = Math.max(
+    a.key_window_minutes + a.key_baseline_minutes,
+    a.cost_window_minutes + a.cost_baseline_minutes,
+    a.error_minutes,
+    a.ttft_minutes,
+    a.slo_window_minutes,
+    a.drift_enabled ? a.drift_window_minutes + a.drift_baseline_minutes : 0,
+  );
   return (minutes + 1) * MINUTE_MS;
 }

@@ -11,6 +11,7 @@ export const RUNBOOKS = {
   'cold-start-storm': 'Cold-start storm',
   'upstash-outage': 'Upstash outage',
   'key-leak': 'Key leak (usage spike on one key)',
+  'quality-drift': 'Quality drift (refusals, truncations, output length, negative feedback)',
 } as const;
 
 export type RunbookSlug = keyof typeof RUNBOOKS;
@@ -25,6 +26,8 @@ export function runbookForAlert(alertId: string): RunbookSlug {
     case 'cost_without_traffic':
     case 'slo_cost_per_request':
       return 'cost-spike';
+    case 'quality_drift':
+      return 'quality-drift';
     case 'slo_p95_ttft':
     case 'slo_p95_latency':
       return 'ttft-slo';

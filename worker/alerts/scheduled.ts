@@ -10,8 +10,9 @@ import type { AlertsConfig } from '../config/alerts';
 import { loadConfig } from '../config/compiled';
 import type { Env } from '../env';
 import { sendSignedWebhook, webhookSecret } from '../protocol/rules/signed-webhook';
-import { readMinutes } from '../telemetry/metrics';
+import { readMinutes, readQualityMinutes } from '../telemetry/metrics';
 import type { MinuteBucket } from '../protocol/rules/minute-series';
+import type { QualityMinute } from '../protocol/rules/quality-minutes';
 import { detectAll, lookbackMs } from './detectors';
 import { runbookForAlert, runbookUrl } from './runbooks';
 
@@ -60,15 +61,20 @@ export async function runAlerts(env: Env, now: number): Promise<AlertRunReport> 
     return { skipped: 'no_state' };
   }
   let buckets: MinuteBucket[];
+  let quality: QualityMinute[] = [];
   try {
     // Merged across the aggregator's shards ([metrics].shards) by the metrics code.
-    buckets = await readMinutes(env, loaded.config, now - lookbackMs(alerts));
-    if (!Array.isArray(buckets)) throw new Error('minutes() did not answer an array');
+    const since = now - lookbackMs(alerts);
+    [buckets, quality] = await Promise.all([
+      readMinutes(env, loaded.config, since),
+      alerts.drift_enabled ? readQualityMinutes(env, loaded.config, since) : Promise.resolve([]),
+    ]);
+    if (!Array.isArray(buckets) || !Array.isArray(quality)) throw new Error('minutes() did not answer an array');
   } catch (e) {
     log('alerts: skipped, metrics read failed', { error: String(e) });
     return { skipped: 'metrics_failed' };
   }
-  const found = detectAll({ buckets, slo, alerts, now });
+  const found = detectAll({ buckets, quality, slo, alerts, now });
   try {
     const state = env.ALERTS.get(env.ALERTS.idFromName('global'));
     const reply = await state.evaluate({

@@ -52,6 +52,22 @@ export const alertsSchema = z.strictObject({
   /** Window of the availability, p95 latency and cost-per-request SLO checks. */
   slo_window_minutes: z.number().int().min(5).max(240).default(60),
   slo_min_requests: z.number().int().min(1).default(100),
+  /**
+   * Quality drift (worker/alerts/drift.ts): per deployment version (or model, for traffic on no
+   * deployment), each signal of the last drift_window_minutes against the drift_baseline_minutes
+   * before: refusal rate, truncation rate, mean output tokens, negative feedback rate.
+   */
+  drift_enabled: z.boolean().default(true),
+  drift_window_minutes: z.number().int().min(1).max(30).default(15),
+  drift_baseline_minutes: z.number().int().min(5).max(240).default(45),
+  /** Fires when a signal moved (up or down) by more than this share of its baseline (0.05 = 5%)… */
+  drift_change: z.number().gt(0).default(0.05),
+  /** …and by more than this absolute amount: rates in points of 1 (0.01 = one percentage point)… */
+  drift_rate_floor: z.number().min(0).max(1).default(0.01),
+  /** …mean output length in tokens… */
+  drift_tokens_floor: z.number().min(0).default(8),
+  /** …with at least this many answered requests (for the feedback rate: feedback) in the window and in the baseline each. */
+  drift_min_samples: z.number().int().min(1).default(100),
   /** A firing alert resolves after this many consecutive runs without its condition (flap damping). */
   resolve_after_runs: z.number().int().min(1).max(60).default(2),
   /** An undelivered message is retried on later runs, at most this many attempts per webhook. */

@@ -318,6 +318,8 @@ export const tenantSchema = z.strictObject({
   features: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_", ":" or "-", starting with a letter or digit')).max(1_000).optional(),
   /** Rate limits of its own: each dimension's table replaces the [limits] one (worker/config/limits.ts). */
   limits: tenantLimitsSchema.optional(),
+  /** Keep the text of /v1/feedback comments in the tenant's ledger (opt-in); otherwise only their length is kept. */
+  store_feedback_comments: z.boolean().default(false),
 });
 
 export const priceSchema = z.strictObject({

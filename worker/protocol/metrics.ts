@@ -3,6 +3,7 @@
 // additive, so the aggregator can sum them from any number of isolates (applyDelta).
 
 import { addBuckets, emptyBuckets, mergeMinute, minuteKey, type MinuteBucket } from './rules/minute-series';
+import { mergeQuality, qualityKey, type QualityMinute } from './rules/quality-minutes';
 
 /** One isolate's flush. (isolate, seq) makes a resent flush harmless: the aggregator applies each seq once. */
 export interface MetricsDelta {
@@ -13,6 +14,8 @@ export interface MetricsDelta {
   /** [series key, counts per bucket (LATENCY_BUCKETS_MS + overflow), sum of the values in seconds]. */
   histograms: [string, number[], number][];
   minutes: MinuteBucket[];
+  /** Quality signals per minute and deployment version / model (absent from an older build's isolates). */
+  quality?: QualityMinute[];
 }
 
 export type DeltaBody = Omit<MetricsDelta, 'isolate' | 'seq'>;
@@ -26,10 +29,19 @@ export interface MetricsSnapshot {
 
 /** Adds a delta body into cumulative maps (the aggregator's, or a test's). */
 export function applyDelta(
-  into: { counters: Map<string, number>; histograms: Map<string, { buckets: number[]; sum: number }>; minutes: Map<string, MinuteBucket> },
+  into: { counters: Map<string, number>; histograms: Map<string, { buckets: number[]; sum: number }>; minutes: Map<string, MinuteBucket>; quality?: Map<string, QualityMinute> },
   d: DeltaBody,
-): { counters: Set<string>; histograms: Set<string>; minutes: Set<string> } {
-  const touched = { counters: new Set<string>(), histograms: new Set<string>(), minutes: new Set<string>() };
+): { counters: Set<string>; histograms: Set<string>; minutes: Set<string>; quality: Set<string> } {
+  const touched = { counters: new Set<string>(), histograms: new Set<string>(), minutes: new Set<string>(), quality: new Set<string>() };
+  if (into.quality) {
+    for (const q of d.quality ?? []) {
+      const k = qualityKey(q);
+      const have = into.quality.get(k);
+      if (have) mergeQuality(have, q);
+      else into.quality.set(k, { ...q });
+      touched.quality.add(k);
+    }
+  }
   for (const [k, v] of d.counters) {
     into.counters.set(k, (into.counters.get(k) ?? 0) + v);
     touched.counters.add(k);

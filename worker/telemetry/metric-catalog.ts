@@ -4,6 +4,9 @@
 //
 // Cardinality: every label value comes from the config (tenants, models, regions, backends, tiers)
 // or a small fixed set (status, outcome, code, result); never a user, key or request id.
+// Deployment versions may also be added at run time by the admin API (few). A feature label is
+// the x-router-feature name only for a tenant that lists its features (config), else "other";
+// a feedback metric label is a name some deployment's [ab].metric configures, else "custom".
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -12,9 +15,17 @@ export interface MetricDef {
   readonly type: MetricType;
   readonly help: string;
   readonly labels: readonly string[];
+  /** A histogram's upper bounds in its own unit (12 of them, as LATENCY_BUCKETS_MS); absent: the latency bounds in seconds. */
+  readonly bounds?: readonly number[];
 }
 
-const def = <const L extends readonly string[]>(name: string, type: MetricType, help: string, labels: L) => ({ name, type, help, labels }) as const;
+const def = <const L extends readonly string[]>(name: string, type: MetricType, help: string, labels: L, bounds?: readonly number[]) =>
+  ({ name, type, help, labels, ...(bounds ? { bounds } : {}) }) as const;
+
+/** Upper bounds (tokens) of router_output_tokens: as many as the latency bounds, so the aggregator's bucket arrays fit both. */
+export const OUTPUT_TOKEN_BUCKETS: readonly number[] = [4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192];
+
+const QUALITY_LABELS = ['tenant', 'model', 'deployment', 'version'] as const;
 
 /** Counted per request (from its usage record) in the isolates, summed by the aggregator. */
 export const REQUEST_METRICS = {
@@ -33,6 +44,14 @@ export const REQUEST_METRICS = {
   attemptFailures: def('router_attempt_failures_total', 'counter', 'Backend attempts that failed, by cause: the causes of retries and fallbacks.', ['backend', 'cause']),
   upstashErrors: def('router_upstash_errors_total', 'counter', 'Upstash calls that failed (error or timeout).', ['component', 'op']),
   upstashFallbacks: def('router_upstash_fallbacks_total', 'counter', 'Operations the embedded store served because Upstash failed or was resting.', ['component', 'op']),
+  // Quality signals (README "Quality signals and drift"): over answered requests, i.e. served
+  // chat/completions answers that missed the caches and were judged (usage record `refused` not null).
+  answers: def('router_answers_total', 'counter', 'Answered requests (served chat/completions answers judged for refusal and truncation).', QUALITY_LABELS),
+  refusals: def('router_refusals_total', 'counter', 'Answered requests whose first sentences read as a refusal (worker/quality/refusal.ts).', QUALITY_LABELS),
+  truncations: def('router_truncations_total', 'counter', 'Answered requests cut by the token limit (finish_reason "length").', QUALITY_LABELS),
+  outputTokens: def('router_output_tokens', 'histogram', 'Completion tokens per answered request.', QUALITY_LABELS, OUTPUT_TOKEN_BUCKETS),
+  feedback: def('router_feedback_total', 'counter', 'Feedback received (POST /v1/feedback), by sentiment: positive (score > 0), negative (< 0), neutral (0).', [...QUALITY_LABELS, 'feature', 'metric', 'sentiment']),
+  feedbackScore: def('router_feedback_score_total', 'counter', 'Sum of feedback scores (divide by router_feedback_total for the mean).', [...QUALITY_LABELS, 'feature', 'metric']),
 } as const;
 
 /** Read at scrape time from the objects that own them. */

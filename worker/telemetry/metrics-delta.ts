@@ -4,8 +4,26 @@
 
 import type { DeltaBody } from '../protocol/metrics';
 import { bucketIndex, emptyBuckets, minuteKey, minuteOf, type MinuteBucket } from '../protocol/rules/minute-series';
+import { emptyQuality, qualityKey, type QualityMinute } from '../protocol/rules/quality-minutes';
 import type { UsageRecord } from '../protocol/usage-record';
-import { REQUEST_METRICS as M, seriesKey, type RequestMetric } from './metric-catalog';
+import { OUTPUT_TOKEN_BUCKETS, REQUEST_METRICS as M, seriesKey, type RequestMetric } from './metric-catalog';
+
+/** One feedback, as /metrics and the drift series count it (labels already bounded by worker/quality/feedback.ts). */
+export interface FeedbackObservation {
+  /** When the feedback arrived (epoch ms): its minute in the drift series. */
+  at: number;
+  tenant: string;
+  model: string | null;
+  deployment: string | null;
+  version: string | null;
+  /** Label value: a listed feature, "none" or "other". */
+  feature: string;
+  /** Label value: "default", a configured metric name, or "custom". */
+  metric: string;
+  /** True for the default score (no custom metric): only that feeds the negative feedback rate. */
+  isDefault: boolean;
+  score: number;
+}
 
 /** Codes of 429s that a limit or a budget gave (not the backend's). */
 const LIMIT_CODES = new Set(['rate_limit_exceeded', 'budget_exceeded', 'insufficient_quota']);
@@ -18,11 +36,12 @@ export class MetricsAccumulator {
   private counters = new Map<string, number>();
   private histograms = new Map<string, { buckets: number[]; sum: number }>();
   private minutes = new Map<string, MinuteBucket>();
+  private quality = new Map<string, QualityMinute>();
   /** Requests observed since the last take(). */
   records = 0;
 
   get empty(): boolean {
-    return this.counters.size === 0 && this.histograms.size === 0 && this.minutes.size === 0;
+    return this.counters.size === 0 && this.histograms.size === 0 && this.minutes.size === 0 && this.quality.size === 0;
   }
 
   add(metric: RequestMetric, values: readonly string[], by = 1): void {
@@ -38,6 +57,52 @@ export class MetricsAccumulator {
     if (!h) this.histograms.set(k, (h = { buckets: emptyBuckets(), sum: 0 }));
     h.buckets[bucketIndex(ms)]!++;
     h.sum += ms / 1000;
+  }
+
+  /** A histogram observation in the metric's own unit and bounds (e.g. tokens). */
+  observeIn(metric: RequestMetric, values: readonly string[], value: number, bounds: readonly number[]): void {
+    if (!Number.isFinite(value) || value < 0) return;
+    const k = seriesKey(metric.name, values);
+    let h = this.histograms.get(k);
+    if (!h) this.histograms.set(k, (h = { buckets: emptyBuckets(), sum: 0 }));
+    h.buckets[bucketIndex(value, bounds)]!++;
+    h.sum += value;
+  }
+
+  /** One feedback: the /metrics counters and the drift series' minute. */
+  observeFeedback(f: FeedbackObservation): void {
+    this.records++;
+    const labels = [f.tenant, none(f.model), none(f.deployment), none(f.version), f.feature, f.metric];
+    this.add(M.feedback, [...labels, f.score > 0 ? 'positive' : f.score < 0 ? 'negative' : 'neutral']);
+    this.add(M.feedbackScore, labels, f.score);
+    if (!f.isDefault) return;
+    const q = this.qualityMinute(f.at, f.deployment, f.version, f.model);
+    q.feedback++;
+    if (f.score < 0) q.feedback_negative++;
+  }
+
+  private qualityMinute(ts: number, deployment: string | null, version: string | null, model: string | null): QualityMinute {
+    const key = { minute: minuteOf(ts), deployment, version, model };
+    const k = qualityKey(key);
+    let q = this.quality.get(k);
+    if (!q) this.quality.set(k, (q = emptyQuality(key)));
+    return q;
+  }
+
+  /** Refusals, truncations and output length of a judged answer (README "Quality signals and drift"). */
+  private observeQuality(r: UsageRecord, model: string): void {
+    if (r.refused === null || r.refused === undefined) return;
+    const labels = [r.tenant, model, none(r.deployment ?? null), none(r.deployment_version ?? null)];
+    const truncated = r.finish_reason === 'length';
+    this.add(M.answers, labels);
+    if (r.refused) this.add(M.refusals, labels);
+    if (truncated) this.add(M.truncations, labels);
+    this.observeIn(M.outputTokens, labels, r.completion_tokens, OUTPUT_TOKEN_BUCKETS);
+    const q = this.qualityMinute(r.ts, r.deployment ?? null, r.deployment_version ?? null, r.model);
+    q.answered++;
+    if (r.refused) q.refusals++;
+    if (truncated) q.truncations++;
+    q.output_tokens += r.completion_tokens;
   }
 
   /** Everything one usage record counts for. */
@@ -60,6 +125,7 @@ export class MetricsAccumulator {
     }
     this.observePath(r, model);
     this.observeMinute(r);
+    this.observeQuality(r, model);
   }
 
   /**
@@ -101,10 +167,12 @@ export class MetricsAccumulator {
       counters: [...this.counters],
       histograms: [...this.histograms].map(([k, h]) => [k, h.buckets, h.sum]),
       minutes: [...this.minutes.values()],
+      ...(this.quality.size ? { quality: [...this.quality.values()] } : {}),
     };
     this.counters = new Map();
     this.histograms = new Map();
     this.minutes = new Map();
+    this.quality = new Map();
     this.records = 0;
     return body;
   }

@@ -21,6 +21,8 @@ import { MetricsAccumulator } from './metrics-delta';
 import type { MetricsDelta } from '../protocol/metrics';
 import { mergeMinuteLists, type MinuteBucket } from '../protocol/rules/minute-series';
 import type { UsageRecord } from '../protocol/usage-record';
+import { mergeQualityLists, type QualityMinute } from '../protocol/rules/quality-minutes';
+import type { FeedbackObservation } from './metrics-delta';
 
 export type Send = (delta: MetricsDelta) => Promise<unknown>;
 
@@ -49,6 +51,12 @@ export class MetricsIsolate {
   /** Counts one record; sends what is pending in `ctx` if a flush is due and none is in flight. */
   observe(record: UsageRecord, ctx: WaitUntil, settings: FlushSettings, send: Send, now: number = Date.now()): void {
     this.acc.observeRecord(record);
+    this.schedule(ctx, settings, send, now);
+  }
+
+  /** Counts one feedback (POST /v1/feedback); sends like observe(). */
+  observeFeedback(f: FeedbackObservation, ctx: WaitUntil, settings: FlushSettings, send: Send, now: number = Date.now()): void {
+    this.acc.observeFeedback(f);
     this.schedule(ctx, settings, send, now);
   }
 
@@ -160,6 +168,16 @@ export function observeRequest(record: UsageRecord, env: Env, ctx: { waitUntil(p
   }
 }
 
+/** Counts one feedback in /metrics and the drift series (the feedback route's call, after it is stored). */
+export function observeFeedback(f: FeedbackObservation, env: Env, ctx: WaitUntil, config: CompiledConfig): void {
+  if (!env.METRICS) return;
+  try {
+    isolate.observeFeedback(f, ctx, config.raw.metrics, sender(env, config));
+  } catch (err) {
+    console.warn(`metrics: feedback not counted: ${errorMessage(err)}`);
+  }
+}
+
 export type AttemptFailureKind = { kind: 'timeout' | 'connect' | 'status'; status?: number };
 
 /** The cause label of a failed attempt: timeout, connect, http_429, http_5xx, http_4xx. */
@@ -183,6 +201,12 @@ export async function readSnapshots(env: Env, config: CompiledConfig): Promise<M
 export async function readMinutes(env: Env, config: CompiledConfig, sinceMs: number): Promise<MinuteBucket[]> {
   const lists = await Promise.all(shardNames(config.raw.metrics.shards).map((n) => aggregator(env, n).minutes(sinceMs)));
   return lists.length === 1 ? lists[0]! : mergeMinuteLists(lists);
+}
+
+/** The quality minutes since `sinceMs`, merged across shards: the drift alert's input. */
+export async function readQualityMinutes(env: Env, config: CompiledConfig, sinceMs: number): Promise<QualityMinute[]> {
+  const lists = (await Promise.all(shardNames(config.raw.metrics.shards).map((n) => aggregator(env, n).qualityMinutes(sinceMs)))) as QualityMinute[][];
+  return lists.length === 1 ? lists[0]! : mergeQualityLists(lists);
 }
 
 /**

@@ -101,7 +101,7 @@ export function recordUsage(env: UsageEnv, ctx: WaitUntil, config: CompiledConfi
 
 /**
  * The Analytics Engine row of a record (README "Usage and cost" documents the columns): index1 =
- * tenant (AE samples per index); blob1..blob16 (blob16: client_request_id, added last) and double1..double12 in the order below. AE has
+ * tenant (AE samples per index); blob1..blob19 (blob16: client_request_id; blob17..19: deployment, deployment_version, finish_reason, added last) and double1..double13 (double13: refused, 1/0, -1 when not judged) in the order below. AE has
  * no unique key: deduplicate by blob1 (request_id) in queries if a record may have been written twice.
  */
 export function analyticsPoint(r: UsageRecord) {
@@ -110,10 +110,12 @@ export function analyticsPoint(r: UsageRecord) {
     blobs: [
       r.request_id, r.tenant, r.key_id, r.user, r.feature, r.endpoint, r.requested_model, r.model, r.backend, r.region, r.tier,
       r.outcome, r.cache, r.path.join('>'), r.error_code, r.client_request_id ?? null,
+      r.deployment ?? null, r.deployment_version ?? null, r.finish_reason ?? null,
     ],
     doubles: [
       r.ts, r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.tokens_estimated ? 1 : 0, r.cost_usd, r.saved_usd, r.latency_ms,
       r.ttft_ms ?? -1, r.tokens_per_s ?? -1, r.status, r.attempts,
+      r.refused === true ? 1 : r.refused === false ? 0 : -1,
     ],
   };
 }

@@ -35,6 +35,6 @@ export function requestFamilies(snapshots: readonly MetricsSnapshot[]): Family[]
     list.push({ values, buckets: h.buckets, sum: h.sum });
   }
   return Object.values(REQUEST_METRICS).map((def: MetricDef): Family =>
-    def.type === 'histogram' ? { def, histogram: hists.get(def.name) ?? [], boundsSeconds: BOUNDS_SECONDS } : { def, samples: samples.get(def.name) ?? [] },
+    def.type === 'histogram' ? { def, histogram: hists.get(def.name) ?? [], boundsSeconds: def.bounds ?? BOUNDS_SECONDS } : { def, samples: samples.get(def.name) ?? [] },
   );
 }

@@ -18,7 +18,7 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
     const id = JSON.stringify([g.bucket, ...groupBy.map((k) => g.keys[k] ?? null)]);
     const m = merged.get(id);
     if (!m) {
-      merged.set(id, { ...g, costs: [...g.costs], latencies: [...g.latencies], ttfts: [...g.ttfts] });
+      merged.set(id, { ...withQuality(g), costs: [...g.costs], latencies: [...g.latencies], ttfts: [...g.ttfts], output_tokens: [...(g.output_tokens ?? [])] });
       continue;
     }
     m.requests += g.requests;
@@ -31,12 +31,24 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
     m.costs.push(...g.costs);
     m.latencies.push(...g.latencies);
     m.ttfts.push(...g.ttfts);
+    const q = withQuality(g);
+    m.answered += q.answered;
+    m.refusals += q.refusals;
+    m.truncations += q.truncations;
+    m.output_tokens.push(...q.output_tokens);
+    m.feedback += q.feedback;
+    m.feedback_positive += q.feedback_positive;
+    m.feedback_negative += q.feedback_negative;
+    m.feedback_score_sum += q.feedback_score_sum;
+    m.feedback_custom += q.feedback_custom;
   }
   const rows = [...merged.values()].map((g) => {
     const costs = g.costs.sort((a, b) => a - b);
     const lat = g.latencies.sort((a, b) => a - b);
     const ttft = g.ttfts.sort((a, b) => a - b);
     const ttftAt = (p: number) => (ttft.length ? percentile(ttft, p) : null);
+    const out = g.output_tokens.sort((a, b) => a - b);
+    const rate = (n: number, of: number) => (of > 0 ? n / of : null);
     const row: ReportRow = {};
     if (bucketed) row.bucket = g.bucket === null ? null : new Date(g.bucket).toISOString();
     for (const k of groupBy) row[k] = g.keys[k] ?? null;
@@ -59,6 +71,23 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
       ttft_ms_p99: ttftAt(0.99),
       cache_hits: g.cache_hits,
       cache_hit_rate: g.requests ? g.cache_hits / g.requests : 0,
+      // Quality signals (README "Quality signals and drift"), over the answered requests: served
+      // chat/completions answers that missed the caches and were judged. Null when none was.
+      answered: g.answered,
+      refusals: g.refusals,
+      refusal_rate: rate(g.refusals, g.answered),
+      truncations: g.truncations,
+      truncation_rate: rate(g.truncations, g.answered),
+      output_tokens_mean: out.length ? out.reduce((a, b) => a + b, 0) / out.length : null,
+      output_tokens_p50: out.length ? percentile(out, 0.5) : null,
+      output_tokens_p95: out.length ? percentile(out, 0.95) : null,
+      // Default feedback (no custom metric) on the group's requests; custom-metric feedback counted apart.
+      feedback: g.feedback,
+      feedback_positive: g.feedback_positive,
+      feedback_negative: g.feedback_negative,
+      negative_feedback_rate: rate(g.feedback_negative, g.feedback),
+      feedback_mean_score: g.feedback > 0 ? g.feedback_score_sum / g.feedback : null,
+      feedback_custom: g.feedback_custom,
     });
     return row;
   });
@@ -70,6 +99,22 @@ export function mergeGroups(groups: LedgerGroup[], groupBy: readonly GroupColumn
     }
     return 0;
   });
+}
+
+/** A group from a ledger of an older build (no quality fields) reads as one with none. */
+function withQuality(g: LedgerGroup): LedgerGroup {
+  return {
+    ...g,
+    answered: g.answered ?? 0,
+    refusals: g.refusals ?? 0,
+    truncations: g.truncations ?? 0,
+    output_tokens: g.output_tokens ?? [],
+    feedback: g.feedback ?? 0,
+    feedback_positive: g.feedback_positive ?? 0,
+    feedback_negative: g.feedback_negative ?? 0,
+    feedback_score_sum: g.feedback_score_sum ?? 0,
+    feedback_custom: g.feedback_custom ?? 0,
+  };
 }
 
 /** Nearest-rank percentile of sorted values: the smallest value with at least p of them at or below it. */
@@ -100,4 +145,6 @@ export const METRIC_COLUMNS = [
   'requests', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'saved_usd', 'errors',
   'cost_per_request_p50', 'cost_per_request_p95', 'cost_per_request_p99', 'latency_ms_p50', 'latency_ms_p95', 'latency_ms_p99',
   'ttft_ms_p50', 'ttft_ms_p95', 'ttft_ms_p99', 'cache_hits', 'cache_hit_rate',
+  'answered', 'refusals', 'refusal_rate', 'truncations', 'truncation_rate', 'output_tokens_mean', 'output_tokens_p50', 'output_tokens_p95',
+  'feedback', 'feedback_positive', 'feedback_negative', 'negative_feedback_rate', 'feedback_mean_score', 'feedback_custom',
 ] as const;
