@@ -262,6 +262,52 @@ describe('deployments', () => {
     expect(records.some((r) => r.deployment === s.name && r.refused === true)).toBe(true);
   });
 
+  it('an A/B test on feedback finds a real difference, with a CI and a p-value, and names no winner without one', async () => {
+    const run = async (good: { v1: number; v2: number }) => {
+      const s = await setup((d) => {
+        d.ab = { alpha: 0.05, test: 'sequential', share: 50 };
+      });
+      await gate(s, 'v2');
+      const ro = await json<RolloutView>(await start(s, { version: 'v2', mode: 'ab' }), 201);
+      expect(ro).toMatchObject({ mode: 'ab', share: 50, state: 'running' });
+      const counts = { v1: 0, v2: 0 };
+      for (let batch = 0; batch < 16; batch++) {
+        await Promise.all(
+          Array.from({ length: 10 }, async (_, k) => {
+            const res = await ask(s, `ab-${batch}-${k}`);
+            await res.text();
+            const version = res.headers.get('x-router-deployment-version') as 'v1' | 'v2';
+            // Deterministic "users": in every ten answers of a version, good[version] are liked.
+            const n = counts[version]++;
+            const score = n % 10 < good[version] ? 1 : -1;
+            const fb = await (await import('./support')).call('/v1/feedback', {
+              method: 'POST',
+              headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ request_id: res.headers.get('x-request-id'), score }),
+              env: s.e,
+            });
+            expect(fb.status, await fb.clone().text()).toBe(201);
+          }),
+        );
+      }
+      return { view: await until('feedback counted', () => rollout(s, ro.id), (v) => (v.ab?.stable.n ?? 0) + (v.ab?.candidate.n ?? 0) === 160), counts };
+    };
+
+    const real = await run({ v1: 3, v2: 9 });
+    expect(real.counts.v1 + real.counts.v2).toBe(160);
+    const ab = real.view.ab!;
+    expect(ab).toMatchObject({ metric: 'positive_feedback', test: 'sequential', significant: true, winner: 'candidate' });
+    expect(ab.p_value!).toBeLessThan(0.05);
+    expect(ab.diff!).toBeGreaterThan(0.4);
+    expect(ab.ci![0]).toBeGreaterThan(0);
+    expect(real.view.state).toBe('running'); // an A/B test reports; the operator promotes
+
+    const none = await run({ v1: 5, v2: 5 });
+    expect(none.view.ab).toMatchObject({ significant: false, winner: null });
+    expect(none.view.ab!.ci![0]).toBeLessThan(0);
+    expect(none.view.ab!.ci![1]).toBeGreaterThan(0);
+  });
+
   it('a good canary walks its steps and is promoted', async () => {
     const s = await setup((d) => {
       d.rollout.steps = [20, 50, 100];

@@ -5,6 +5,7 @@ import type { ArmSample } from '../protocol/rules/rollout-stats';
 import type { UsageRecord } from '../protocol/usage-record';
 import type { DeploymentAssignment } from './assign';
 import { background, errorMessage } from '../isolate/background';
+import { onFeedback } from '../quality/feedback';
 import { deploymentDef, reportOutcome, stub } from './view';
 
 /**
@@ -46,3 +47,6 @@ export function recordDeploymentFeedback(env: Env, ctx: WaitUntil, config: Compi
     .catch((e: unknown) => console.warn(`deployment ${name}: feedback not counted: ${errorMessage(e)}`));
   background(ctx, call, 'deployment feedback');
 }
+
+// Feedback on a deployment's request counts for its running rollout (a replacement replaces it there too).
+onFeedback((f, env, ctx, config) => recordDeploymentFeedback(env, ctx, config, f.record, f.score, f.metric));
