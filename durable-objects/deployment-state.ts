@@ -34,6 +34,8 @@ const HISTORY_LIMIT = 200;
 const RECENT_ROLLOUTS = 20;
 /** Samples kept per arm and step at most (the newest): bounds the object's work per evaluation. */
 const MAX_SAMPLES_PER_ARM = 20_000;
+/** Tries of a rollback alert per webhook (1 s, then 2 s apart). */
+const ANNOUNCE_ATTEMPTS = 3;
 
 interface RolloutRow extends Record<string, SqlStorageValue> {
   id: string;
@@ -277,7 +279,8 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
       if (!live) return refusal(409, 'rollout_not_live', `Rollout ${id} is ${r.state}.`);
       const gate = this.gateCheck(def, r.candidate, force, reason ?? undefined);
       if (gate) return gate;
-      this.finish(r, 'promoted', actor, reason ?? 'promoted by an operator', now);
+      const forced = def.config.gate.required && !this.hasPassingGate(r.candidate);
+      this.finish(r, 'promoted', actor, reason ?? 'promoted by an operator', now, forced);
     } else if (action === 'pause') {
       if (r.state !== 'running') return refusal(409, 'rollout_not_running', `Rollout ${id} is ${r.state}.`);
       this.sql.exec("UPDATE rollouts SET state = 'paused' WHERE id = ?", id);
@@ -324,7 +327,8 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
     const { comparison } = this.compare(def, r);
     if (comparison.verdict === 'rollback') {
       this.finish(r, 'rolled_back', 'router', `automatic rollback: ${comparison.reasons.join('; ')}`, now);
-      await this.announce(def, r, comparison);
+      // Not awaited: a report's reply (the isolate's new split) must not wait for a webhook; the object stays up while it is sent.
+      this.ctx.waitUntil(this.announce(def, r, comparison));
       return;
     }
     if (r.mode !== 'canary' || r.state !== 'running') return;
@@ -345,7 +349,7 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
   }
 
   /** Ends a live rollout: promoted (the candidate serves, the stable one is kept as `previous`) or rolled back. */
-  private finish(r: RolloutRow, state: Extract<RolloutState, 'promoted' | 'rolled_back'>, actor: string, reason: string, now: number): void {
+  private finish(r: RolloutRow, state: Extract<RolloutState, 'promoted' | 'rolled_back'>, actor: string, reason: string, now: number, forced = false): void {
     const def = JSON.parse(this.meta('def')!) as DeploymentDef;
     const final = r.mode === 'blue-green' ? null : { ...this.compare(def, r), arms: this.arms(r) };
     this.sql.exec('UPDATE rollouts SET state = ?, ended_at = ?, reason = ?, share = ?, final = ? WHERE id = ?', state, now, reason, state === 'promoted' ? 100 : 0, final ? JSON.stringify(final) : null, r.id);
@@ -355,7 +359,10 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
     }
     this.sql.exec('DELETE FROM samples WHERE rollout = ?', r.id);
     this.sql.exec('DELETE FROM feedback WHERE rollout = ?', r.id);
-    this.log(actor, state, r.candidate, r.id, reason, final ? { comparison: final.comparison, stable: final.arms.stable, candidate: final.arms.candidate } : { stable: r.stable });
+    this.log(actor, state, r.candidate, r.id, reason, {
+      ...(final ? { comparison: final.comparison, stable: final.arms.stable, candidate: final.arms.candidate } : { stable: r.stable }),
+      ...(forced ? { forced: true } : {}),
+    });
     this.bump();
   }
 
@@ -452,19 +459,24 @@ export class DeploymentState extends DurableObject<Record<string, unknown>> {
     });
     await Promise.all(
       def.alerts.webhooks.map(async (w) => {
-        try {
-          await sendSignedWebhook({
-            url: w.url,
-            event: 'rollout.rolled_back',
-            deliveryId: `${r.id}:rolled_back`,
-            body,
-            secret: webhookSecret(this.env, w.secret),
-            attempt: 1,
-            userAgent: 'edge-router-rollouts',
-            timeoutMs: def.alerts.timeout_ms,
-          });
-        } catch (e) {
-          console.error(JSON.stringify({ msg: 'rollout: rollback alert not delivered', deployment: def.name, rollout: r.id, url: w.url, error: String(e) }));
+        // A few quick retries with the same delivery id (receivers dedupe on it); the rollback itself never waits for them.
+        for (let attempt = 1; attempt <= ANNOUNCE_ATTEMPTS; attempt++) {
+          try {
+            await sendSignedWebhook({
+              url: w.url,
+              event: 'rollout.rolled_back',
+              deliveryId: `${r.id}:rolled_back`,
+              body,
+              secret: webhookSecret(this.env, w.secret),
+              attempt,
+              userAgent: 'edge-router-rollouts',
+              timeoutMs: def.alerts.timeout_ms,
+            });
+            return;
+          } catch (e) {
+            if (attempt === ANNOUNCE_ATTEMPTS) console.error(JSON.stringify({ msg: 'rollout: rollback alert not delivered', deployment: def.name, rollout: r.id, url: w.url, attempts: attempt, error: String(e) }));
+            else await new Promise((done) => setTimeout(done, 1_000 * 2 ** (attempt - 1)));
+          }
         }
       }),
     );

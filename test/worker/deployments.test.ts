@@ -201,7 +201,7 @@ describe('deployments', () => {
   });
 
   it('a bad canary at 5% is rolled back on its own, with the numbers, and a signed alert goes out', async () => {
-    const hook = await spawnWebhook();
+    const hook = await spawnWebhook({ fail_first: 1 }); // the first delivery fails: retried with the same id
     const s = await setup(() => {}, hook.url);
     // Every backend of the candidate's model fails.
     await Promise.all(Object.entries(s.sims).filter(([id]) => id.includes('70b')).map(([, sim]) => sim.faults({ error_rate: 1 })));
@@ -225,10 +225,13 @@ describe('deployments', () => {
     expect(done.steps[done.step]).toBe(5); // caught in its first step
     expect(done.arms.candidate.error_rate).toBe(1);
     expect(done.arms.stable.error_rate).toBe(0);
-    const calls = await until('the alert', () => hook.calls(), (c) => c.length > 0);
-    const alert = JSON.parse(calls[0]!.body) as { type: string; deployment: string; rollout: string; reasons: string[] };
+    const calls = await until('the alert, retried', () => hook.calls(), (c) => c.length > 1);
+    expect(calls.map((c) => [c.status, c.headers['x-router-attempt']])).toEqual([[500, '1'], [200, '2']]);
+    expect(calls[1]!.headers['x-router-delivery']).toBe(calls[0]!.headers['x-router-delivery']);
+    const alert = JSON.parse(calls[1]!.body) as { type: string; deployment: string; rollout: string; reasons: string[] };
     expect(alert).toMatchObject({ type: 'rollout.rolled_back', deployment: s.name, rollout: ro.id });
-    expect(await verifyWebhook(SECRET, { signature: calls[0]!.headers['x-router-signature'], timestamp: calls[0]!.headers['x-router-timestamp'] }, calls[0]!.body)).toBe(true);
+    expect(alert.reasons[0]).toMatch(/error rate/);
+    expect(await verifyWebhook(SECRET, { signature: calls[1]!.headers['x-router-signature'], timestamp: calls[1]!.headers['x-router-timestamp'] }, calls[1]!.body)).toBe(true);
     // Everyone is back on stable.
     await new Promise((r) => setTimeout(r, 150));
     await servedModel(s, 'u-0');
