@@ -12,6 +12,8 @@ export interface AnswerSignals {
 
 /** Characters of the answer's start read for the refusal check (held until the verdict, never stored). */
 const HEAD_CHARS = 300;
+/** A chunk that may carry the verdict: a non-null finish_reason or a refusal. */
+const VERDICT_FIELD = /"(?:finish_reason|refusal)"\s*:\s*"/;
 
 /**
  * Watches every served chat or completions answer that missed the caches (the relayed stream's
@@ -72,6 +74,8 @@ class AnswerHead {
 
   onEvent(data: string): void {
     if (data === '[DONE]' || this.finish !== null) return;
+    // Once the head is read, only the chunk with a finish reason matters: skip parsing the others.
+    if (this.head.length >= HEAD_CHARS && !VERDICT_FIELD.test(data)) return;
     try {
       this.choice(JSON.parse(data), 'delta');
     } catch {
