@@ -309,7 +309,7 @@ describe('deployments', () => {
     expect(none.view.ab).toMatchObject({ significant: false, winner: null });
     expect(none.view.ab!.ci![0]).toBeLessThan(0);
     expect(none.view.ab!.ci![1]).toBeGreaterThan(0);
-  });
+  }, 90_000);
 
   it('a good canary walks its steps and is promoted', async () => {
     const s = await setup((d) => {
@@ -328,6 +328,7 @@ describe('deployments', () => {
       60_000,
     );
     expect(done.state, JSON.stringify(done.reason)).toBe('promoted');
+    // (timeout below)
     const d = await describeOf(s);
     expect(d.serving).toBe('v2');
     expect(d.history.map((h) => h.action)).toEqual(expect.arrayContaining(['rollout_advanced', 'promoted']));
