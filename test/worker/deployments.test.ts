@@ -236,7 +236,7 @@ describe('deployments', () => {
     await new Promise((r) => setTimeout(r, 150));
     await servedModel(s, 'u-0');
     for (let k = 0; k < 10; k++) expect(await servedModel(s, `u-${k}`)).toBe('llama-3.1-8b');
-  });
+  }, 60_000);
 
   it('a canary whose answers turn into refusals is rolled back on its refusal rate', async () => {
     const s = await setup((d) => {
@@ -263,7 +263,7 @@ describe('deployments', () => {
     // The usage records carry the verdict too (never the text).
     expect(records.filter((r) => r.deployment === s.name && r.refused === true).every((r) => r.deployment_version === 'v2')).toBe(true);
     expect(records.some((r) => r.deployment === s.name && r.refused === true)).toBe(true);
-  });
+  }, 60_000);
 
   it('an A/B test on feedback finds a real difference, with a CI and a p-value, and names no winner without one', async () => {
     const run = async (good: { v1: number; v2: number }) => {
@@ -328,10 +328,9 @@ describe('deployments', () => {
       60_000,
     );
     expect(done.state, JSON.stringify(done.reason)).toBe('promoted');
-    // (timeout below)
     const d = await describeOf(s);
     expect(d.serving).toBe('v2');
     expect(d.history.map((h) => h.action)).toEqual(expect.arrayContaining(['rollout_advanced', 'promoted']));
     expect(d.history.find((h) => h.action === 'rollout_advanced')!.detail).toMatchObject({ from: 20, to: 50 });
-  });
+  }, 60_000);
 });
