@@ -37,13 +37,19 @@ export class UsageLedger extends DurableObject {
     this.sql.exec('CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)');
     // Added after the first release: ledgers created before it get the column (NULL in old rows).
     if (!this.sql.exec('PRAGMA table_info(usage)').toArray().some((c) => c.name === 'client_request_id')) this.sql.exec('ALTER TABLE usage ADD COLUMN client_request_id TEXT');
+    // Batch lines (README "Batch and async"): the batch they belong to; NULL for interactive requests.
+    if (!this.sql.exec('PRAGMA table_info(usage)').toArray().some((c) => c.name === 'batch_id')) this.sql.exec('ALTER TABLE usage ADD COLUMN batch_id TEXT');
   }
 
   /** Inserts the records not already present; returns how many were new. Arms the retention alarm. */
   async append(records: UsageRecord[], retentionDays: number): Promise<{ inserted: number }> {
     const insert = `INSERT OR IGNORE INTO usage (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
     let inserted = 0;
-    for (const r of records) inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
+    for (const r of records) {
+      const fresh = this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0;
+      if (fresh && r.batch_id) this.sql.exec('UPDATE usage SET batch_id = ? WHERE request_id = ?', r.batch_id, r.request_id);
+      inserted += fresh ? 1 : 0;
+    }
     await this.ctx.storage.put('retention_days', retentionDays);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + DAY_MS);
     return { inserted };

@@ -5,6 +5,7 @@ import { limitsSchema, tenantLimitsSchema } from './limits';
 import { usageSchema } from './usage';
 import { alertsSchema, sloSchema } from './alerts';
 import { metricsSchema } from './metrics';
+import { batchSchema } from './batch';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
 // Types elsewhere come from it through z.infer; nothing is written twice.
@@ -437,6 +438,8 @@ export const routerConfigSchema = z
     alerts: alertsSchema.prefault({}),
     /** GET /metrics and the isolates' metric flushes (worker/config/metrics.ts, worker/telemetry/metrics.ts). */
     metrics: metricsSchema.prefault({}),
+    /** The Files and Batches APIs and the batch queue (worker/config/batch.ts, worker/batch/). */
+    batch: batchSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
