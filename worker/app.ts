@@ -21,6 +21,9 @@ import { responsesRoute } from './routes/responses';
 import { anthropicMessagesRoute } from './routes/anthropic-messages';
 import { anthropicErrors } from './anthropic/errors';
 import { metricsRoute, requireMetricsToken } from './routes/metrics';
+import { files } from './routes/files';
+import { batches } from './routes/batches';
+import { adminQueues } from './routes/admin-queues';
 
 export const app = new Hono<AppEnv>();
 
@@ -39,6 +42,7 @@ app.route('/admin/backends', adminBackends);
 app.route('/admin/tenants', adminBudgets);
 app.route('/admin/usage', adminUsage);
 app.route('/admin/alerts', adminAlerts);
+app.route('/admin/queues', adminQueues);
 
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);
@@ -55,6 +59,9 @@ app.post('/v1/embeddings', inferenceRoute('embeddings'));
 // Other formats, run through the same pipeline as chat completions (usage records say endpoint "chat").
 app.post('/v1/responses', responsesRoute);
 app.post('/v1/messages', anthropicMessagesRoute);
+// The Files and Batches APIs (README "Batch and async"); batch lines run through the same pipeline from the queue.
+app.route('/v1/files', files);
+app.route('/v1/batches', batches);
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

@@ -10,6 +10,8 @@ export const batchSchema = z.strictObject({
   max_lines: z.number().int().positive().max(100_000).default(50_000),
   /** Largest single line (bytes): one queue message carries one line (Queues' message limit is 128 KB). */
   max_line_bytes: z.number().int().positive().max(120_000).default(100_000),
+  /** Length of the "24h" completion window in seconds (the only window OpenAI offers); dev and tests may shorten it to see expiry. */
+  completion_window_seconds: z.number().int().min(1).max(86_400).default(86_400),
   /** Share of the price a batch line pays (0.5: half price, OpenAI's batch discount). Budgets and cost_usd use it. */
   price_factor: z.number().min(0).max(1).default(0.5),
   /** Retries of a retryable failure (429, 5xx, timeouts): delays retry_base_seconds × 2^n (1, 2, 4, 8 s). Then the error file and the dead-letter queue. */
