@@ -73,7 +73,10 @@ export class BatchStore extends DurableObject {
     const batch = this.sql.exec<{ status: string }>('SELECT status FROM batches WHERE id = ?', batchId).toArray()[0];
     const line = this.sql.exec<{ state: LineState; claim_until: number }>('SELECT state, claim_until FROM lines WHERE batch_id = ? AND custom_id = ?', batchId, customId).toArray()[0];
     if (!batch || !line) return 'gone';
-    if (line.state === 'ok' || line.state === 'failed') return 'done';
+    if (line.state === 'ok' || line.state === 'failed') {
+      this.bump('redelivered', 1); // a delivery of a line already done: acked, never run again
+      return 'done';
+    }
     if (line.state === 'cancelled' || line.state === 'expired' || batch.status !== 'in_progress') return 'gone';
     if (line.state === 'running' && line.claim_until > now) return 'busy';
     this.sql.exec("UPDATE lines SET state = 'running', claim_until = ? WHERE batch_id = ? AND custom_id = ?", now + claimMs, batchId, customId);
@@ -131,6 +134,7 @@ export class BatchStore extends DurableObject {
       retries: this.counter('retries'),
       dead_letters: this.counter('dead_letters'),
       lines_done: this.counter('lines_done'),
+      redelivered: this.counter('redelivered'),
     };
   }
 

@@ -100,6 +100,8 @@ export interface QueueStats {
   retries: number;
   dead_letters: number;
   lines_done: number;
+  /** Deliveries of lines already done (a consumer that died before acking, a duplicate delivery): acked without running. */
+  redelivered: number;
 }
 
 export interface BatchPage {

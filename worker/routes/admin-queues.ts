@@ -22,6 +22,7 @@ export interface QueueReport {
   retries: number;
   dead_letters: number;
   lines_done: number;
+  redelivered: number;
   by_tenant: Record<string, QueueStats>;
 }
 
@@ -29,7 +30,7 @@ export interface QueueReport {
 export async function batchQueueReport(env: Env, config: CompiledConfig, now = Date.now()): Promise<QueueReport> {
   const tenants = Object.keys(config.raw.tenants);
   const stats = await Promise.all(tenants.map((t) => batchStore(env, t).stats()));
-  const report: QueueReport = { queue: 'edge-router-batch', depth: 0, running: 0, oldest_age_seconds: null, retries: 0, dead_letters: 0, lines_done: 0, by_tenant: {} };
+  const report: QueueReport = { queue: 'edge-router-batch', depth: 0, running: 0, oldest_age_seconds: null, retries: 0, dead_letters: 0, lines_done: 0, redelivered: 0, by_tenant: {} };
   let oldest: number | null = null;
   stats.forEach((s, i) => {
     report.by_tenant[tenants[i]!] = s;
@@ -38,6 +39,7 @@ export async function batchQueueReport(env: Env, config: CompiledConfig, now = D
     report.retries += s.retries;
     report.dead_letters += s.dead_letters;
     report.lines_done += s.lines_done;
+    report.redelivered += s.redelivered;
     if (s.oldest_enqueued_at !== null && (oldest === null || s.oldest_enqueued_at < oldest)) oldest = s.oldest_enqueued_at;
   });
   report.oldest_age_seconds = oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000));
