@@ -27,7 +27,7 @@ beforeAll(async () => {
       ...r,
       tenants: { ...r.tenants, [LEDGER_TENANT]: { models: ['*'], budget: { monthly_tokens: 100_000_000 } } },
       // The consumer dies once (per isolate) after CRASH_AFTER lines of one delivery were done, before acking them.
-      batch: { debug_crash_after_lines: CRASH_AFTER, headroom_wait_ms: 200 },
+      batch: { debug_crash_after_lines: CRASH_AFTER, headroom_wait_ms: 200, max_concurrency: 4 },
     }),
   });
   const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${stack.routerUrl}/v1`, maxRetries: 0 });
@@ -98,9 +98,15 @@ describe('Batch API end to end (openai SDK)', () => {
     expect(tokens).toBe(done.usage!.total_tokens);
     await until('budget settled to the ledger', async () => (await adminJson<{ used_tokens: number }>(`/admin/tenants/${LEDGER_TENANT}/budget`)).used_tokens, (u) => u === tokens, 20_000, 200);
     // The crash really happened: lines were redelivered (the ledger, not luck, kept them single).
-    const q = await adminJson<{ data: Array<{ redelivered: number; depth: number; by_tenant: Record<string, { redelivered: number }> }> }>('/admin/queues');
+    type Queues = { data: Array<{ depth: number; by_tenant: Record<string, { redelivered: number; lines_done: number }> }> };
+    const q = await until('the crashed delivery redelivered', () => adminJson<Queues>('/admin/queues'), (x) => x.data[0]!.by_tenant[LEDGER_TENANT]!.redelivered >= CRASH_AFTER, 20_000, 200);
     expect(q.data[0]!.depth).toBe(0);
-    expect(q.data[0]!.by_tenant[LEDGER_TENANT]!.redelivered).toBeGreaterThanOrEqual(CRASH_AFTER);
+    expect(q.data[0]!.by_tenant[LEDGER_TENANT]!.lines_done).toBe(N);
+    // After the redeliveries: still one output line, one ledger row and one debit per line.
+    await new Promise((r) => setTimeout(r, 1_500)); // any late duplicate would have been written by now (a bound, not a measurement)
+    expect((await linesOf(ledgerTenant, (await ledgerTenant.batches.retrieve(batch.id)).output_file_id)).length).toBe(N);
+    expect((await adminJson<Usage>(`/admin/usage?group_by=tenant&tenant=${LEDGER_TENANT}`)).rows[0]!.requests).toBe(N);
+    expect((await adminJson<{ used_tokens: number }>(`/admin/tenants/${LEDGER_TENANT}/budget`)).used_tokens).toBe(tokens);
   });
 
   it('files.create → batches.create → retrieve until completed → output file; files list/retrieve/delete; batches list', async () => {

@@ -11,6 +11,7 @@ export const RUNBOOKS = {
   'cold-start-storm': 'Cold-start storm',
   'upstash-outage': 'Upstash outage',
   'key-leak': 'Key leak (usage spike on one key)',
+  'queue-backlog': 'Batch queue backlog',
 } as const;
 
 export type RunbookSlug = keyof typeof RUNBOOKS;
@@ -28,6 +29,8 @@ export function runbookForAlert(alertId: string): RunbookSlug {
     case 'slo_p95_ttft':
     case 'slo_p95_latency':
       return 'ttft-slo';
+    case 'queue_backlog':
+      return 'queue-backlog';
     case 'error_rate':
     case 'slo_availability':
     default:

@@ -13,6 +13,7 @@ import { sendSignedWebhook, webhookSecret } from '../protocol/rules/signed-webho
 import { readMinutes } from '../telemetry/metrics';
 import type { MinuteBucket } from '../protocol/rules/minute-series';
 import { detectAll, lookbackMs } from './detectors';
+import { batchBacklogAlerts } from '../batch/queue-report';
 import { runbookForAlert, runbookUrl } from './runbooks';
 
 export const ALERT_EVENT = 'router.alert';
@@ -69,6 +70,7 @@ export async function runAlerts(env: Env, now: number): Promise<AlertRunReport> 
     return { skipped: 'metrics_failed' };
   }
   const found = detectAll({ buckets, slo, alerts, now });
+  found.push(...(await batchBacklogAlerts(env, loaded.config, now))); // README "Batch and async"
   try {
     const state = env.ALERTS.get(env.ALERTS.idFromName('global'));
     const reply = await state.evaluate({
