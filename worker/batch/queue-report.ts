@@ -4,6 +4,8 @@ import type { QueueStats } from '../protocol/batch';
 import { detectQueueBacklog } from '../alerts/detectors';
 import type { Alert } from '../protocol/alerts';
 import { batchStore } from './store';
+import type { Family } from '../telemetry/exposition';
+import { STATE_METRICS as S } from '../telemetry/metric-catalog';
 
 // The batch queue as the per-line ledger sees it, summed over the configured tenants' BatchStores:
 // lines waiting or running (depth), the age of the oldest, retries and dead letters so far. Queues
@@ -52,4 +54,18 @@ export async function batchBacklogAlerts(env: Env, config: CompiledConfig, now: 
     console.warn(JSON.stringify({ msg: 'alerts: batch queue unreadable', error: String(e) }));
     return [];
   }
+}
+
+/** GET /metrics: the batch queue's gauges and counters (none without the BATCHES binding). */
+export async function batchQueueFamilies(env: Env, config: CompiledConfig): Promise<Family[]> {
+  if (!env.BATCHES) return [];
+  const q = await batchQueueReport(env, config);
+  const one = (value: number) => [{ values: [q.queue], value }];
+  return [
+    { def: S.batchDepth, samples: one(q.depth) },
+    { def: S.batchOldest, samples: one(q.oldest_age_seconds ?? 0) },
+    { def: S.batchRetries, samples: one(q.retries) },
+    { def: S.batchDeadLetters, samples: one(q.dead_letters) },
+    { def: S.batchDone, samples: one(q.lines_done) },
+  ];
 }
