@@ -29,6 +29,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'provider-translate': async () => (await import('./provider-translate')).providerTranslate,
   'remote-rtt': async () => (await import('./remote-rtt')).remoteRtt,
   'cpu-profile': async () => (await import('./cpu-profile')).cpuProfile,
+  batch: async () => (await import('./batch')).batch,
 };
 
 async function main(): Promise<void> {

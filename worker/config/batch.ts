@@ -18,7 +18,7 @@ export const batchSchema = z.strictObject({
   max_retries: z.number().int().min(0).max(10).default(4),
   retry_base_seconds: z.number().int().min(1).max(300).default(1),
   /** Lines the consumer runs at once per invocation when every warm backend has headroom… */
-  max_concurrency: z.number().int().min(1).max(256).default(32),
+  max_concurrency: z.number().int().min(1).max(256).default(64),
   /** …and backends whose own queue (vllm:num_requests_waiting) is above this get no more batch lines until it drains. */
   max_backend_waiting: z.number().int().min(0).default(0),
   /** Share of a backend's max_concurrency that batch lines may fill together with interactive traffic (the rest is kept for interactive). */
