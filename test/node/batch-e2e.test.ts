@@ -255,3 +255,34 @@ describe('Batch API end to end (openai SDK)', () => {
   }, 120_000);
 
 });
+
+describe('Batch expiry (a stack whose "24h" window is 3 s)', () => {
+  let short: Stack;
+  let client: OpenAI;
+  beforeAll(async () => {
+    short = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', configPatch: (r) => ({ ...r, batch: { completion_window_seconds: 3 } }) });
+    client = new OpenAI({ apiKey: short.keys.demo, baseURL: `${short.routerUrl}/v1`, maxRetries: 0 });
+  }, 90_000);
+  afterAll(() => short?.close());
+
+  it('a batch still running when its window ends is expired: done lines in the output file, the rest batch_expired in the error file', async () => {
+    // The 8B backends take 2 s per request: the first lines finish inside the window, later ones do not.
+    for (const id of EIGHT_B) {
+      const res = await fetch(`${short.backends[id]}/sim/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ latency_ms: 2_000 }) });
+      expect(res.status).toBe(200);
+    }
+    const N = 300;
+    const file = await client.files.create({ file: await toFile(Buffer.from(jsonl(N, 'exp')), 'exp.jsonl'), purpose: 'batch' });
+    const b = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    expect(b.expires_at).toBe(b.created_at + 3);
+    const done = await until(`batch ${b.id} finished`, () => client.batches.retrieve(b.id), (x) => FINAL.includes(x.status), 60_000, 250);
+    expect(done.status).toBe('expired');
+    expect(done.expired_at).toBeGreaterThanOrEqual(done.expires_at!);
+    const errs = await linesOf(client, done.error_file_id);
+    const out = await linesOf(client, done.output_file_id);
+    expect(errs.length).toBeGreaterThan(0);
+    expect(errs.every((l) => (l.error as { code: string }).code === 'batch_expired')).toBe(true);
+    expect(out.length + errs.length).toBe(N);
+    expect(done.request_counts).toEqual({ total: N, completed: out.length, failed: errs.length });
+  }, 90_000);
+});
