@@ -33,7 +33,8 @@ export class BatchStore extends DurableObject {
     this.sql = ctx.storage.sql;
     this.sql.exec(`CREATE TABLE IF NOT EXISTS batches (
       seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, obj TEXT NOT NULL,
-      status TEXT NOT NULL, expires_at_ms INTEGER NOT NULL, finalize_after INTEGER)`);
+      status TEXT NOT NULL, expires_at_ms INTEGER NOT NULL, finalize_after INTEGER,
+      open_lines INTEGER NOT NULL DEFAULT 0)`); // lines queued or running: kept as a count so completing a line is O(1)
     this.sql.exec(`CREATE TABLE IF NOT EXISTS lines (
       batch_id TEXT NOT NULL, custom_id TEXT NOT NULL, line INTEGER NOT NULL, state TEXT NOT NULL,
       claim_until INTEGER NOT NULL DEFAULT 0, enqueued_at INTEGER NOT NULL, result TEXT,
@@ -47,7 +48,7 @@ export class BatchStore extends DurableObject {
   async create(obj: BatchObject, tenant: string, lines: Array<{ custom_id: string; line: number }>, now: number): Promise<BatchObject> {
     const expiresAtMs = obj.expires_at * 1000;
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec('INSERT INTO batches (id, tenant, obj, status, expires_at_ms) VALUES (?, ?, ?, ?, ?)', obj.id, tenant, JSON.stringify(obj), obj.status, expiresAtMs);
+      this.sql.exec('INSERT INTO batches (id, tenant, obj, status, expires_at_ms, open_lines) VALUES (?, ?, ?, ?, ?, ?)', obj.id, tenant, JSON.stringify(obj), obj.status, expiresAtMs, lines.length);
       for (const l of lines) this.sql.exec("INSERT INTO lines (batch_id, custom_id, line, state, enqueued_at) VALUES (?, ?, ?, 'queued', ?)", obj.id, l.custom_id, l.line, now);
     });
     await this.armAlarm(expiresAtMs);
@@ -100,6 +101,7 @@ export class BatchStore extends DurableObject {
       r.ok ? 'ok' : 'failed', r.line, u.input_tokens, u.cached_tokens, u.output_tokens, batchId, customId,
     ).rowsWritten;
     if (written === 0) return { recorded: false };
+    this.sql.exec('UPDATE batches SET open_lines = open_lines - 1 WHERE id = ?', batchId);
     if (r.dead_letter) this.bump('dead_letters', 1);
     this.bump('lines_done', 1);
     await this.maybeFinalize(batchId);
@@ -114,7 +116,9 @@ export class BatchStore extends DurableObject {
       obj.status = 'cancelling';
       obj.cancelling_at = Math.floor(now / 1000);
       this.write(obj);
-      this.sql.exec("UPDATE lines SET state = 'cancelled' WHERE batch_id = ? AND state = 'queued'", id);
+      // Counted with RETURNING: rowsWritten also counts the index rows an update rewrites.
+      const dropped = this.sql.exec("UPDATE lines SET state = 'cancelled' WHERE batch_id = ? AND state = 'queued' RETURNING custom_id", id).toArray().length;
+      this.sql.exec('UPDATE batches SET open_lines = open_lines - ? WHERE id = ?', dropped, id);
       await this.maybeFinalize(id);
     }
     return this.view(id);
@@ -153,7 +157,7 @@ export class BatchStore extends DurableObject {
         const line = JSON.stringify({ id: requestLineId(), custom_id: l.custom_id, response: null, error: { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' } });
         this.sql.exec("UPDATE lines SET state = 'expired', result = ? WHERE batch_id = ? AND custom_id = ?", line, id, l.custom_id);
       }
-      this.sql.exec('UPDATE batches SET finalize_after = ? WHERE id = ?', now, id);
+      this.sql.exec('UPDATE batches SET finalize_after = ?, open_lines = 0 WHERE id = ?', now, id);
     }
     const stuck = this.sql.exec<{ id: string }>('SELECT id FROM batches WHERE finalize_after IS NOT NULL AND finalize_after <= ?', now).toArray();
     for (const { id } of stuck) await this.finalize(id);
@@ -166,8 +170,8 @@ export class BatchStore extends DurableObject {
   // ------------------------------------------------------------------ internals
 
   private async maybeFinalize(id: string): Promise<void> {
-    const open = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM lines WHERE batch_id = ? AND state IN ('queued', 'running')", id).one().n;
-    if (Number(open) > 0) return;
+    const open = this.sql.exec<{ open_lines: number }>('SELECT open_lines FROM batches WHERE id = ?', id).toArray()[0]?.open_lines;
+    if (open === undefined || Number(open) > 0) return;
     const obj = this.read(id);
     if (!obj || (obj.status !== 'in_progress' && obj.status !== 'cancelling')) return;
     if (obj.status === 'in_progress') {
