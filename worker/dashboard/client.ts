@@ -32,6 +32,8 @@ interface Breaker { backend: string; state: string; enabled: boolean; consecutiv
 interface Backend { id: string; kind: string; region: string; state: string; tracked: boolean; in_flight: number; request_rate_per_min: number; replicas: number | null }
 interface Budget { tenant: string; enabled: boolean; state: string; used_usd?: number; used_tokens?: number; daily?: { used_usd: number; used_tokens: number }; monthly_usd: number | null; monthly_tokens: number | null; daily_usd: number | null; daily_tokens: number | null; usage?: Record<string, number> }
 
+interface Queue { queue: string; depth: number; running: number; oldest_age_seconds: number | null; retries: number; dead_letters: number; lines_done: number }
+
 interface ActiveAlert { id: string; severity: string; summary: string; started_at: string; runbook_url: string }
 interface Runbook { slug: string; title: string; url: string }
 
@@ -353,12 +355,30 @@ function renderBackends(list: Backend[]): void {
   );
 }
 
+/** The batch queue (GET /admin/queues, README "Batch and async"). */
+function renderQueues(list: Queue[]): void {
+  table(
+    $('queues'),
+    ['queue', 'depth', 'running', 'oldest', 'retries', 'dead letters', 'lines done', ''],
+    list.map((q) => [
+      el('td', q.queue),
+      el('td', fmtInt(q.depth)),
+      el('td', fmtInt(q.running)),
+      el('td', q.oldest_age_seconds === null ? '—' : `${fmtInt(q.oldest_age_seconds)} s`),
+      el('td', fmtInt(q.retries)),
+      el('td', fmtInt(q.dead_letters)),
+      el('td', fmtInt(q.lines_done)),
+      runbookCell(`queue-runbook:${q.queue}`, q.dead_letters > 0 || (q.oldest_age_seconds ?? 0) > 3600 ? runbooks['queue-backlog'] : undefined),
+    ]),
+  );
+}
+
 async function refresh(tenants: string[]): Promise<void> {
   const to = Date.now();
   const from = to - WINDOW_H * HOUR_MS;
   const range = `from=${encodeURIComponent(new Date(from).toISOString())}&to=${encodeURIComponent(new Date(to).toISOString())}`;
   const usage = (q: string) => getJson<{ rows: UsageRow[] }>(`/admin/usage?${q}&${range}`).then((r) => r.rows);
-  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts] = await Promise.all([
+  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts, queues] = await Promise.all([
     usage('group_by=tenant'),
     usage('group_by=model'),
     usage('group_by=feature'),
@@ -368,6 +388,7 @@ async function refresh(tenants: string[]): Promise<void> {
     getJson<{ data: Backend[] }>('/admin/backends').then((r) => r.data),
     Promise.all(tenants.map((t) => getJson<Budget>(`/admin/tenants/${encodeURIComponent(t)}/budget`))),
     getJson<{ data: ActiveAlert[]; runbooks: Runbook[] }>('/admin/alerts'),
+    getJson<{ data: Queue[] }>('/admin/queues').then((r) => r.data, () => [] as Queue[]),
   ]);
 
   const w = $('window');
@@ -399,6 +420,7 @@ async function refresh(tenants: string[]): Promise<void> {
   renderBudgets(budgets);
   renderBreakers(breakers);
   renderBackends(backends);
+  renderQueues(queues);
 }
 
 async function loop(tenants: string[]): Promise<void> {
