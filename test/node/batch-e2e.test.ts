@@ -14,6 +14,8 @@ let acme: OpenAI;
 /** A tenant of its own with a budget: its ledger and budget hold only this file's batch lines. */
 let ledgerTenant: OpenAI;
 const LEDGER_TENANT = 'batchledger';
+const LIMITED_TENANT = 'batchlimited';
+let limited: OpenAI;
 const CRASH_AFTER = 4;
 const EIGHT_B = ['vllm-us-east-8b', 'vllm-eu-west-8b', 'vllm-ap-southeast-8b'];
 
@@ -25,7 +27,12 @@ beforeAll(async () => {
     simProfile: 'instant',
     configPatch: (r) => ({
       ...r,
-      tenants: { ...r.tenants, [LEDGER_TENANT]: { models: ['*'], budget: { monthly_tokens: 100_000_000 } } },
+      tenants: {
+        ...r.tenants,
+        [LEDGER_TENANT]: { models: ['*'], budget: { monthly_tokens: 100_000_000 } },
+        // 4 requests per 2 s: its batch lines meet the tenant's own rate limit.
+        [LIMITED_TENANT]: { models: ['*'], limits: { tenant: { requests: 4, window_s: 2 } } },
+      },
       // The consumer dies once (per isolate) after CRASH_AFTER lines of one delivery were done, before acking them.
       batch: { debug_crash_after_lines: CRASH_AFTER, headroom_wait_ms: 200, max_concurrency: 4 },
     }),
@@ -34,6 +41,7 @@ beforeAll(async () => {
   demo = client(stack.keys.demo);
   acme = client(stack.keys.acme);
   ledgerTenant = client((await stack.createKey(LEDGER_TENANT, 'batch-ledger')).key);
+  limited = client((await stack.createKey(LIMITED_TENANT, 'batch-limited')).key);
 }, 90_000);
 afterAll(() => stack?.close());
 
@@ -215,6 +223,21 @@ describe('Batch API end to end (openai SDK)', () => {
       ['nomodel', 404],
     ]);
   });
+
+  it("the tenant's own rate limit holds lines back (Retry-After), never fails them nor counts retries", async () => {
+    const N = 12;
+    const b = await limited.batches.create({ input_file_id: (await upload(limited, jsonl(N, 'limited'))).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const done = await finished(limited, b.id, 60_000);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: N, completed: N, failed: 0 });
+    const q = await adminJson<{ data: Array<{ by_tenant: Record<string, { retries: number; dead_letters: number }> }> }>('/admin/queues');
+    expect(q.data[0]!.by_tenant[LIMITED_TENANT]).toMatchObject({ retries: 0, dead_letters: 0 });
+    // It was limited (not a vacuous pass): the ledger holds the refused attempts as errors, and every line's answer once.
+    type Usage = { rows: { requests: number; errors: number }[] };
+    const row = await until('every answer in the ledger', async () => (await adminJson<Usage>(`/admin/usage?group_by=tenant&tenant=${LIMITED_TENANT}`)).rows[0], (r) => (r?.requests ?? 0) - (r?.errors ?? 0) >= N, 20_000, 200);
+    expect(row!.errors).toBeGreaterThan(0);
+    expect(row!.requests - row!.errors).toBe(N);
+  }, 90_000);
 
   it('30% backend 5xx: every line completes or lands in the error file after its retries', async () => {
     await setFaults(EIGHT_B, { error_rate: 0.3, status: 503 });

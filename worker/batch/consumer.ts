@@ -17,7 +17,8 @@ import { batchStore, randomHex } from './store';
 // the backends' headroom to interactive requests (schedule.ts). Per line:
 //   claim in the tenant's BatchStore (done already → ack; another delivery holds it → later)
 //   → run → record the result (first one wins) → ack.
-// A retryable failure (429 other than insufficient_quota, 5xx, timeouts, a degraded answer) goes
+// The tenant's own rate limit (429 rate_limit_exceeded) puts the line back after Retry-After, not
+// counted as a failure. A retryable failure (other 429s but insufficient_quota, 5xx, timeouts, a degraded answer) goes
 // back with backoff (retry_base_seconds × 2^n: 1, 2, 4, 8 s) up to [batch].max_retries times,
 // then lands in the batch's error file and on the dead-letter queue.
 
@@ -30,6 +31,8 @@ const HEADROOM_POLL_MS = 50;
 /** A line put back for want of headroom (or only cold backends) comes again this much later. */
 const DEFER_SECONDS = 5;
 const COLD_DEFER_SECONDS = 60;
+/** Longest wait for the tenant's rate-limit window (Queues' delay limit is 12 h; a minute window is the usual). */
+const RATE_LIMIT_MAX_WAIT_S = 300;
 const RETRYABLE = new Set([408, 409, 425, 429, 500, 502, 503, 504]);
 
 /** The debug crash (config [batch].debug_crash_after_lines) fires once per isolate. */
@@ -96,14 +99,15 @@ async function runLine(env: Env, ctx: ExecutionContext, config: CompiledConfig, 
   if (claim === 'done' || claim === 'gone') return () => msg.ack();
   if (claim === 'busy') return () => msg.retry({ delaySeconds: Math.max(1, Math.ceil(cfg.claim_ms / 1000 / 4)) });
 
-  // The line's request id: the same for every delivery of one attempt number, so a redelivery of a
-  // line whose record was written never adds a second usage row.
-  const requestId = `req_${m.batch_id.slice(6)}_${await shortHash(m.custom_id)}_${msg.attempts}`;
+  // The line's request id: one per run of the line (its delivery attempt, and how many times it was
+  // put back), the same for a duplicate delivery of that run, so the ledger never holds it twice.
+  const requestId = `req_${m.batch_id.slice(6)}_${await shortHash(m.custom_id)}_${m.deferrals ?? 0}_${msg.attempts}`;
   const kind = BATCH_ENDPOINTS[m.endpoint] as EndpointKind;
   const raw = new Request(`https://batch.internal${m.endpoint}`, { method: 'POST', headers: { 'content-type': 'application/json' } });
   let status = 0;
   let body: unknown = null;
   let degraded = false;
+  let retryAfter: number | null = null;
   try {
     const res = await runInferenceCall(
       { env, ctx, config: batchPricedConfig(config), key: { ...m.key, revoked_at: null, limits: m.key.limits ?? null }, raw, requestId, batchId: m.batch_id },
@@ -117,6 +121,8 @@ async function runLine(env: Env, ctx: ExecutionContext, config: CompiledConfig, 
     );
     status = res.status;
     degraded = res.headers.get('x-router-degraded') === 'true';
+    const ra = Number(res.headers.get('retry-after'));
+    retryAfter = Number.isFinite(ra) && ra > 0 ? Math.ceil(ra) : null;
     const text = await res.text();
     try {
       body = JSON.parse(text);
@@ -130,6 +136,12 @@ async function runLine(env: Env, ctx: ExecutionContext, config: CompiledConfig, 
   const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
   const ok = status >= 200 && status < 300 && !degraded;
   const retryable = !ok && (degraded || (RETRYABLE.has(status) && code !== 'insufficient_quota'));
+  // The tenant's own rate limit is not the line's failure: it waits its turn (Retry-After), uncounted.
+  if (status === 429 && code === 'rate_limit_exceeded') {
+    await store.unclaim(m.batch_id, m.custom_id, false);
+    await defer(env, msg, m, Math.min(RATE_LIMIT_MAX_WAIT_S, retryAfter ?? DEFER_SECONDS));
+    return () => {};
+  }
   const exhausted = msg.attempts > cfg.max_retries;
   if (retryable && !exhausted) {
     await store.unclaim(m.batch_id, m.custom_id, true);
