@@ -45,6 +45,8 @@ export const batch: BenchSection = {
         // The router's view of a backend's capacity is the simulator's: batch lines may fill 80% of it.
         backends: router.backends.map((b) => (EIGHT_B.includes(b.id) ? { ...b, max_concurrency: MAX_NUM_SEQS } : b)),
         routing: { ...router.routing, scrape_interval_ms: 500 },
+        // BENCH_BATCH_CONCURRENCY: lines one consumer delivery runs at once (default [batch].max_concurrency).
+        ...(process.env.BENCH_BATCH_CONCURRENCY ? { batch: { ...router.batch, max_concurrency: Number(process.env.BENCH_BATCH_CONCURRENCY) } } : {}),
       }),
     });
     try {
