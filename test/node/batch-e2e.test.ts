@@ -104,6 +104,11 @@ describe('Batch API end to end (openai SDK)', () => {
     expect(ledger!.requests).toBe(N);
     const tokens = ledger!.prompt_tokens + ledger!.completion_tokens;
     expect(tokens).toBe(done.usage!.total_tokens);
+    // Every row names its batch, and is priced at [batch].price_factor (0.5) of llama-3.1-8b's $0.05 / $0.08 per M.
+    type ByBatch = { rows: { batch_id: string | null; requests: number; prompt_tokens: number; completion_tokens: number; cost_usd: number }[] };
+    const byBatch = (await adminJson<ByBatch>(`/admin/usage?group_by=batch_id&tenant=${LEDGER_TENANT}`)).rows;
+    expect(byBatch.map((r) => [r.batch_id, r.requests])).toEqual([[batch.id, N]]);
+    expect(byBatch[0]!.cost_usd).toBeCloseTo((0.5 * (byBatch[0]!.prompt_tokens * 0.05 + byBatch[0]!.completion_tokens * 0.08)) / 1e6, 12);
     await until('budget settled to the ledger', async () => (await adminJson<{ used_tokens: number }>(`/admin/tenants/${LEDGER_TENANT}/budget`)).used_tokens, (u) => u === tokens, 20_000, 200);
     // The crash really happened: lines were redelivered (the ledger, not luck, kept them single).
     type Queues = { data: Array<{ depth: number; by_tenant: Record<string, { redelivered: number; lines_done: number }> }> };

@@ -2,7 +2,7 @@
 // /admin/usage sends and the groups it answers. Records are worker/protocol/usage-record.ts.
 
 /** Columns a report may group by; also the ledger's column names (never interpolated from input otherwise). */
-export const GROUP_COLUMNS = ['tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint', 'client_request_id'] as const;
+export const GROUP_COLUMNS = ['tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint', 'client_request_id', 'batch_id'] as const;
 export type GroupColumn = (typeof GROUP_COLUMNS)[number];
 
 export interface LedgerQuery {
