@@ -6,6 +6,10 @@ import type { Env } from '../../worker/env';
 import type { BatchObject } from '../../worker/protocol/batch';
 import { fileKey } from '../../worker/protocol/files';
 import { uid } from '../support/uid';
+import { batchHeadroom } from '../../worker/batch/schedule';
+import { compileConfig } from '../../worker/config/compiled';
+import { isolateState } from '../../worker/routing/isolate-state';
+import { baseConfig } from './support';
 
 // BatchStore (durable-objects/batch-store.ts) on its own: the per-line ledger's exactly-once
 // answers, cancel, expiry after the completion window (its alarm), listing, and the queue figures.
@@ -130,5 +134,25 @@ describe('queue_backlog alert', () => {
     const [a] = detectQueueBacklog({ queue: 'q', depth: 5, oldest_age_seconds: 61 }, 60);
     expect(a).toMatchObject({ id: 'queue_backlog:q', severity: 'warning', details: { depth: 5, oldest_age_seconds: 61 } });
     expect(runbookForAlert(a!.id)).toBe('queue-backlog');
+  });
+});
+
+describe('batch headroom (worker/batch/schedule.ts): interactive first', () => {
+  it("a backend's slots for batch lines are max_backend_share of its max_concurrency less what is in flight there", () => {
+    const cfg = baseConfig();
+    const id = `headroom-${uid()}`;
+    cfg.backends = [...cfg.backends, { id, kind: 'vllm', region: 'us-east', url: 'http://127.0.0.1:9', models: ['llama-3.1-405b'], max_concurrency: 10 }];
+    cfg.backends = cfg.backends.filter((b: { id: string; models: string[] }) => b.id === id || !b.models.includes('llama-3.1-405b'));
+    cfg.batch = { max_backend_share: 0.8 };
+    const compiled = compileConfig(cfg);
+    if (!compiled.ok) throw new Error(compiled.errors.join('; '));
+    const config = compiled.config;
+    expect(batchHeadroom(config, 'llama-3.1-405b')).toEqual({ slots: 8, warm: 1, cold: 0 });
+    const held = Array.from({ length: 6 }, () => isolateState.begin(id)); // interactive (or batch) requests in flight there
+    expect(batchHeadroom(config, 'llama-3.1-405b').slots).toBe(2);
+    held.push(isolateState.begin(id), isolateState.begin(id), isolateState.begin(id));
+    expect(batchHeadroom(config, 'llama-3.1-405b').slots).toBe(0);
+    for (const release of held) release();
+    expect(batchHeadroom(config, 'llama-3.1-405b').slots).toBe(8);
   });
 });
