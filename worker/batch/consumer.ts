@@ -7,6 +7,7 @@ import { runInferenceCall } from '../pipeline/inference';
 import type { InferenceBody } from '../pipeline/types';
 import { BATCH_ENDPOINTS, type BatchLineMessage, type LineResult } from '../protocol/batch';
 import { refreshLoad } from '../routing/load-snapshot';
+import { backgroundSettled } from '../isolate/background';
 import { batchPricedConfig } from './pricing';
 import { batchHeadroom } from './schedule';
 import { batchStore, randomHex } from './store';
@@ -28,6 +29,8 @@ export const BATCH_QUEUES = new Set([BATCH_QUEUE, BATCH_DLQ]);
 
 /** Poll interval while waiting for headroom. */
 const HEADROOM_POLL_MS = 50;
+/** Longest the delivery waits for the isolate's background work after its lines are done. */
+const KEEP_ALIVE_MAX_MS = 30_000;
 /** A line put back for want of headroom (or only cold backends) comes again this much later. */
 const DEFER_SECONDS = 5;
 const COLD_DEFER_SECONDS = 60;
@@ -48,6 +51,18 @@ export async function batchQueue(batch: MessageBatch<unknown>, env: Env, ctx: Ex
   const config = loaded.config;
   if (batch.queue === BATCH_DLQ) return deadLetters(batch, env);
   refreshLoad(env, ctx, config);
+  // A line's background work (usage records, metric flushes) may ride on a flush another request
+  // started, and the other way round (worker/isolate/background.ts): with nothing of its own
+  // pending, workerd takes the delivery for a hung one and cancels what is left of its waitUntil.
+  // A timer held until the isolate's background work has settled (bounded) keeps it honest.
+  const keepAlive = setInterval(() => {}, 1_000);
+  ctx.waitUntil(
+    Promise.race([backgroundSettled(), new Promise((r) => setTimeout(r, KEEP_ALIVE_MAX_MS))]).finally(() => clearInterval(keepAlive)),
+  );
+  await runLines(batch, env, ctx, config);
+}
+
+async function runLines(batch: MessageBatch<unknown>, env: Env, ctx: ExecutionContext, config: CompiledConfig): Promise<void> {
   const cfg = config.raw.batch;
   let running = 0;
   let done = 0;
