@@ -30,7 +30,7 @@ export const BATCH_QUEUES = new Set([BATCH_QUEUE, BATCH_DLQ]);
 /** Poll interval while waiting for headroom. */
 const HEADROOM_POLL_MS = 50;
 /** Longest the delivery waits for the isolate's background work after its lines are done. */
-const KEEP_ALIVE_MAX_MS = 30_000;
+const KEEP_ALIVE_MAX_MS = 10_000;
 /** A line put back for want of headroom (or only cold backends) comes again this much later. */
 const DEFER_SECONDS = 5;
 const COLD_DEFER_SECONDS = 60;
