@@ -19,7 +19,7 @@ const COLUMNS = [
   'request_id', 'ts', 'tenant', 'key_id', 'user', 'feature', 'endpoint', 'requested_model', 'model', 'backend', 'region', 'tier',
   'prompt_tokens', 'cached_tokens', 'completion_tokens', 'tokens_estimated', 'cost_usd', 'saved_usd', 'latency_ms', 'ttft_ms',
   'tokens_per_s', 'status', 'outcome', 'cache', 'attempts', 'path', 'error_code', 'client_request_id',
-  'deployment', 'deployment_version', 'finish_reason', 'refused',
+  'deployment', 'deployment_version', 'finish_reason', 'refused', 'batch_id',
 ] as const;
 
 /** Columns added after the first release, with their SQL types: older ledgers get them (NULL in old rows). */
@@ -29,6 +29,8 @@ const ADDED_COLUMNS: readonly [string, string][] = [
   ['deployment_version', 'TEXT'],
   ['finish_reason', 'TEXT'],
   ['refused', 'INTEGER'],
+  // Batch lines (README "Batch and async"): the batch they belong to; NULL for interactive requests.
+  ['batch_id', 'TEXT'],
 ];
 
 /** A feedback lookup that waits for its record never waits longer than this, whatever it asks. */
@@ -210,6 +212,7 @@ function rowOf(r: UsageRecord): SqlStorageValue[] {
     r.tokens_per_s, r.status, r.outcome, r.cache, r.attempts, JSON.stringify(r.path), r.error_code, r.client_request_id ?? null,
     // finish_reason is the backend's word: bounded, so a hostile backend cannot bloat the rows.
     r.deployment ?? null, r.deployment_version ?? null, r.finish_reason?.slice(0, 64) ?? null, r.refused === undefined || r.refused === null ? null : r.refused ? 1 : 0,
+    r.batch_id ?? null,
   ];
 }
 
@@ -248,6 +251,7 @@ function recordOf(row: Record<string, SqlStorageValue>): UsageRecord {
     client_request_id: s('client_request_id'),
     deployment: s('deployment'),
     deployment_version: s('deployment_version'),
+    batch_id: s('batch_id'),
     finish_reason: s('finish_reason'),
     refused: row.refused === null || row.refused === undefined ? null : Number(row.refused) === 1,
   };
