@@ -90,8 +90,8 @@ describe('usage ledger: idempotent, nothing lost', () => {
     const stored = await ledger(t2).records();
     expect(stored.map((r) => r.request_id).sort()).toEqual(records.map((r) => r.request_id).sort());
     expect(new Set(stored.map((r) => r.request_id)).size).toBe(12);
-    // Read back with the quality columns a record without them has: null.
-    expect(stored.find((r) => r.request_id === records[5]!.request_id)).toEqual({ ...records[5], deployment: null, deployment_version: null, finish_reason: null, refused: null });
+    // Read back with the quality and batch columns a record without them has: null.
+    expect(stored.find((r) => r.request_id === records[5]!.request_id)).toEqual({ ...records[5], deployment: null, deployment_version: null, finish_reason: null, refused: null, batch_id: null });
   });
 
   it('[usage] enabled = false: nothing is written', async () => {
