@@ -126,10 +126,10 @@ export const semantic: BenchSection = {
     const modeCell = (m: ModeResult) => `${pct(rate(m))} / ${pct(m.wrongHits / Math.max(1, m.correctHits + m.wrongHits))}`;
     const localTable: BenchTable = {
       title: `lookup = "local" vs "remote": hit rate / wrong of hits, all ${pairs.length} pairs, local lexical embedding at ${DEFAULT_THRESHOLD}, ${seeds} seeds per row`,
-      columns: ['isolates', 'other requests / s per isolate', 'remote', 'local', 'hit-rate cost (points)', 'remote hits local missed'],
+      columns: ['isolates', 'other lookups / s per isolate', 'remote', 'local', 'hit-rate cost (points)', 'remote hits local missed'],
       rows: localRuns.map((r) => [String(r.isolates), String(r.per_isolate_rps), modeCell(r.remote), modeCell(r.local), ((rate(r.remote) - rate(r.local)) * 100).toFixed(1), `${r.lostHits} of ${r.remote.correctHits} (${pct(r.lostHits / Math.max(1, r.remote.correctHits))})`]),
       notes: [
-        `each pair's a at a uniform time in ${traffic.durationS} s, its b an exponential gap later (mean ${traffic.meanGapS} s), each on a random isolate; copies refreshed in the background every ${traffic.refreshS} s while their isolate serves requests ([cache.semantic].refresh_ms); a local miss learns the object's answer for the next request (lib/semantic-local-sim.ts).`,
+        `each pair's a at a uniform time in ${traffic.durationS} s, its b an exponential gap later (mean ${traffic.meanGapS} s), each on a random isolate; each isolate also serves the tenant's other semantic-tier lookups at the given rate, which start its copy's background refresh at most every ${traffic.refreshS} s ([cache.semantic].refresh_ms); a local miss learns the object's answer for the next request (lib/semantic-local-sim.ts).`,
         "a local hit is decided as the object decides on the entries the copy holds (test/worker/cache-semantic-local.test.ts checks every pair of the fixture against a real SemanticIndex). What local lookups lose is the b that lands on an isolate whose copy has not seen its a yet. A copy missing the right entry could in principle answer from a farther one the guards accept, which the object would have outranked: compare the wrong-hit counts in the JSON (local_vs_remote.runs), not only the rates, whose denominators differ.",
       ],
     };

@@ -7,7 +7,8 @@
  * - each pair's `a` arrives at a uniform time in [0, duration] and is stored (in the object, and at
  *   once in the copy of the isolate that served it); its `b` arrives an exponential gap later
  *   (mean `meanGapS`) and is looked up: "remote" asks the object, "local" the isolate's copy;
- * - other traffic: each isolate serves `perIsolateRps` more requests (Poisson), which only refresh;
+ * - other traffic: each isolate serves `perIsolateRps` more lookups of the tenant on a semantic
+ *   tier (Poisson) that match nothing: they only start refreshes;
  * - a request refreshes its isolate's copy when the last refresh is `refreshS` old: the object's
  *   entries stored or used since the copy's cursor, most recent first, up to `refreshEntries`; the
  *   refresh lands after the request that started it (it runs in the background), as does what a
