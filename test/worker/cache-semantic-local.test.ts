@@ -1,4 +1,5 @@
-import { env as testEnv } from 'cloudflare:test';
+import { createExecutionContext, env as testEnv, waitOnExecutionContext } from 'cloudflare:test';
+import worker from '../../worker/index';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import { LocalSemanticCopy, localSemanticCopy } from '../../worker/cache/semantic/local-copy';
@@ -18,8 +19,11 @@ import { uid } from '../support/uid';
 
 const env = testEnv as unknown as Env;
 
-/** SEMANTIC_INDEX with every method call counted by name (each is a remote hop on Cloudflare). */
-function countingIndex(): { ns: DurableObjectNamespace; calls: Record<string, number>; total: () => number } {
+/**
+ * SEMANTIC_INDEX with every method call counted by name (each is a remote hop on Cloudflare). While
+ * `gate.held` is set, lookup and hottest calls wait for it (an object that does not answer yet).
+ */
+function countingIndex(gate: { held: Promise<void> | null } = { held: null }): { ns: DurableObjectNamespace; calls: Record<string, number>; total: () => number } {
   const calls: Record<string, number> = {};
   const real = env.SEMANTIC_INDEX;
   const ns = {
@@ -29,8 +33,9 @@ function countingIndex(): { ns: DurableObjectNamespace; calls: Record<string, nu
       return new Proxy(stub, {
         get: (target, prop) => {
           if (typeof prop !== 'string') return undefined;
-          return (...args: unknown[]) => {
+          return async (...args: unknown[]) => {
             calls[prop] = (calls[prop] ?? 0) + 1;
+            if (gate.held && (prop === 'lookup' || prop === 'hottest')) await gate.held;
             return target[prop]!(...args);
           };
         },
@@ -48,14 +53,14 @@ interface World {
   counting: ReturnType<typeof countingIndex>;
 }
 
-async function world(semantic: Record<string, unknown> = {}, fast: Record<string, unknown> = {}): Promise<World> {
+async function world(semantic: Record<string, unknown> = {}, fast: Record<string, unknown> = {}, gate?: { held: Promise<void> | null }): Promise<World> {
   const { cfg, sims } = await simulatedConfig();
   const run = uid();
   const tenants = { a: `la-${run}`, b: `lb-${run}` };
   for (const t of Object.values(tenants)) cfg.tenants[t] = { models: ['*'] };
   // refresh_ms at its maximum: after the first (cold) refresh, no refresh is due during a test.
   cfg.cache = { ...cfg.cache, tiers: { ...cfg.cache?.tiers, fast: { semantic: true, ...fast } }, semantic: { refresh_ms: 600_000, ...semantic } };
-  const counting = countingIndex();
+  const counting = countingIndex(gate);
   const e = { ...env, SEMANTIC_INDEX: counting.ns, ROUTER: cfg } as unknown as Env;
   const [a, b] = await Promise.all([createKey(tenants.a, e), createKey(tenants.b, e)]);
   return { env: e, sims, keys: { a: a.key, b: b.key }, tenants, counting };
@@ -114,6 +119,40 @@ describe('semantic cache, lookup = "local"', () => {
     expect(warm.cache).toBe('semantic-hit');
     expect([first.content, cold.content]).toContain(warm.content); // the learned entry, or the cold request's own
     expect(warm.during).toEqual({});
+  });
+
+  it('a local miss never waits for the object: answered while the object has not answered the lookup or the refresh', async () => {
+    const gate: { held: Promise<void> | null } = { held: null };
+    let release!: () => void;
+    const w = await world({}, {}, gate);
+    await resetRouting(w.env);
+    gate.held = new Promise<void>((r) => (release = r));
+    // worker.fetch without support.ts's call(), which waits for the request's waitUntil work.
+    const ctx = createExecutionContext();
+    try {
+      const topic = uid().replace(/\d/g, 'g');
+      const request = new Request('http://router.test/v1/chat/completions', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${w.keys.a}`, 'content-type': 'application/json' },
+        body: JSON.stringify(ask(`How do penguins keep warm in ${topic} winters?`)),
+      });
+      const answer = (async () => {
+        const res = await worker.fetch(request as Request<unknown, IncomingRequestCfProperties>, w.env, ctx);
+        return { status: res.status, cache: res.headers.get('x-router-cache'), body: (await res.json()) as any };
+      })();
+      const deadline = new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 10_000));
+      const answered = await Promise.race([answer, deadline]);
+      expect(answered).not.toBe('stuck');
+      if (answered === 'stuck') return;
+      expect([answered.status, answered.cache]).toEqual([200, 'miss']);
+      expect(answered.body.choices[0].message.content).toEqual(expect.any(String));
+      expect(w.counting.calls).toMatchObject({ hottest: 1, lookup: 1 }); // started, not answered yet
+    } finally {
+      gate.held = null;
+      release();
+      await waitOnExecutionContext(ctx);
+      await backgroundSettled();
+    }
   });
 
   it("a cold copy fills in the background from the object's hottest entries", async () => {
