@@ -1,4 +1,5 @@
-import { createExecutionContext, env as testEnv, waitOnExecutionContext } from 'cloudflare:test';
+import { createExecutionContext, env as testEnv, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
+import { SemanticIndex } from '../../durable-objects/semantic-index';
 import worker from '../../worker/index';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
@@ -320,6 +321,10 @@ describe('SemanticIndex.hottest', () => {
     const later = await idx.hottest({ after: 0, limit: 1, maxBytes: 1 << 20, now: 5_000 });
     expect(later.entries.map((e) => e.id)).toEqual(['2']);
     expect(later.skipped).toBe(1);
+    // The object coming back (evicted, restarted) finds its column and its sequence where they were.
+    const again = await runInDurableObject(idx, (_, state) => new SemanticIndex(state, {}).hottest({ after: all.cursor, limit: 10, maxBytes: 1 << 20, now: 1_900 }));
+    expect(again.cursor).toBe(used.cursor);
+    expect(again.entries.map((e) => e.id)).toEqual(['2', '1']);
     // A cursor ahead of the object (it was cleared) starts over.
     await idx.clear();
     await idx.store(entry('4', 'After the clear', 6_000));
