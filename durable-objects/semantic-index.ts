@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import { guardAllows, type GuardReason } from '../worker/protocol/rules/semantic-guard';
-import type { SemanticLookup, SemanticLookupResult, SemanticEntry } from '../worker/protocol/semantic-index';
+import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotResult, SemanticLookup, SemanticLookupResult } from '../worker/protocol/semantic-index';
 
 // The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
 // their answers in SQLite, vectors as Float32 blobs. worker/cache/semantic/ computes the vector in
@@ -23,6 +23,11 @@ import type { SemanticLookup, SemanticLookupResult, SemanticEntry } from '../wor
 // Bounded: expired rows (the cache tier's TTL) are dropped on every store, and above
 // max_entries the least recently used go. Every method is synchronous (SQLite in a Durable Object
 // is), so calls never interleave. `now` is injectable for tests.
+//
+// Isolate-local copies (worker/cache/semantic/local-copy.ts): every store and every use (a hit
+// here, or a hit an isolate reports from its copy) gives the row the next sequence number (`seq`);
+// `hottest` answers an isolate's background refresh with the rows changed since its cursor, most
+// recent first, so a warm isolate answers lookups without calling here.
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -38,6 +43,8 @@ interface ScopeVectors {
 export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;
   private readonly scopes = new Map<string, ScopeVectors>();
+  /** The last sequence number given to a row (stored or used). */
+  private seq: number;
 
   constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
     super(ctx, env);
@@ -56,6 +63,10 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_scope ON entries (scope)');
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_at)');
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_used ON entries (used_at)');
+    // Added for the isolates' local copies: objects created before it get the column here.
+    if (!this.sql.exec('SELECT * FROM entries LIMIT 0').columnNames.includes('seq')) this.sql.exec('ALTER TABLE entries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0');
+    this.sql.exec('CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq)');
+    this.seq = this.sql.exec<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM entries').one().n;
   }
 
   /** The most similar stored prompt of the scope that reaches the threshold and passes the guards, with its answer. */
@@ -82,8 +93,14 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
         refused.push(verdict.reason);
         continue;
       }
-      this.sql.exec('UPDATE entries SET used_at = ? WHERE id = ?', now, id);
-      return { match: { id, similarity, text: row.text as string, answer: row.answer as string, storedAt: row.stored_at as number }, above: near.length, refused };
+      this.sql.exec('UPDATE entries SET used_at = ?, seq = ? WHERE id = ?', now, ++this.seq, id);
+      const match = { id, similarity, text: row.text as string, answer: row.answer as string, storedAt: row.stored_at as number };
+      if (q.withEntry) {
+        const i = sv.slot.get(id)!;
+        const entry: SemanticHotEntry = { id, scope: q.scope, vector: sv.data.slice(i * sv.dim, (i + 1) * sv.dim), text: match.text, depth: row.depth as number, answer: match.answer, storedAt: match.storedAt, expiresAt: sv.expires[i]! };
+        return { match: { ...match, entry }, above: near.length, refused };
+      }
+      return { match, above: near.length, refused };
     }
     return { match: null, above: near.length, refused };
   }
@@ -93,9 +110,9 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     const now = e.now ?? Date.now();
     const vec = e.vector.buffer.slice(e.vector.byteOffset, e.vector.byteOffset + e.vector.byteLength) as ArrayBuffer;
     this.sql.exec(
-      `INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, vec = excluded.vec, text = excluded.text, depth = excluded.depth,
-         answer = excluded.answer, stored_at = excluded.stored_at, expires_at = excluded.expires_at, used_at = excluded.used_at`,
+         answer = excluded.answer, stored_at = excluded.stored_at, expires_at = excluded.expires_at, used_at = excluded.used_at, seq = excluded.seq`,
       e.id,
       e.scope,
       vec,
@@ -105,6 +122,7 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       now,
       now + e.ttlSeconds * 1000,
       now,
+      ++this.seq,
     );
     this.remember(e.scope, e.id, e.vector, now + e.ttlSeconds * 1000);
     const gone = this.sql.exec<Row>('DELETE FROM entries WHERE expires_at <= ? RETURNING id, scope', now).toArray();
@@ -114,6 +132,39 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     }
     for (const row of gone) this.forget(row.scope as string, row.id as string);
     return { evicted: gone.length };
+  }
+
+  /**
+   * An isolate's background refresh (worker/cache/semantic/local-copy.ts): first counts the ids it
+   * answered from its copy as used, then returns the unexpired rows stored or used since `after`,
+   * most recent first, up to `limit` rows and about `maxBytes`. A cursor ahead of this object's
+   * (the object was cleared) starts over from 0.
+   */
+  hottest(r: SemanticHotRequest): SemanticHotResult {
+    const now = r.now ?? Date.now();
+    for (const id of (r.touched ?? []).slice(0, 1_000)) this.sql.exec('UPDATE entries SET used_at = ?, seq = ? WHERE id = ?', now, ++this.seq, id);
+    const after = r.after > this.seq ? 0 : r.after;
+    const entries: SemanticHotEntry[] = [];
+    let bytes = 0;
+    const rows = this.sql.exec<Row>('SELECT id, scope, vec, text, depth, answer, stored_at, expires_at FROM entries WHERE seq > ? AND expires_at > ? ORDER BY seq DESC LIMIT ?', after, now, r.limit);
+    for (const row of rows) {
+      const size = (row.vec as ArrayBuffer).byteLength + 2 * ((row.text as string).length + (row.answer as string).length);
+      if (bytes + size > r.maxBytes) continue;
+      bytes += size;
+      entries.push({
+        id: row.id as string,
+        scope: row.scope as string,
+        vector: new Float32Array(row.vec as ArrayBuffer),
+        text: row.text as string,
+        depth: row.depth as number,
+        answer: row.answer as string,
+        storedAt: row.stored_at as number,
+        expiresAt: row.expires_at as number,
+      });
+    }
+    const changed = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries WHERE seq > ? AND expires_at > ?', after, now).one().n;
+    const skipped = changed - entries.length;
+    return { cursor: this.seq, entries, skipped };
   }
 
   /** Rows held (expired ones not yet dropped included). */

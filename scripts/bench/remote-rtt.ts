@@ -33,6 +33,8 @@ const LIMITS = { key: { requests: 1e9, tokens: 1e12, window_s: 60 }, tenant: { r
 const BUDGET = { monthly_usd: 1e6 };
 /** REMOTE_RTT_LEASES=off: the rate limiter called per request ([limits].leases = false), for the before/after comparison. */
 const LEASES = process.env.REMOTE_RTT_LEASES !== 'off';
+/** REMOTE_RTT_SEMANTIC=remote: one call to the semantic index per lookup ([cache.semantic].lookup = "remote"), for the before/after comparison. */
+const SEMANTIC_LOOKUP = process.env.REMOTE_RTT_SEMANTIC === 'remote' ? 'remote' : 'local';
 
 interface Sample {
   ms: number;
@@ -80,12 +82,14 @@ export const remoteRtt: BenchSection = {
             ...r,
             limits: { ...LIMITS, store: 'embedded', leases: LEASES },
             tenants: { ...r.tenants, [TENANT]: { ...r.tenants?.[TENANT], budget: BUDGET } },
+            cache: { ...r.cache, semantic: { ...r.cache?.semantic, lookup: SEMANTIC_LOOKUP } },
           }),
         });
       }
       const warm = emptyRuns();
       const cold = emptyRuns();
       const exactOnly = emptyRuns();
+      const semanticHit = emptyRuns();
       for (const rtt of RTTS) {
         const s = await one(stacks[rtt], rtt);
         if (s.status !== 200) throw new Error(`RTT ${rtt}: the router answered ${s.status}`);
@@ -94,8 +98,11 @@ export const remoteRtt: BenchSection = {
       for (let slice = 0; slice < slices; slice++) {
         log(`slice ${slice + 1}/${slices}: ${warmPerSlice} warm + ${coldPerSlice} cold requests per RTT`);
         for (const rtt of RTTS) {
-          for (let i = 0; i < warmPerSlice; i++) warm[rtt].push(await one(stacks[rtt], rtt));
+          const stored: string[] = [];
+          for (let i = 0; i < warmPerSlice; i++) warm[rtt].push(await one(stacks[rtt], rtt, MODEL, undefined, stored));
           for (let i = 0; i < warmPerSlice; i++) exactOnly[rtt].push(await one(stacks[rtt], rtt, MODEL_NO_SEMANTIC));
+          // Paraphrases of this slice's warm prompts (stored by now): exact miss, semantic hit.
+          for (const id of stored) semanticHit[rtt].push(await one(stacks[rtt], rtt, MODEL, `bench request ${id} reply with a short greeting`));
           for (let i = 0; i < coldPerSlice; i++) {
             await forget(stacks[rtt]);
             cold[rtt].push(await one(stacks[rtt], rtt));
@@ -110,11 +117,12 @@ export const remoteRtt: BenchSection = {
         warm: Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(warm[rtt])])) as Record<Rtt, Summary>,
         cold: Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(cold[rtt])])) as Record<Rtt, Summary>,
         'warm, no semantic tier': Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(exactOnly[rtt])])) as Record<Rtt, Summary>,
+        'warm, semantic hit': Object.fromEntries(RTTS.map((rtt) => [rtt, summarize(semanticHit[rtt])])) as Record<Rtt, Summary>,
       };
       const json = {
         date: new Date().toISOString(),
         machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version, loadavg_1m: os.loadavg()[0] },
-        setup: { model: MODEL, tenant: TENANT, limits: LIMITS, rate_limit_leases: LEASES, budget: BUDGET, caches: 'exact (Cache API) + semantic (fast tier, SemanticIndex DO)', sim_profile: 'instant', slices, warm_per_slice: warmPerSlice, cold_per_slice: coldPerSlice },
+        setup: { model: MODEL, tenant: TENANT, limits: LIMITS, rate_limit_leases: LEASES, semantic_lookup: SEMANTIC_LOOKUP, budget: BUDGET, caches: 'exact (Cache API) + semantic (fast tier, SemanticIndex DO)', sim_profile: 'instant', slices, warm_per_slice: warmPerSlice, cold_per_slice: coldPerSlice },
         ...summary,
         added: Object.fromEntries(
           RTTS.map((rtt) => [
@@ -139,8 +147,11 @@ function emptyRuns(): Record<Rtt, Sample[]> {
   return Object.fromEntries(RTTS.map((r) => [r, [] as Sample[]])) as Record<Rtt, Sample[]>;
 }
 
-async function one(stack: Stack, rtt: Rtt, model = MODEL): Promise<Sample> {
-  const body = JSON.stringify({ model, temperature: 0, max_tokens: 16, messages: [{ role: 'user', content: `Bench request ${rtt}-${seq++}-${Math.random().toString(36).slice(2)}: reply with a short greeting.` }] });
+/** One request: a new prompt (its id pushed to `ids`), or `content` as given. */
+async function one(stack: Stack, rtt: Rtt, model = MODEL, content?: string, ids?: string[]): Promise<Sample> {
+  const id = `${rtt}-${seq++}-${Math.random().toString(36).slice(2).replace(/\d/g, '')}`;
+  ids?.push(id);
+  const body = JSON.stringify({ model, temperature: 0, max_tokens: 16, messages: [{ role: 'user', content: content ?? `Bench request ${id}: reply with a short greeting.` }] });
   const t0 = performance.now();
   const res = await fetch(`${stack.routerUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.keys[TENANT]}` }, body });
   await res.arrayBuffer();
@@ -175,11 +186,11 @@ function summarize(samples: Sample[]): Summary {
   };
 }
 
-function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary>; 'warm, no semantic tier': Record<Rtt, Summary> }): BenchTable {
+function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary>; 'warm, no semantic tier': Record<Rtt, Summary>; 'warm, semantic hit': Record<Rtt, Summary> }): BenchTable {
   const ms = (x: number) => `${round(x, 2).toFixed(2)} ms`;
   const plus = (d: number) => `${d >= 0 ? '+' : ''}${round(d, 2).toFixed(2)} ms`;
   const rows: string[][] = [];
-  for (const kind of ['warm', 'warm, no semantic tier', 'cold'] as const) {
+  for (const kind of ['warm', 'warm, semantic hit', 'warm, no semantic tier', 'cold'] as const) {
     for (const rtt of RTTS) {
       const x = s[kind][rtt];
       const base = s[kind][0];
@@ -198,16 +209,18 @@ function table(s: { warm: Record<Rtt, Summary>; cold: Record<Rtt, Summary>; 'war
       ]);
     }
   }
-  const bad = RTTS.some((r) => s.warm[r].non_200 + s.cold[r].non_200 + s['warm, no semantic tier'][r].non_200 > 0);
+  const bad = RTTS.some((r) => s.warm[r].non_200 + s.cold[r].non_200 + s['warm, no semantic tier'][r].non_200 + s['warm, semantic hit'][r].non_200 > 0);
   const caches = Object.entries(s.warm[120].cache).map(([k, n]) => `${k} ${n}`).join(', ');
+  const hitCaches = Object.entries(s['warm, semantic hit'][120].cache).map(([k, n]) => `${k} ${n}`).join(', ');
   return {
-    title: `Remote round trips on the full pipeline (limits ${LEASES ? 'by leases' : 'per request, leases off'}, budget, exact + semantic cache, usage; instant sim, c=1, ${os.cpus().length} cores)`,
+    title: `Remote round trips on the full pipeline (limits ${LEASES ? 'by leases' : 'per request, leases off'}, budget, exact + semantic cache (lookup ${SEMANTIC_LOOKUP}), usage; instant sim, c=1, ${os.cpus().length} cores)`,
     columns: ['isolate, RTT', 'n', 'p50', 'added p50', 'p99', 'added p99', 'round trips on the path (added p50 ÷ RTT)', 'sync calls/req', 'max', 'reqs waiting', 'calls started/req'],
     rows,
     notes: [
       'RTT: the modelled round trip of every Worker → Durable Object / Upstash call (worker/dev/remote-rtt.ts); "added" is against the same isolate state at RTT 0.',
       'sync calls: remote calls that had completed when the response was returned; an upper bound of those the request waited for (a background call that finishes first, e.g. a lease top-up during a later wait, counts too). Round trips on the path: the added median over the RTT, the direct measure. calls started: background work included.',
       `Every request is a new prompt at temperature 0 (both caches looked up, missed, stored). x-router-cache at RTT 120, warm: ${caches}.`,
+      `"semantic hit": a paraphrase of each of the slice's warm prompts, sent after them (exact miss, semantic hit). x-router-cache at RTT 120: ${hitCaches}.`,
       `"no semantic tier": the same requests for ${MODEL_NO_SEMANTIC} (balanced tier: exact cache only), interleaved with the others on the same routers.`,
       'cold: POST /__dev/forget-isolate before the request (views, leases, key cache forgotten; the objects stay warm).',
       ...(bad ? ['WARNING: some requests were not answered 200: see the JSON.'] : []),

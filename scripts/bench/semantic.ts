@@ -13,6 +13,7 @@ import type { BenchSection, BenchTable } from './lib/section';
 import { sentenceVector, SIM_EMBEDDING } from '../../regional/sim/embeddings';
 import { evaluateIndex, evaluatePairs, loadPairs, tuneThreshold, type EvalResult } from './lib/semantic-pairs';
 import { percentile } from './lib/stats';
+import { simulateTraffic, type ModeResult } from './lib/semantic-local-sim';
 
 const THRESHOLDS = [0.8, 0.85, 0.9, 0.95, 0.98];
 const DEFAULT_THRESHOLD = 0.95;
@@ -107,6 +108,32 @@ export const semantic: BenchSection = {
       notes: ['for reading only: the threshold is chosen on the tuning half, not from this table.'],
     };
 
+    // lookup = "local" against "remote": the hit rate an isolate's copy costs (lib/semantic-local-sim.ts).
+    const seeds = ctx.smoke ? 2 : 10;
+    const traffic = { refreshS: 5, meanGapS: 60, durationS: 600 };
+    const localRuns = [1, 4, 16, 64].flatMap((isolates) =>
+      [0.1, 1, 10].map((perIsolateRps) => {
+        const sum = { remote: { shouldHit: 0, correctHits: 0, wrongHits: 0 }, local: { shouldHit: 0, correctHits: 0, wrongHits: 0 }, lostHits: 0 };
+        for (let seed = 1; seed <= seeds; seed++) {
+          const r = simulateTraffic(pairs, { isolates, perIsolateRps, ...traffic, seed, threshold: DEFAULT_THRESHOLD, embed: localEmbedding });
+          for (const m of ['remote', 'local'] as const) for (const k of ['shouldHit', 'correctHits', 'wrongHits'] as const) sum[m][k] += r[m][k];
+          sum.lostHits += r.lostHits;
+        }
+        return { isolates, per_isolate_rps: perIsolateRps, ...sum };
+      }),
+    );
+    const rate = (m: ModeResult) => m.correctHits / Math.max(1, m.shouldHit);
+    const modeCell = (m: ModeResult) => `${pct(rate(m))} / ${pct(m.wrongHits / Math.max(1, m.correctHits + m.wrongHits))}`;
+    const localTable: BenchTable = {
+      title: `lookup = "local" vs "remote": hit rate / wrong of hits, all ${pairs.length} pairs, local lexical embedding at ${DEFAULT_THRESHOLD}, ${seeds} seeds per row`,
+      columns: ['isolates', 'other lookups / s per isolate', 'remote', 'local', 'hit-rate cost (points)', 'remote hits local missed'],
+      rows: localRuns.map((r) => [String(r.isolates), String(r.per_isolate_rps), modeCell(r.remote), modeCell(r.local), ((rate(r.remote) - rate(r.local)) * 100).toFixed(1), `${r.lostHits} of ${r.remote.correctHits} (${pct(r.lostHits / Math.max(1, r.remote.correctHits))})`]),
+      notes: [
+        `each pair's a at a uniform time in ${traffic.durationS} s, its b an exponential gap later (mean ${traffic.meanGapS} s), each on a random isolate; each isolate also serves the tenant's other semantic-tier lookups at the given rate, which start its copy's background refresh at most every ${traffic.refreshS} s ([cache.semantic].refresh_ms); a local miss learns the object's answer for the next request (lib/semantic-local-sim.ts).`,
+        "a local hit is decided as the object decides on the entries the copy holds (test/worker/cache-semantic-local.test.ts checks every pair of the fixture against a real SemanticIndex). What local lookups lose is the b that lands on an isolate whose copy has not seen its a yet. A copy missing the right entry could in principle answer from a farther one the guards accept, which the object would have outranked: compare the wrong-hit counts in the JSON (local_vs_remote.runs), not only the rates, whose denominators differ.",
+      ],
+    };
+
     const lookup = measureLookup(pairs.flatMap((p) => [p.a, p.b]), runs);
     const costTable: BenchTable = {
       title: `What a lookup computes (${runs.toLocaleString('en-US')} runs after warm-up, ${os.cpus().length} cores, node ${process.version})`,
@@ -128,10 +155,11 @@ export const semantic: BenchSection = {
       by_kind: kindRows.map(([label, kind, n, g, ng]) => ({ label, kind, pairs: Number(n), hits_guards: Number(g), hits_no_guards: Number(ng) })),
       held_out: heldOut.map((h) => ({ embedding: h.embedding, tuned_threshold: h.threshold, tune_pairwise: strip(h.tune), pairwise: strip(h.pairwise), index: strip(h.index), synonym_hits: h.synonyms.correctHits, synonyms: h.synonyms.shouldHit })),
       held_out_sweep_sim: simSweep.map((s) => ({ threshold: s.threshold, pairwise_guards: strip(s.pairwise), index_guards: strip(s.index), pairwise_no_guards: strip(s.none) })),
+      local_vs_remote: { traffic, seeds, threshold: DEFAULT_THRESHOLD, embedding: 'local-lexical-v1', runs: localRuns },
       lookup_ms: lookup,
       machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version, loadavg_1m: os.loadavg()[0] },
     };
-    return { tables: [heldTable, simTable, sweepTable, kindTable, costTable], json };
+    return { tables: [heldTable, simTable, sweepTable, kindTable, localTable, costTable], json };
   },
 };
 

@@ -370,6 +370,18 @@ export const semanticCacheSchema = z.strictObject({
   max_answer_bytes: z.number().int().min(256).max(1024 * 1024).default(32 * 1024),
   /** Time allowed for the embedding backend's answer; slower: the lookup is skipped (a miss). */
   embedding_timeout_ms: z.number().int().min(10).max(30_000).default(1_000),
+  /**
+   * "local": the Durable Object index is read from the isolate's copy of the tenant's hottest
+   * entries (no remote call on the request path; a local miss goes upstream at once and asks the
+   * object in the background). "remote": one call to the index per lookup. README "Semantic cache".
+   */
+  lookup: z.enum(['local', 'remote']).default('local'),
+  /** Bound of the isolate's local copy, all tenants together (least recently used go first); 0: "remote". */
+  local_bytes: z.number().int().min(0).max(32 * 1024 * 1024).default(4 * 1024 * 1024),
+  /** A tenant's local copy asks its object for what changed at most this often (in the background). */
+  refresh_ms: z.number().int().min(100).max(600_000).default(5_000),
+  /** Entries (most recently stored or used) one refresh brings at most. */
+  refresh_entries: z.number().int().min(1).max(2_000).default(200),
 });
 
 export const cacheSchema = z.strictObject({

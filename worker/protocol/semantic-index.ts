@@ -15,6 +15,8 @@ export interface SemanticLookup {
   /** How many of the nearest rows above minSimilarity are offered to the guards. */
   topK: number;
   now?: number;
+  /** Also return the match's vector and expiry (an isolate's local copy imports it: worker/cache/semantic/local-copy.ts). */
+  withEntry?: boolean;
 }
 
 export interface SemanticMatch {
@@ -25,6 +27,8 @@ export interface SemanticMatch {
   /** The stored answer (a serialized CachedAnswer). */
   answer: string;
   storedAt: number;
+  /** With `withEntry`: what an isolate's local copy needs to answer from it. */
+  entry?: SemanticHotEntry;
 }
 
 export interface SemanticLookupResult {
@@ -44,4 +48,37 @@ export interface SemanticEntry {
   ttlSeconds: number;
   maxEntries: number;
   now?: number;
+}
+
+/**
+ * An isolate's background refresh of its local copy (SemanticIndex.hottest): the entries stored or
+ * used since the isolate's cursor, most recent first, unexpired, within `limit` and `maxBytes`.
+ * `touched`: ids the isolate answered from its copy since its last refresh (they count as used, for
+ * the object's eviction order and for other isolates' refreshes).
+ */
+export interface SemanticHotRequest {
+  after: number;
+  limit: number;
+  maxBytes: number;
+  touched?: string[];
+  now?: number;
+}
+
+export interface SemanticHotEntry {
+  id: string;
+  scope: string;
+  vector: Float32Array;
+  text: string;
+  depth: number;
+  answer: string;
+  storedAt: number;
+  expiresAt: number;
+}
+
+export interface SemanticHotResult {
+  /** The object's sequence number now: the next refresh's `after`. */
+  cursor: number;
+  entries: SemanticHotEntry[];
+  /** Rows changed since `after` that were left out (beyond limit or maxBytes): the colder ones. */
+  skipped: number;
 }

@@ -78,14 +78,14 @@ export interface EvalResult {
   missedByKind: Record<string, number>;
 }
 
-interface Side {
+export interface Side {
   scope: string;
   text: string;
   depth: number;
   vector: Float32Array | null;
 }
 
-function side(text: string, context: Message[] | undefined, embed: (t: string) => Float32Array | null): Side | null {
+export function side(text: string, context: Message[] | undefined, embed: (t: string) => Float32Array | null): Side | null {
   const body = { model: 'm', temperature: 0, messages: [...(context ?? []), { role: 'user', content: text }] };
   const p = semanticPrompt('chat', body, 2_000);
   if (!p) return null;

@@ -21,6 +21,8 @@ export interface SemanticQuery {
   /** The prompt's vector for the embedded index, computed on first use (null: cannot be embedded, no lookup). */
   vector: () => Promise<Float32Array | null>;
   now: number;
+  /** Hands work to the request's waitUntil (local-index.ts: the refresh and the remote lookup of a local miss). */
+  background?: (work: Promise<unknown>) => void;
 }
 
 export interface SemanticHit {
@@ -77,12 +79,13 @@ export class DurableObjectSemanticIndex implements SemanticIndexStore {
     await this.stub(e.tenantId).store({ id: this.scopeOf(e.id), scope: this.scopeOf(e.scope), vector, text: e.text, depth: e.depth, answer: e.answer, ttlSeconds: e.ttlSeconds, maxEntries: this.maxEntries, now: e.now });
   }
 
-  private stub(tenantId: string) {
+  /** The tenant's object (local-index.ts calls it too). */
+  stub(tenantId: string) {
     return this.ns.get(this.ns.idFromName(tenantId));
   }
 
   /** Scopes and ids carry the embedder's id. */
-  private scopeOf(key: string) {
+  scopeOf(key: string) {
     return `${this.embedderId}:${key}`;
   }
 }

@@ -4,6 +4,8 @@ import { upstashVector, upstashVectorSettings } from '../upstash-vector';
 import { upstashHealth } from '../upstash-health';
 import { embedderFor } from './embedder';
 import { DurableObjectSemanticIndex, FallbackSemanticIndex, UpstashVectorSemanticIndex, type SemanticIndexStore } from './index-store';
+import { localSemanticCopy } from './local-copy';
+import { LocalFirstSemanticIndex } from './local-index';
 
 const built = new WeakMap<CompiledConfig, Map<string, SemanticIndexStore | null>>();
 const warned = new Set<string>();
@@ -33,6 +35,12 @@ export function semanticIndexFor(config: CompiledConfig, env: Record<string, unk
     index = embedded ? new FallbackSemanticIndex(primary, embedded, { url: settings.url, retryAfterMs: upstash.retry_after_ms, health: upstashHealth }) : primary;
   } else if (missingSecret) {
     warnOnce(`upstash.vector_url is set but the secret ${missingSecret} is not: the semantic cache uses the Durable Object index`);
+  }
+  // lookup = "local": the Durable Object index is read from the isolate's copy (local-index.ts).
+  // Upstash Vector stays remote: it embeds with its own model, which the Worker cannot run.
+  const { lookup, local_bytes, refresh_ms, refresh_entries } = cache.semantic;
+  if (index === embedded && embedded && lookup === 'local' && local_bytes > 0) {
+    index = new LocalFirstSemanticIndex(embedded, localSemanticCopy, { maxBytes: local_bytes, refreshMs: refresh_ms, refreshEntries: refresh_entries });
   }
   indexes.set(id, index);
   return index;

@@ -65,7 +65,7 @@ export async function semanticCache(input: SemanticCacheInput): Promise<Semantic
   if (policy === 'lookup') {
     const t = now();
     const found = await safely('lookup', () =>
-      index.lookup({ tenantId, scope, text: prompt.text, depth: prompt.depth, threshold: tierCache.semantic_threshold, topK: settings.top_k, vector: embed, now: t }),
+      index.lookup({ tenantId, scope, text: prompt.text, depth: prompt.depth, threshold: tierCache.semantic_threshold, topK: settings.top_k, vector: embed, now: t, background: (work) => track(input.ctx, work) }),
     );
     const answer = found ? parseAnswer(found.answer, endpoint) : null;
     if (found && answer) {
