@@ -60,6 +60,8 @@ export class UsageLedger extends DurableObject {
       request_id TEXT NOT NULL, metric TEXT NOT NULL, ts INTEGER NOT NULL, score REAL NOT NULL, key_id TEXT,
       comment_length INTEGER, comment TEXT, PRIMARY KEY (request_id, metric))`);
     this.sql.exec('CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts)');
+    // Batch lines (README "Batch and async"): the batch they belong to; NULL for interactive requests.
+    if (!this.sql.exec('PRAGMA table_info(usage)').toArray().some((c) => c.name === 'batch_id')) this.sql.exec('ALTER TABLE usage ADD COLUMN batch_id TEXT');
   }
 
   /** Feedback lookups waiting for their record to land (woken by every append). */
@@ -69,7 +71,11 @@ export class UsageLedger extends DurableObject {
   async append(records: UsageRecord[], retentionDays: number): Promise<{ inserted: number }> {
     const insert = `INSERT OR IGNORE INTO usage (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
     let inserted = 0;
-    for (const r of records) inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
+    for (const r of records) {
+      const fresh = this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0;
+      if (fresh && r.batch_id) this.sql.exec('UPDATE usage SET batch_id = ? WHERE request_id = ?', r.batch_id, r.request_id);
+      inserted += fresh ? 1 : 0;
+    }
     for (const wake of [...this.waiters]) wake();
     await this.ctx.storage.put('retention_days', retentionDays);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + DAY_MS);

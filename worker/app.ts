@@ -23,6 +23,9 @@ import { anthropicMessagesRoute } from './routes/anthropic-messages';
 import { anthropicErrors } from './anthropic/errors';
 import { metricsRoute, requireMetricsToken } from './routes/metrics';
 import { feedbackRoute } from './routes/feedback';
+import { files } from './routes/files';
+import { batches } from './routes/batches';
+import { adminQueues } from './routes/admin-queues';
 
 export const app = new Hono<AppEnv>();
 
@@ -42,6 +45,7 @@ app.route('/admin/tenants', adminBudgets);
 app.route('/admin/usage', adminUsage);
 app.route('/admin/alerts', adminAlerts);
 app.route('/admin/deployments', adminDeployments);
+app.route('/admin/queues', adminQueues);
 
 // The operator's page; it reads the /admin/* APIs above with a session cookie (worker/dashboard/).
 app.route('/dashboard', dashboard);
@@ -60,6 +64,9 @@ app.post('/v1/responses', responsesRoute);
 app.post('/v1/messages', anthropicMessagesRoute);
 // Feedback on an answered request of the caller's tenant (worker/quality/feedback.ts).
 app.post('/v1/feedback', feedbackRoute);
+// The Files and Batches APIs (README "Batch and async"); batch lines run through the same pipeline from the queue.
+app.route('/v1/files', files);
+app.route('/v1/batches', batches);
 
 app.notFound((c) => errors.notFound(`Unknown route: ${c.req.method} ${new URL(c.req.url).pathname}`, 'unknown_route').toResponse());
 

@@ -10,6 +10,7 @@ import type { UsageDraft } from './telemetry/usage-draft';
 import type { MetricsAggregator } from '../durable-objects/metrics-aggregator';
 import type { AlertState } from '../durable-objects/alert-state';
 import type { DeploymentState } from '../durable-objects/deployment-state';
+import type { BatchStore } from '../durable-objects/batch-store';
 import type { RateLimitHold } from './ratelimit/request';
 import type { CompiledConfig } from './config/compiled';
 import type { KeyRecord } from './protocol/keys';
@@ -18,6 +19,7 @@ import type { CacheSavings } from './cache/exact';
 // The one place in worker/ that names the Durable Object classes (as types, for namespaces and
 // stubs); their wire types are worker/protocol/. test/node/import-directions.test.ts keeps it so.
 export type { AlertState, BackendLifecycle, DeploymentState, BackendMetrics, CircuitBreaker, KeyRegistry, MetricsAggregator, RateLimiter, SemanticIndex, TenantQuota, UsageLedger };
+export type { BatchStore };
 
 /** The Worker's bindings (wrangler.toml) and secrets. Backend secrets are looked up by name. */
 export interface Env {
@@ -45,6 +47,13 @@ export interface Env {
   ALERTS: DurableObjectNamespace<AlertState>;
   /** One per deployment, idFromName(name): versions, rollouts, gates, history (worker/deployments/). */
   DEPLOYMENTS?: DurableObjectNamespace<DeploymentState>;
+  /** Batches and their per-line ledger, one per tenant, idFromName("tenant:<id>") (worker/batch/, README "Batch and async"). */
+  BATCHES?: DurableObjectNamespace<BatchStore>;
+  /** Files API storage (R2): "<tenant>/<file id>" (worker/routes/files.ts). */
+  FILES?: R2Bucket;
+  /** One message per batch line (worker/batch/consumer.ts), and its dead-letter queue. */
+  ROUTER_BATCH?: Queue<unknown>;
+  ROUTER_BATCH_DLQ?: Queue<unknown>;
   ADMIN_TOKEN?: string;
   /** Upstash Redis REST token, when [upstash].redis_url is set (the secret's name is [upstash].redis_token_secret; this is its default). */
   UPSTASH_REDIS_REST_TOKEN?: string;

@@ -1,6 +1,7 @@
 import { app } from './app';
 import type { Env } from './env';
 import { scheduled } from './alerts/scheduled';
+import { batchQueue, BATCH_QUEUES } from './batch/consumer';
 
 export { KeyRegistry } from '../durable-objects/key-registry';
 export { BackendMetrics } from '../durable-objects/backend-metrics';
@@ -13,9 +14,16 @@ export { UsageLedger } from '../durable-objects/usage-ledger';
 export { MetricsAggregator } from '../durable-objects/metrics-aggregator';
 export { AlertState } from '../durable-objects/alert-state';
 export { DeploymentState } from '../durable-objects/deployment-state';
+export { BatchStore } from '../durable-objects/batch-store';
 
 export default {
   fetch: app.fetch,
   // Every minute (wrangler.toml [triggers]): the alert detectors (worker/alerts/).
   scheduled,
+  // Queue consumers, by queue name (wrangler.toml [[queues.consumers]]): one line per queue.
+  async queue(batch: MessageBatch<unknown>, env: Env, ctx: ExecutionContext) {
+    if (BATCH_QUEUES.has(batch.queue)) return batchQueue(batch, env, ctx);
+    console.error(JSON.stringify({ msg: 'queue: no consumer', queue: batch.queue }));
+    batch.retryAll();
+  },
 } satisfies ExportedHandler<Env>;

@@ -31,6 +31,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   'cpu-profile': async () => (await import('./cpu-profile')).cpuProfile,
   rollout: async () => (await import('./rollout')).rollout,
   'rollout-stats': async () => (await import('./rollout-stats')).rolloutStats,
+  batch: async () => (await import('./batch')).batch,
 };
 
 async function main(): Promise<void> {

@@ -139,6 +139,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...(remoteRtt === undefined ? {} : { compatibilityFlags: [...(wrangler.workerOptions.compatibilityFlags ?? []), 'nodejs_als'] }),
       ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
       durableObjectsPersist: opts.persist ? join(opts.persist, 'v3', 'do') : false,
+      // Batch files (R2) next to the batches that name them (README "Batch and async"); the queue itself is in memory.
+      r2Persist: opts.persist ? join(opts.persist, 'v3', 'r2') : false,
       bindings: { ...wrangler.bindings, ...secrets, ROUTER: router, ...(remoteRtt === undefined ? {} : { [RTT_VAR]: String(remoteRtt) }) },
       log: opts.log ? new Log(LogLevel.INFO) : undefined,
       handleRuntimeStdio: opts.log ? undefined : quietStdio,

@@ -259,6 +259,22 @@ export function detectSloWindow({ buckets, slo, alerts: a, now }: DetectorInput)
   return out;
 }
 
+/**
+ * The batch queue's oldest unfinished line older than [batch].alert_oldest_age_seconds (README
+ * "Batch and async"): the consumer is not keeping up, is held back by interactive load, or is failing.
+ */
+export function detectQueueBacklog(q: { queue: string; depth: number; oldest_age_seconds: number | null }, maxAgeSeconds: number): Alert[] {
+  if (q.oldest_age_seconds === null || q.oldest_age_seconds <= maxAgeSeconds) return [];
+  return [
+    {
+      id: `queue_backlog:${q.queue}`,
+      severity: 'warning',
+      summary: `Queue ${q.queue}: oldest line waiting ${q.oldest_age_seconds} s (limit ${maxAgeSeconds} s), ${q.depth} lines pending`,
+      details: { queue: q.queue, oldest_age_seconds: q.oldest_age_seconds, limit_seconds: maxAgeSeconds, depth: q.depth },
+    },
+  ];
+}
+
 /** Every detector; ids are unique across them. */
 export function detectAll(input: DetectorInput): Alert[] {
   return [

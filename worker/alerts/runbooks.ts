@@ -12,6 +12,7 @@ export const RUNBOOKS = {
   'upstash-outage': 'Upstash outage',
   'key-leak': 'Key leak (usage spike on one key)',
   'quality-drift': 'Quality drift (refusals, truncations, output length, negative feedback)',
+  'queue-backlog': 'Batch queue backlog',
 } as const;
 
 export type RunbookSlug = keyof typeof RUNBOOKS;
@@ -31,6 +32,8 @@ export function runbookForAlert(alertId: string): RunbookSlug {
     case 'slo_p95_ttft':
     case 'slo_p95_latency':
       return 'ttft-slo';
+    case 'queue_backlog':
+      return 'queue-backlog';
     case 'error_rate':
     case 'slo_availability':
     default:

@@ -14,6 +14,7 @@ import { readMinutes, readQualityMinutes } from '../telemetry/metrics';
 import type { MinuteBucket } from '../protocol/rules/minute-series';
 import type { QualityMinute } from '../protocol/rules/quality-minutes';
 import { detectAll, lookbackMs } from './detectors';
+import { batchBacklogAlerts } from '../batch/queue-report';
 import { runbookForAlert, runbookUrl } from './runbooks';
 
 export const ALERT_EVENT = 'router.alert';
@@ -75,6 +76,7 @@ export async function runAlerts(env: Env, now: number): Promise<AlertRunReport> 
     return { skipped: 'metrics_failed' };
   }
   const found = detectAll({ buckets, quality, slo, alerts, now });
+  found.push(...(await batchBacklogAlerts(env, loaded.config, now))); // README "Batch and async"
   try {
     const state = env.ALERTS.get(env.ALERTS.idFromName('global'));
     const reply = await state.evaluate({

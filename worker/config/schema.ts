@@ -6,6 +6,7 @@ import { usageSchema } from './usage';
 import { alertsSchema, sloSchema } from './alerts';
 import { deploymentsSchema } from './deployments';
 import { metricsSchema } from './metrics';
+import { batchSchema } from './batch';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
 // Types elsewhere come from it through z.infer; nothing is written twice.
@@ -442,6 +443,8 @@ export const routerConfigSchema = z
     metrics: metricsSchema.prefault({}),
     /** Versioned deployments, rollouts, A/B tests and the regression gate (worker/config/deployments.ts, worker/deployments/). */
     deployments: deploymentsSchema,
+    /** The Files and Batches APIs and the batch queue (worker/config/batch.ts, worker/batch/). */
+    batch: batchSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });

@@ -48,6 +48,7 @@ interface Rollout {
   ab?: { metric: string; diff: number | null; p_value: number | null; winner: string | null } | null;
 }
 interface Deployment { name: string; serving: string; versions?: string[]; rollout: Rollout | null }
+interface Queue { queue: string; depth: number; running: number; oldest_age_seconds: number | null; retries: number; dead_letters: number; lines_done: number }
 
 interface ActiveAlert { id: string; severity: string; summary: string; started_at: string; runbook_url: string }
 interface Runbook { slug: string; title: string; url: string }
@@ -438,12 +439,30 @@ function renderRollouts(list: Deployment[] | null): void {
   }
 }
 
+/** The batch queue (GET /admin/queues, README "Batch and async"). */
+function renderQueues(list: Queue[]): void {
+  table(
+    $('queues'),
+    ['queue', 'depth', 'running', 'oldest', 'retries', 'dead letters', 'lines done', ''],
+    list.map((q) => [
+      el('td', q.queue),
+      el('td', fmtInt(q.depth)),
+      el('td', fmtInt(q.running)),
+      el('td', q.oldest_age_seconds === null ? '—' : `${fmtInt(q.oldest_age_seconds)} s`),
+      el('td', fmtInt(q.retries)),
+      el('td', fmtInt(q.dead_letters)),
+      el('td', fmtInt(q.lines_done)),
+      runbookCell(`queue-runbook:${q.queue}`, q.dead_letters > 0 || (q.oldest_age_seconds ?? 0) > 3600 ? runbooks['queue-backlog'] : undefined),
+    ]),
+  );
+}
+
 async function refresh(tenants: string[]): Promise<void> {
   const to = Date.now();
   const from = to - WINDOW_H * HOUR_MS;
   const range = `from=${encodeURIComponent(new Date(from).toISOString())}&to=${encodeURIComponent(new Date(to).toISOString())}`;
   const usage = (q: string) => getJson<{ rows: UsageRow[] }>(`/admin/usage?${q}&${range}`).then((r) => r.rows);
-  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts, deployments] = await Promise.all([
+  const [byTenant, byModel, byFeature, overall, hourlyRows, breakers, backends, budgets, alerts, deployments, queues] = await Promise.all([
     usage('group_by=tenant'),
     usage('group_by=model'),
     usage('group_by=feature'),
@@ -461,6 +480,7 @@ async function refresh(tenants: string[]): Promise<void> {
         return null;
       },
     ),
+    getJson<{ data: Queue[] }>('/admin/queues').then((r) => r.data, () => [] as Queue[]),
   ]);
 
   const w = $('window');
@@ -493,6 +513,7 @@ async function refresh(tenants: string[]): Promise<void> {
   renderBreakers(breakers);
   renderBackends(backends);
   renderRollouts(deployments);
+  renderQueues(queues);
 }
 
 async function loop(tenants: string[]): Promise<void> {

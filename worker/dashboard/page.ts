@@ -50,6 +50,7 @@ ${panel('by-model', 'By model', 'wide')}
 ${panel('by-feature', 'By feature', 'wide')}
 ${panel('breakers', 'Circuit breakers')}
 ${panel('backends', 'Backends')}
+${panel('queues', 'Batch queue')}
 </main>
 </body>
 </html>

@@ -3,6 +3,8 @@ import { admitStage, softLimitStage } from '../budget/stage';
 import { checkFeatureAllowed, FEATURE_HEADER } from '../budget/settings';
 import { exactCacheStage, semanticCacheStage } from '../cache/stage';
 import type { AppEnv } from '../env';
+import type { CompiledConfig } from '../config/compiled';
+import type { KeyRecord } from '../protocol/keys';
 import { readJsonBody } from '../http/body';
 import { errors } from '../http/errors';
 import { endpoints, type EndpointKind } from '../openai/schemas';
@@ -54,38 +56,59 @@ export function inferenceRoute(kind: EndpointKind) {
  * body the client cannot send whole is still a recorded request). Other API faces (the Responses
  * API, Anthropic's Messages) translate their body and call this with kind 'chat'.
  */
-export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body: InferenceBody | (() => Promise<InferenceBody>)): Promise<Response> {
-  const config = c.get('config');
-  const key = c.get('key');
-  const ctx = c.executionCtx;
+export function runInference(c: Context<AppEnv>, kind: EndpointKind, body: InferenceBody | (() => Promise<InferenceBody>)): Promise<Response> {
+  return runInferenceCall({ env: c.env, ctx: c.executionCtx, config: c.get('config'), key: c.get('key'), raw: c.req.raw, requestId: c.get('requestId') }, kind, body);
+}
+
+/**
+ * Who asks, without an HTTP client behind it: an HTTP route (runInference above) or the batch
+ * queue's consumer (worker/batch/consumer.ts), which builds `raw` itself for a tenant's key.
+ */
+export interface InferenceCall {
+  env: AppEnv['Bindings'];
+  ctx: InferenceRequest['ctx'];
+  config: CompiledConfig;
+  key: KeyRecord;
+  /** The request as received (headers, abort signal); a batch line's is made up by its consumer. */
+  raw: Request;
+  /** The router's id for the request when the client did not name it (x-request-id). */
+  requestId: string;
+  /** A batch line: its batch id (on the usage record); its requestId is then used as given (deterministic per line). */
+  batchId?: string;
+}
+
+/** runInference for an InferenceCall: the one pipeline for interactive requests and batch lines. */
+export async function runInferenceCall(call: InferenceCall, kind: EndpointKind, body: InferenceBody | (() => Promise<InferenceBody>)): Promise<Response> {
+  const { config, key, ctx } = call;
+  const header = (name: string) => call.raw.headers.get(name) ?? undefined;
   const started = Date.now();
-  const clientId = c.req.header('x-request-id');
+  const clientId = call.batchId ? undefined : header('x-request-id');
   const clientRequestId = clientId !== undefined && CLIENT_ID_RE.test(clientId) ? clientId : null;
   // The ledger key is the router's own: the id Hono's middleware made, unless that is the client's.
-  const requestId = clientRequestId === null ? c.get('requestId') : `req_${crypto.randomUUID().replaceAll('-', '')}`;
-  const feature = c.req.header(FEATURE_HEADER);
+  const requestId = clientRequestId === null ? call.requestId : `req_${crypto.randomUUID().replaceAll('-', '')}`;
+  const feature = header(FEATURE_HEADER);
   const run = new PipelineRun(requestId);
   const usage = new UsageDraft(
-    { requestId, clientRequestId, started, tenant: key.tenant, keyId: key.id ?? null, feature: feature && FEATURE_RE.test(feature) ? feature : null, endpoint: kind },
+    { requestId, clientRequestId, started, tenant: key.tenant, keyId: key.id ?? null, feature: feature && FEATURE_RE.test(feature) ? feature : null, endpoint: kind, ...(call.batchId ? { batchId: call.batchId } : {}) },
     config,
     (record) => {
-      recordUsage(c.env, ctx, config, record);
-      if (r.deployment) recordDeploymentOutcome(c.env, ctx, config, r.deployment, record);
+      recordUsage(call.env, ctx, config, record);
+      if (r.deployment) recordDeploymentOutcome(call.env, ctx, config, r.deployment, record);
     },
   );
-  usage.user = c.req.header('x-router-user')?.slice(0, 256) ?? null;
+  usage.user = header('x-router-user')?.slice(0, 256) ?? null;
 
   const r: InferenceRequest = {
     kind,
     spec: endpoints[kind],
     config,
-    env: c.env,
+    env: call.env,
     ctx,
     key,
     tenantId: key.tenant,
     requestId,
-    raw: c.req.raw,
-    signal: c.req.raw.signal,
+    raw: call.raw,
+    signal: call.raw.signal,
     started,
     deadline: started,
     body: undefined as unknown as InferenceBody,
@@ -122,12 +145,12 @@ export async function runInference(c: Context<AppEnv>, kind: EndpointKind, body:
   // Keeps the request running until every participant is closed, the client leaving included.
   ctx.waitUntil(run.closed);
   const response = await run.run(r, INFERENCE_STAGES, async () => {
-    (r as { deadline: number }).deadline = started + requestTimeout(c.req.header('x-router-timeout-ms'), config.raw.timeouts.total_ms);
+    (r as { deadline: number }).deadline = started + requestTimeout(header('x-router-timeout-ms'), config.raw.timeouts.total_ms);
     // A feature name the tenant does not allow is refused before any limit counts it.
     checkFeatureAllowed(config, r.tenantId, feature);
     r.body = typeof body === 'function' ? await body() : body;
-    r.user = (typeof r.body.user === 'string' && r.body.user) || c.req.header('x-router-user') || null;
-    await assignDeployment(r, c.req.raw.headers);
+    r.user = (typeof r.body.user === 'string' && r.body.user) || header('x-router-user') || null;
+    await assignDeployment(r, call.raw.headers);
     r.route = resolveRoute(config, r.tenantId, r.body, r.spec.modelType, r.user, r.deployment !== null);
   });
   if (clientRequestId !== null) response.headers.set('x-router-request-id', requestId);

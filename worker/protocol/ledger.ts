@@ -6,7 +6,7 @@ import type { UsageRecord } from './usage-record';
 /** Columns a report may group by; also the ledger's column names (never interpolated from input otherwise). */
 export const GROUP_COLUMNS = [
   'tenant', 'feature', 'model', 'backend', 'region', 'tier', 'key_id', 'user', 'endpoint', 'client_request_id',
-  'deployment', 'deployment_version', 'finish_reason',
+  'deployment', 'deployment_version', 'finish_reason', 'batch_id',
 ] as const;
 export type GroupColumn = (typeof GROUP_COLUMNS)[number];
 

@@ -57,5 +57,7 @@ export const usageRecordSchema = z.object({
   finish_reason: z.string().nullable().optional(),
   /** The answer's first sentences read as a refusal (worker/quality/refusal.ts); null when not judged. Never the text. */
   refused: z.boolean().nullable().optional(),
+  /** A batch line's batch (README "Batch and async"); absent or null for interactive requests. */
+  batch_id: z.string().nullable().optional(),
 });
 export type UsageRecord = z.infer<typeof usageRecordSchema>;

@@ -11,6 +11,7 @@ import { EXPOSITION_CONTENT_TYPE, renderExposition, type Family, type Sample } f
 import { STATE_METRICS as S } from '../telemetry/metric-catalog';
 import { readSnapshots } from '../telemetry/metrics';
 import { requestFamilies } from '../telemetry/scrape';
+import { batchQueueFamilies } from '../batch/queue-report';
 
 // GET /metrics (README "Metrics"): the aggregators' service-wide counters and histograms, plus
 // gauges read at scrape time from the objects that own them (breakers, backend lifecycles).
@@ -45,11 +46,12 @@ export async function metricsRoute(c: Context<AppEnv>): Promise<Response> {
     throw errors.unavailable('The metrics aggregator is unreachable; retry shortly.', 'metrics_unavailable');
   }
   const sourceErrors: Sample[] = [];
-  const [breakers, backends] = await Promise.all([
+  const [breakers, backends, batch] = await Promise.all([
     breakerFamilies(c.env, config).catch((e) => failed('breakers', e, sourceErrors)),
     backendFamilies(c.env, config).catch((e) => failed('backend_lifecycle', e, sourceErrors)),
+    batchQueueFamilies(c.env, config).catch((e) => failed('batch_queue', e, sourceErrors)),
   ]);
-  const families = [...requestFamilies(snapshots), ...breakers, ...backends, { def: S.scrapeErrors, samples: sourceErrors }];
+  const families = [...requestFamilies(snapshots), ...breakers, ...backends, ...batch, { def: S.scrapeErrors, samples: sourceErrors }];
   return new Response(renderExposition(families), { headers: { 'content-type': EXPOSITION_CONTENT_TYPE, 'cache-control': 'no-store' } });
 }
 

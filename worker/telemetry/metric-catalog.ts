@@ -61,6 +61,12 @@ export const STATE_METRICS = {
   backend: def('router_backend_state', 'gauge', 'Backend lifecycle state (warm, cold, waking, unknown): 1 for the current state, 0 for the others.', ['backend', 'region', 'state']),
   backendInFlight: def('router_backend_in_flight', 'gauge', 'Requests in flight to the backend, as isolates last reported (backends with cold_start_ms only).', ['backend']),
   scrapeErrors: def('router_metrics_source_errors', 'gauge', 'Sources this scrape could not read (their metrics are missing from it).', ['source']),
+  // The batch queue, from the per-line ledger (worker/batch/queue-report.ts, README "Batch and async").
+  batchDepth: def('router_batch_queue_depth', 'gauge', 'Batch lines enqueued and not yet done (waiting or running).', ['queue']),
+  batchOldest: def('router_batch_queue_oldest_age_seconds', 'gauge', 'Age of the oldest batch line not yet done (0 when none).', ['queue']),
+  batchRetries: def('router_batch_queue_retries_total', 'counter', 'Batch lines handed back to the queue after a retryable failure.', ['queue']),
+  batchDeadLetters: def('router_batch_queue_dead_letters_total', 'counter', 'Batch lines that exhausted their retries (error file and dead-letter queue).', ['queue']),
+  batchDone: def('router_batch_lines_total', 'counter', 'Batch lines done (output or error file).', ['queue']),
 } as const;
 
 export type RequestMetric = (typeof REQUEST_METRICS)[keyof typeof REQUEST_METRICS];

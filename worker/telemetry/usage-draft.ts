@@ -15,6 +15,8 @@ export interface DraftBase {
   keyId: string | null;
   feature: string | null;
   endpoint: EndpointKind;
+  /** A batch line's batch id (worker/batch/consumer.ts); absent for interactive requests. */
+  batchId?: string;
 }
 
 type CacheResult = UsageRecord['cache'];
@@ -157,6 +159,7 @@ export class UsageDraft {
       deployment_version: this.deployment?.version ?? null,
       finish_reason: served ? (this.answer?.finishReason ?? null) : null,
       refused: served && this.answer ? this.answer.refused : null,
+      ...(base.batchId ? { batch_id: base.batchId } : {}),
     };
   }
 }
