@@ -43,7 +43,7 @@ describe('async requests and idempotency end to end (openai SDK)', () => {
     const job = data as unknown as Job;
     expect(job.object).toBe('async.job');
     expect(response.headers.get('location')).toBe(`/v1/async/${job.id}`);
-    const done = await until('the job completed', () => demo.get<unknown, Job>(`/async/${job.id}`), (j) => j.status === 'completed' || j.status === 'failed', 30_000, 100);
+    const done = await until('the job completed', () => demo.get<Job>(`/async/${job.id}`), (j) => j.status === 'completed' || j.status === 'failed', 30_000, 100);
     expect(done.status).toBe('completed');
     expect(done.response!.status_code).toBe(200);
     const sync = await demo.chat.completions.create(body);
