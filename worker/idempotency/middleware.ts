@@ -31,7 +31,10 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
     throw errors.badRequest(`Idempotency-Key must be 1 to ${config.max_key_length} printable ASCII characters.`, 'Idempotency-Key', 'invalid_idempotency_key');
   }
   const tenant = c.get('key').tenant;
-  const bytes = await c.req.raw.clone().arrayBuffer();
+  // Never buffers more than a route accepts: a body over every route's limit goes on unkeyed, and its route answers 413.
+  const raw = c.get('config').raw;
+  const bytes = await readBounded(c.req.raw.clone(), Math.max(raw.max_body_bytes, raw.batch.max_file_bytes));
+  if (bytes === null) return next();
   const path = new URL(c.req.url).pathname;
   const prefix = new TextEncoder().encode(`POST ${path}\n${c.req.header('prefer') ?? ''}\n`);
   const whole = new Uint8Array(prefix.byteLength + bytes.byteLength);
@@ -108,3 +111,32 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
     }),
   );
 };
+
+/** The body's bytes, or null when it is (or declares itself) larger than limit. */
+async function readBounded(request: Request, limit: number): Promise<ArrayBuffer | null> {
+  if (Number(request.headers.get('content-length') ?? 0) > limit) {
+    await request.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (!request.body) return new ArrayBuffer(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const ch of chunks) {
+    out.set(ch, at);
+    at += ch.byteLength;
+  }
+  return out.buffer;
+}
