@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { budgetStack, HI, U } from './budget-support';
 import { asyncEnv, post } from './async-support';
-import { createKey, errorOf } from './support';
+import { call, createKey, errorOf } from './support';
 import { ledgerRecords } from './usage-support';
 
 // Idempotency-Key on POST (README "Idempotency"): a retry gets the first answer, replayed, never run
@@ -110,5 +110,27 @@ describe('Idempotency-Key', () => {
     expect(b.headers.get('location')).toBe(a.headers.get('location'));
     expect(b.headers.get('idempotent-replayed')).toBe('true');
     expect(sent.length).toBe(1);
+  });
+
+  it('covers every POST under /v1: a file upload retried (the form re-encoded with a new boundary) is the same file, stored once', async () => {
+    const { key, e } = await budgetStack(); // a tenant of its own: its file list is this test's
+    const line = JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'small', messages: [{ role: 'user', content: 'hi' }] } });
+    const upload = (text: string) => {
+      const f = new FormData();
+      f.append('purpose', 'batch');
+      f.append('file', new Blob([text]), 'in.jsonl');
+      return call('/v1/files', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'idempotency-key': 'upload-1' }, body: f, env: e });
+    };
+    const a = await upload(line);
+    expect(a.status).toBe(200);
+    const fa = (await a.json()) as any;
+    const b = await upload(line);
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect(((await b.json()) as any).id).toBe(fa.id);
+    const list = (await (await call('/v1/files', { headers: { authorization: `Bearer ${key}` }, env: e })).json()) as any;
+    expect(list.data.map((f: any) => f.id)).toEqual([fa.id]);
+    // Another file under the same key: 422, nothing stored.
+    const c = await upload(`${line}\n${line}`);
+    expect(c.status).toBe(422);
   });
 });

@@ -3,10 +3,12 @@ import type { AppEnv } from '../env';
 import { errors, RouterError } from '../http/errors';
 import type { IdemBegin, IdemResult } from '../protocol/async-jobs';
 import { requestStore, sha256Hex } from '../async/store';
+import { fingerprint } from './fingerprint';
 
 // Idempotency-Key on every POST under /v1 (README "Idempotency"): registered as middleware, so a
 // route added later gets it too. The key is scoped to the tenant and stored hashed; the request's
-// fingerprint is the SHA-256 of its method, path, Prefer header and body bytes.
+// fingerprint is the SHA-256 of its method, path, Prefer header and body bytes (a multipart
+// body's random boundary left out: fingerprint.ts).
 //   first request   → runs; its answer is stored for [idempotency].ttl_seconds (24 h)
 //   same key, same fingerprint, after it ended → the stored answer, `Idempotent-Replayed: true`;
 //                     nothing runs again (no usage record, no budget debit)
@@ -35,16 +37,11 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
   const raw = c.get('config').raw;
   const bytes = await readBounded(c.req.raw.clone(), Math.max(raw.max_body_bytes, raw.batch.max_file_bytes));
   if (bytes === null) return next();
-  const path = new URL(c.req.url).pathname;
-  const prefix = new TextEncoder().encode(`POST ${path}\n${c.req.header('prefer') ?? ''}\n`);
-  const whole = new Uint8Array(prefix.byteLength + bytes.byteLength);
-  whole.set(prefix, 0);
-  whole.set(new Uint8Array(bytes), prefix.byteLength);
-  const fingerprint = await sha256Hex(whole.buffer);
+  const fp = await fingerprint(new URL(c.req.url).pathname, c.req.header('prefer') ?? '', c.req.header('content-type') ?? '', new Uint8Array(bytes));
   const keyHash = await sha256Hex(`${tenant}\u0000${header}`);
   const store = requestStore(c.env, tenant);
   const now = Date.now();
-  const begin = (await store.idemBegin(keyHash, fingerprint, now, config.ttl_seconds * 1000, config.lock_seconds * 1000)) as IdemBegin;
+  const begin = (await store.idemBegin(keyHash, fp, now, config.ttl_seconds * 1000, config.lock_seconds * 1000)) as IdemBegin;
   switch (begin.state) {
     case 'replay': {
       const headers = new Headers(begin.headers);
