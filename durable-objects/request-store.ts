@@ -146,4 +146,5 @@ const ENDPOINT_PATHS: Record<JobRequest['endpoint'], string> = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
+  responses: '/v1/responses',
 };

@@ -61,6 +61,7 @@ app.use('/v1/*', idempotency);
 app.use('/v1/chat/completions', respondAsync('chat'));
 app.use('/v1/completions', respondAsync('completions'));
 app.use('/v1/embeddings', respondAsync('embeddings'));
+app.use('/v1/responses', respondAsync('responses'));
 app.get('/v1/async/:id', asyncJobRoute);
 app.get('/v1/models', listModels);
 app.get('/v1/models/:id{.+}', retrieveModel);

@@ -131,4 +131,21 @@ describe('Prefer: respond-async', () => {
     const done = (await (await getJob(job.id, s.key, e)).json()) as any;
     expect(done).toMatchObject({ status: 'completed', attempts: 2, response: { status_code: 200 } });
   });
+
+  it('/v1/responses: the job answers in the Responses format, as the sync call does', async () => {
+    const s = await budgetStack();
+    const { env: e, sent } = asyncEnv(s.e);
+    const req = { model: 'm', input: 'Say hello.', max_output_tokens: 20 };
+    const res = await post('/v1/responses', s.key, req, e, { prefer: 'respond-async' });
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as any;
+    expect(job.endpoint).toBe('/v1/responses');
+    expect((await post('/v1/responses', s.key, { ...req, stream: true }, e, { prefer: 'respond-async' })).status).toBe(400);
+    await deliver(e, sent);
+    const done = (await (await getJob(job.id, s.key, e)).json()) as any;
+    const sync = (await (await post('/v1/responses', s.key, req, e)).json()) as any;
+    expect(done).toMatchObject({ status: 'completed', response: { status_code: 200 } });
+    expect(done.response.body.object).toBe('response');
+    expect(Object.keys(done.response.body).sort()).toEqual(Object.keys(sync).sort());
+  });
 });

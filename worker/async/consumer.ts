@@ -3,6 +3,9 @@ import { loadConfig } from '../config/compiled';
 import type { Env } from '../env';
 import { schemaError } from '../http/body';
 import { endpoints } from '../openai/schemas';
+import { responsesRequestSchema, toChatBody } from '../openai/responses/request';
+import { responseFromChat } from '../openai/responses/answer';
+import { readChatAnswer } from '../openai/chat-reader';
 import { runInferenceCall } from '../pipeline/inference';
 import type { InferenceBody } from '../pipeline/types';
 import { FEATURE_HEADER } from '../budget/settings';
@@ -95,19 +98,24 @@ async function run(env: Env, ctx: ExecutionContext, config: CompiledConfig, id: 
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (request.feature) headers[FEATURE_HEADER] = request.feature;
   if (request.user) headers['x-router-user'] = request.user;
-  const raw = new Request(`https://async.internal${endpoints[request.endpoint].path}`, { method: 'POST', headers });
+  const path = request.endpoint === 'responses' ? '/v1/responses' : endpoints[request.endpoint].path;
+  const raw = new Request(`https://async.internal${path}`, { method: 'POST', headers });
+  // The Responses API runs as a chat completion and is written back in its own format (as worker/routes/responses.ts).
   try {
+    const responses = request.endpoint === 'responses' ? responsesRequestSchema.parse(JSON.parse(request.body)) : null;
+    const kind = responses ? 'chat' : (request.endpoint as Exclude<JobRequest['endpoint'], 'responses'>);
+    const chatBody = responses ? toChatBody(responses) : null;
     const res = await runInferenceCall(
       // batchId: the usage record's batch_id column names the job; the request id is the job's, per attempt.
       { env, ctx, config, key: { ...request.key, revoked_at: null, limits: request.key.limits ?? null }, raw, requestId: `req_${id.slice(6)}_${attempts}`, batchId: id },
-      request.endpoint,
+      kind,
       async () => {
-        const parsed = endpoints[request.endpoint].schema.safeParse(JSON.parse(request.body));
+        const parsed = endpoints[kind].schema.safeParse(chatBody ?? JSON.parse(request.body));
         if (!parsed.success) throw schemaError(parsed.error);
         return parsed.data as InferenceBody;
       },
     );
-    const text = await res.text();
+    let text = await res.text();
     let code: unknown = null;
     if (res.status >= 400) {
       try {
@@ -115,6 +123,8 @@ async function run(env: Env, ctx: ExecutionContext, config: CompiledConfig, id: 
       } catch {
         /* not JSON: no code */
       }
+    } else if (responses && chatBody) {
+      text = JSON.stringify(responseFromChat(responses, readChatAnswer(JSON.parse(text), String(chatBody.model))));
     }
     return { status: res.status, text, code };
   } catch (e) {

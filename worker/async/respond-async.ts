@@ -3,6 +3,7 @@ import type { AppEnv } from '../env';
 import { readJsonBody } from '../http/body';
 import { errors } from '../http/errors';
 import { endpoints } from '../openai/schemas';
+import { responsesRequestSchema } from '../openai/responses/request';
 import { FEATURE_HEADER, checkFeatureAllowed } from '../budget/settings';
 import type { JobRequest, JobView } from '../protocol/async-jobs';
 import { parsePrefer } from './prefer';
@@ -30,7 +31,8 @@ export function respondAsync(kind: JobRequest['endpoint']): MiddlewareHandler<Ap
     if (prefer.webhook !== null && !config.raw.async.webhooks[key.tenant]?.[prefer.webhook]) {
       throw errors.badRequest(`No webhook named "${prefer.webhook.slice(0, 64)}" is configured for this tenant ([async].webhooks).`, null, 'unknown_webhook');
     }
-    const body = (await readJsonBody(c.req.raw.clone(), endpoints[kind].schema, config.raw.max_body_bytes)) as Record<string, unknown>;
+    const schema = kind === 'responses' ? responsesRequestSchema : endpoints[kind].schema;
+    const body = (await readJsonBody(c.req.raw.clone(), schema, config.raw.max_body_bytes)) as Record<string, unknown>;
     if (body.stream === true && prefer.async) {
       throw errors.badRequest('Prefer: respond-async cannot answer a stream later: send "stream": false (or no Prefer: respond-async).', 'stream', 'async_stream_unsupported');
     }

@@ -7,7 +7,7 @@ export type JobStatus = 'queued' | 'in_progress' | 'completed' | 'failed';
 
 /** What a job runs: the tenant's key (as it was looked up), the endpoint and the validated body. */
 export interface JobRequest {
-  endpoint: 'chat' | 'completions' | 'embeddings';
+  endpoint: 'chat' | 'completions' | 'embeddings' | 'responses';
   body: string;
   key: KeyRecord;
   /** A webhook target's name from [async].webhooks.<tenant> (never a URL from the client). */
