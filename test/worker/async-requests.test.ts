@@ -81,6 +81,9 @@ describe('Prefer: respond-async', () => {
     const hook = await post(CHAT, s.key, ask, e, { prefer: 'respond-async, webhook=nope' });
     expect(hook.status).toBe(400);
     expect((await errorOf(hook)).code).toBe('unknown_webhook');
+    for (const name of ['__proto__', 'constructor', 'toString']) {
+      expect((await post(CHAT, s.key, ask, e, { prefer: `respond-async, webhook=${name}` })).status, name).toBe(400);
+    }
     expect(sent).toEqual([]);
   });
 

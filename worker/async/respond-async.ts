@@ -8,6 +8,7 @@ import { FEATURE_HEADER, checkFeatureAllowed } from '../budget/settings';
 import type { JobRequest, JobView } from '../protocol/async-jobs';
 import { parsePrefer } from './prefer';
 import { randomHex, requestStore } from './store';
+import { webhookTarget } from './webhook';
 
 // Prefer: respond-async on the inference endpoints (README "Async requests"): the body is validated
 // as the sync call would (a bad body is the sync 400, never a failed job), then the job is stored in
@@ -28,7 +29,7 @@ export function respondAsync(kind: JobRequest['endpoint']): MiddlewareHandler<Ap
     if (!prefer.async && !prefer.onOverload) return next();
     const config = c.get('config');
     const key = c.get('key');
-    if (prefer.webhook !== null && !config.raw.async.webhooks[key.tenant]?.[prefer.webhook]) {
+    if (prefer.webhook !== null && !webhookTarget(config.raw.async.webhooks, key.tenant, prefer.webhook)) {
       throw errors.badRequest(`No webhook named "${prefer.webhook.slice(0, 64)}" is configured for this tenant ([async].webhooks).`, null, 'unknown_webhook');
     }
     const schema = kind === 'responses' ? responsesRequestSchema : endpoints[kind].schema;

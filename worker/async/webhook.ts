@@ -13,7 +13,7 @@ export const ASYNC_JOB_EVENT = 'async.job.completed';
  */
 export async function deliverJobWebhook(env: Env, config: CompiledConfig, tenant: string, name: string, job: JobView): Promise<boolean> {
   const cfg = config.raw.async;
-  const target = cfg.webhooks[tenant]?.[name];
+  const target = webhookTarget(cfg.webhooks, tenant, name);
   if (!target) return false;
   let secret: string | null;
   try {
@@ -33,4 +33,10 @@ export async function deliverJobWebhook(env: Env, config: CompiledConfig, tenant
     }
   }
   return false;
+}
+
+/** The target configured for tenant and name; own keys only ("__proto__" and friends are no target). */
+export function webhookTarget(webhooks: CompiledConfig['raw']['async']['webhooks'], tenant: string, name: string) {
+  const byName = Object.hasOwn(webhooks, tenant) ? webhooks[tenant] : undefined;
+  return byName && Object.hasOwn(byName, name) ? byName[name] : undefined;
 }
