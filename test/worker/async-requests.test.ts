@@ -1,4 +1,6 @@
+import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import type { Env } from '../../worker/env';
 import { verifyWebhook } from '../../worker/protocol/rules/signed-webhook';
 import { spawnWebhook } from '../support/webhook';
 import { budgetStack, HI, U } from './budget-support';
@@ -150,5 +152,27 @@ describe('Prefer: respond-async', () => {
     expect(done).toMatchObject({ status: 'completed', response: { status_code: 200 } });
     expect(done.response.body.object).toBe('response');
     expect(Object.keys(done.response.body).sort()).toEqual(Object.keys(sync).sort());
+  });
+
+  it('answers are bounded ([async].max_result_bytes: the job fails with result_too_large) and jobs expire ([async].ttl_seconds)', async () => {
+    const s = await budgetStack();
+    const { env: e, sent } = asyncEnv(envWith({ ...s.cfg, async: { max_result_bytes: 1024 } }));
+    const big = (await (await post(CHAT, s.key, { ...ask, max_tokens: 400 }, e, { prefer: 'respond-async' })).json()) as any;
+    const small = (await (await post(CHAT, s.key, { ...ask, max_tokens: 2 }, e, { prefer: 'respond-async' })).json()) as any;
+    await deliver(e, sent);
+    const failed = (await (await getJob(big.id, s.key, e)).json()) as any;
+    expect(failed).toMatchObject({ status: 'failed', response: { status_code: 500, body: { error: { code: 'result_too_large' } } } });
+    expect(((await (await getJob(small.id, s.key, e)).json()) as any).status).toBe('completed');
+    // Past its TTL a job is gone (GET → 404) and the sweep deletes it.
+    const ns = (env as unknown as Env).ASYNC_JOBS!;
+    const stub = ns.get(ns.idFromName(`tenant:${s.t}`));
+    await runInDurableObject(stub, async (_obj, state) => {
+      state.storage.sql.exec('UPDATE jobs SET expires_at = ? WHERE id = ?', Date.now() - 1, small.id);
+    });
+    expect((await getJob(small.id, s.key, e)).status).toBe(404);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await runInDurableObject(stub, async (_obj, state) => {
+      expect(state.storage.sql.exec('SELECT id FROM jobs').toArray().map((r) => r.id)).toEqual([big.id]);
+    });
   });
 });

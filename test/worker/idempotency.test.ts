@@ -41,6 +41,8 @@ describe('Idempotency-Key', () => {
     const long = await post(CHAT, s.key, ask, s.e, { 'idempotency-key': 'x'.repeat(256) });
     expect(long.status).toBe(400);
     expect((await errorOf(long)).code).toBe('invalid_idempotency_key');
+    const spaced = await post(CHAT, s.key, ask, s.e, { 'idempotency-key': 'has space' });
+    expect((await errorOf(spaced)).code).toBe('invalid_idempotency_key');
     expect((await ledgerRecords(s.t)).length).toBe(1);
   });
 
