@@ -135,4 +135,14 @@ describe('Idempotency-Key', () => {
     const c = await upload(`${line}\n${line}`);
     expect(c.status).toBe(422);
   });
+
+  it('the store unreachable: 503 idempotency_unavailable in OpenAI format, and nothing ran', async () => {
+    const s = await budgetStack();
+    const down = { idFromName: (n: string) => n, get: () => new Proxy({}, { get: () => async () => { throw new Error('connection lost'); } }) };
+    const e = { ...s.e, ASYNC_JOBS: down } as unknown as typeof s.e;
+    const res = await post(CHAT, s.key, ask, e, { 'idempotency-key': 'down-1' });
+    expect(res.status).toBe(503);
+    expect((await errorOf(res)).code).toBe('idempotency_unavailable');
+    expect((await ledgerRecords(s.t)).length).toBe(0);
+  });
 });

@@ -9,6 +9,9 @@ import type { JobRequest, JobView } from '../protocol/async-jobs';
 import { parsePrefer } from './prefer';
 import { randomHex, requestStore } from './store';
 import { webhookTarget } from './webhook';
+import { objectCall } from '../http/object-call';
+
+const viaStore = objectCall('async job store', 'async_unavailable');
 
 // Prefer: respond-async on the inference endpoints (README "Async requests"): the body is validated
 // as the sync call would (a bad body is the sync 400, never a failed job), then the job is stored in
@@ -58,7 +61,7 @@ async function enqueue(c: Context<AppEnv>, kind: JobRequest['endpoint'], body: R
   const now = Date.now();
   const id = `async_${randomHex(16)}`;
   const feature = c.req.header(FEATURE_HEADER) ?? null;
-  await store.createJob({
+  await viaStore(() => store.createJob({
     id,
     endpoint: kind,
     body: JSON.stringify(body),
@@ -69,7 +72,7 @@ async function enqueue(c: Context<AppEnv>, kind: JobRequest['endpoint'], body: R
     created_at_ms: now,
     expires_at_ms: now + config.raw.async.ttl_seconds * 1000,
     reason,
-  });
+  }));
   try {
     await queue.send({ tenant: key.tenant, id }, { contentType: 'json' });
   } catch (e) {
@@ -77,6 +80,6 @@ async function enqueue(c: Context<AppEnv>, kind: JobRequest['endpoint'], body: R
     console.error(JSON.stringify({ msg: 'async: queue send failed', id, error: String(e) }));
     throw errors.unavailable('The async queue is unreachable; retry shortly.', 'async_queue_unavailable');
   }
-  const job = (await store.getJob(id, Date.now())) as unknown as JobView;
+  const job = (await viaStore(() => store.getJob(id, Date.now()))) as unknown as JobView;
   return c.json(job, 202, { location: `/v1/async/${id}`, 'preference-applied': 'respond-async' });
 }

@@ -4,6 +4,9 @@ import { errors, RouterError } from '../http/errors';
 import type { IdemBegin, IdemResult } from '../protocol/async-jobs';
 import { requestStore, sha256Hex } from '../async/store';
 import { fingerprint } from './fingerprint';
+import { objectCall } from '../http/object-call';
+
+const viaStore = objectCall('idempotency store', 'idempotency_unavailable');
 
 // Idempotency-Key on every POST under /v1 (README "Idempotency"): registered as middleware, so a
 // route added later gets it too. The key is scoped to the tenant and stored hashed; the request's
@@ -41,7 +44,7 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
   const keyHash = await sha256Hex(`${tenant}\u0000${header}`);
   const store = requestStore(c.env, tenant);
   const now = Date.now();
-  const begin = (await store.idemBegin(keyHash, fp, now, config.ttl_seconds * 1000, config.lock_seconds * 1000)) as IdemBegin;
+  const begin = await viaStore(async (): Promise<IdemBegin> => (await store.idemBegin(keyHash, fp, now, config.ttl_seconds * 1000, config.lock_seconds * 1000)) as IdemBegin);
   switch (begin.state) {
     case 'replay': {
       const headers = new Headers(begin.headers);
@@ -58,22 +61,26 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
       break;
   }
 
+  // After the request ran, a store failure is logged, never the client's error: the key then stays
+  // locked until lock_seconds pass (a retry meanwhile gets 409), and the next retry runs.
+  const release = () => store.idemRelease(keyHash).catch((e: unknown) => console.error(JSON.stringify({ msg: 'idempotency: release failed', error: String(e) })));
   try {
     await next();
   } catch (e) {
-    await store.idemRelease(keyHash);
+    await release();
     throw e;
   }
   const res = c.res;
   if (res.status >= 500 || res.status === 429 || res.status === 409) {
-    await store.idemRelease(keyHash);
+    await release();
     return;
   }
   const headers: [string, string][] = REPLAYED.flatMap((h) => {
     const v = res.headers.get(h);
     return v === null ? [] : [[h, v] as [string, string]];
   });
-  const finish = async (body: string | null) => store.idemFinish(keyHash, { status: res.status, headers, body } satisfies IdemResult);
+  const finish = (body: string | null) =>
+    store.idemFinish(keyHash, { status: res.status, headers, body } satisfies IdemResult).catch((e: unknown) => console.error(JSON.stringify({ msg: 'idempotency: answer not stored', error: String(e) })));
   const limit = config.max_response_bytes;
   if (!res.body) {
     await finish('');
@@ -104,7 +111,7 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
       await finish(over ? null : text);
     })().catch(async (e) => {
       console.error(JSON.stringify({ msg: 'idempotency: stream not stored, key released', error: String(e) }));
-      await store.idemRelease(keyHash);
+      await release();
     }),
   );
 };
