@@ -26,6 +26,9 @@ import { feedbackRoute } from './routes/feedback';
 import { files } from './routes/files';
 import { batches } from './routes/batches';
 import { adminQueues } from './routes/admin-queues';
+import { idempotency } from './idempotency/middleware';
+import { respondAsync } from './async/respond-async';
+import { asyncJobRoute } from './routes/async';
 
 export const app = new Hono<AppEnv>();
 
@@ -53,6 +56,13 @@ app.route('/dashboard', dashboard);
 // Anthropic's format on /v1/messages: registered first so it also reshapes the errors of the /v1 middleware below.
 app.use('/v1/messages', anthropicErrors);
 app.use('/v1/*', routerHeaderDefaults, rateLimitRefusalHeaders, requireApiKey);
+// Idempotency-Key on every POST under /v1, then Prefer: respond-async on the inference endpoints (README "Idempotency", "Async requests").
+app.use('/v1/*', idempotency);
+app.use('/v1/chat/completions', respondAsync('chat'));
+app.use('/v1/completions', respondAsync('completions'));
+app.use('/v1/embeddings', respondAsync('embeddings'));
+app.use('/v1/responses', respondAsync('responses'));
+app.get('/v1/async/:id', asyncJobRoute);
 app.get('/v1/models', listModels);
 app.get('/v1/models/:id{.+}', retrieveModel);
 // Inference: one request pipeline (worker/pipeline/), which also writes the usage record.

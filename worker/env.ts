@@ -11,6 +11,7 @@ import type { MetricsAggregator } from '../durable-objects/metrics-aggregator';
 import type { AlertState } from '../durable-objects/alert-state';
 import type { DeploymentState } from '../durable-objects/deployment-state';
 import type { BatchStore } from '../durable-objects/batch-store';
+import type { RequestStore } from '../durable-objects/request-store';
 import type { RateLimitHold } from './ratelimit/request';
 import type { CompiledConfig } from './config/compiled';
 import type { KeyRecord } from './protocol/keys';
@@ -18,7 +19,7 @@ import type { CacheSavings } from './cache/exact';
 
 // The one place in worker/ that names the Durable Object classes (as types, for namespaces and
 // stubs); their wire types are worker/protocol/. test/node/import-directions.test.ts keeps it so.
-export type { AlertState, BackendLifecycle, BatchStore, DeploymentState, BackendMetrics, CircuitBreaker, KeyRegistry, MetricsAggregator, RateLimiter, SemanticIndex, TenantQuota, UsageLedger };
+export type { AlertState, BackendLifecycle, BatchStore, DeploymentState, BackendMetrics, CircuitBreaker, KeyRegistry, MetricsAggregator, RateLimiter, RequestStore, SemanticIndex, TenantQuota, UsageLedger };
 
 /** The Worker's bindings (wrangler.toml) and secrets. Backend secrets are looked up by name. */
 export interface Env {
@@ -53,6 +54,10 @@ export interface Env {
   /** One message per batch line (worker/batch/consumer.ts), and its dead-letter queue. */
   ROUTER_BATCH?: Queue<unknown>;
   ROUTER_BATCH_DLQ?: Queue<unknown>;
+  /** Async jobs and Idempotency-Key records, one per tenant, idFromName("tenant:<id>") (worker/async/, worker/idempotency/). */
+  ASYNC_JOBS?: DurableObjectNamespace<RequestStore>;
+  /** One message per Prefer: respond-async job (worker/async/consumer.ts). */
+  ROUTER_ASYNC?: Queue<unknown>;
   ADMIN_TOKEN?: string;
   /** Upstash Redis REST token, when [upstash].redis_url is set (the secret's name is [upstash].redis_token_secret; this is its default). */
   UPSTASH_REDIS_REST_TOKEN?: string;

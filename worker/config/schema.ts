@@ -7,6 +7,7 @@ import { alertsSchema, sloSchema } from './alerts';
 import { deploymentsSchema } from './deployments';
 import { metricsSchema } from './metrics';
 import { batchSchema } from './batch';
+import { asyncSchema, idempotencySchema } from './async';
 
 // One schema for the router's whole configuration ([vars.ROUTER] in wrangler.toml).
 // Types elsewhere come from it through z.infer; nothing is written twice.
@@ -457,6 +458,9 @@ export const routerConfigSchema = z
     deployments: deploymentsSchema,
     /** The Files and Batches APIs and the batch queue (worker/config/batch.ts, worker/batch/). */
     batch: batchSchema.prefault({}),
+    /** Prefer: respond-async jobs and Idempotency-Key records (worker/config/async.ts, worker/async/, worker/idempotency/). */
+    async: asyncSchema.prefault({}),
+    idempotency: idempotencySchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });

@@ -34,6 +34,7 @@ export function configSecrets(c: RouterConfig): NamedSecret[] {
   add(c.budgets.alert_webhook_secret, 'HMAC key of budget alert webhooks', true);
   for (const [id, t] of Object.entries(c.tenants)) add(t.budget?.alert_webhook_secret, `HMAC key of tenant ${id}'s budget alerts`, true);
   for (const w of c.alerts.webhooks) add(w.secret, `HMAC key of the alert webhook ${w.url}`, true);
+  for (const [tenant, hooks] of Object.entries(c.async.webhooks)) for (const [name, w] of Object.entries(hooks)) add(w.secret, `HMAC key of tenant ${tenant}'s async webhook ${name}`, true);
   if (c.upstash?.redis_url) add(c.upstash.redis_token_secret, 'Upstash Redis REST token', false);
   if (c.upstash?.vector_url) add(c.upstash.vector_token_secret, 'Upstash Vector REST token', false);
   return [...out.values()];

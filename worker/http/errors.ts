@@ -1,6 +1,6 @@
 // OpenAI's error format, {"error":{"message","type","param","code"}}, for every error we answer.
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 429 | 500 | 502 | 503 | 504;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 422 | 429 | 500 | 502 | 503 | 504;
 
 const typeByStatus: Record<ErrorStatus, string> = {
   400: 'invalid_request_error',
@@ -10,6 +10,7 @@ const typeByStatus: Record<ErrorStatus, string> = {
   405: 'invalid_request_error',
   409: 'invalid_request_error',
   413: 'invalid_request_error',
+  422: 'invalid_request_error',
   429: 'rate_limit_error',
   500: 'server_error',
   502: 'upstream_error',
