@@ -54,6 +54,20 @@ describe('the openai client against the router', () => {
     expect(usage?.completion_tokens).toBe(whole.usage!.completion_tokens);
   });
 
+  it('a deployment name, streamed and not, with its version in a header and its feedback taken', async () => {
+    const { data, response } = await client.chat.completions.create({ model: 'support-bot', messages, user: 'e2e-user' }).withResponse();
+    expect(data.choices[0]!.message.content).toBeTruthy();
+    expect(response.headers.get('x-router-deployment-version')).toBe('v1');
+    expect(response.headers.get('x-router-model')).toBe('llama-3.1-8b');
+    const stream = await client.chat.completions.create({ model: 'support-bot', messages, user: 'e2e-user', stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    expect(text.length).toBeGreaterThan(0);
+    // Feedback on it with the same key, through the SDK's generic post.
+    const fb = await client.post<{ object: string; request: { deployment: string; deployment_version: string } }>('/feedback', { body: { request_id: response.headers.get('x-request-id'), score: 1 } });
+    expect(fb).toMatchObject({ object: 'feedback', request: { deployment: 'support-bot', deployment_version: 'v1' } });
+  });
+
   it('completions, embeddings and the model list', async () => {
     const comp = await client.completions.create({ model: 'large', prompt: 'The capital of France is', max_tokens: 5 });
     expect(comp.choices[0]!.text.length).toBeGreaterThan(0);
