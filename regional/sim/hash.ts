@@ -58,3 +58,9 @@ export function prng(seed: number): () => number {
     return (t ^ (t >>> 14)) >>> 0;
   };
 }
+
+/** The same generator as numbers in [0, 1) (seeded simulations in tests and benches). */
+export function unitPrng(seed: number): () => number {
+  const next = prng(seed);
+  return () => next() / 4294967296;
+}

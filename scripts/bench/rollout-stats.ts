@@ -17,16 +17,8 @@ import {
   twoProportionTest,
 } from '../../worker/protocol/rules/rollout-stats';
 import type { BenchSection, BenchTable } from './lib/section';
+import { unitPrng as prng } from '../../regional/sim/hash';
 
-function prng(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHA = 0.05;
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

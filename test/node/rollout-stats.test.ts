@@ -22,17 +22,8 @@ import {
   thresholdProportionTest,
   twoProportionTest,
 } from '../../worker/protocol/rules/rollout-stats';
+import { unitPrng as prng } from '../../regional/sim/hash';
 
-/** Seeded PRNG (mulberry32): the same runs every time. */
-function prng(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const T: RollbackThresholds = { error_rate_points: 1, p95_latency_pct: 20, p95_ttft_pct: 20, quality_pct: 5 };
 const OPTS = { minSamples: 30, confidence: 0.95 };

@@ -21,6 +21,7 @@
 import { LocalSemanticCopy } from '../../../worker/cache/semantic/local-copy';
 import type { SemanticHotEntry } from '../../../worker/protocol/semantic-index';
 import { side, type PromptPair, type Side } from './semantic-pairs';
+import { unitPrng as mulberry32 } from '../../../regional/sim/hash';
 
 export interface TrafficOptions {
   isolates: number;
@@ -125,13 +126,3 @@ export function simulateTraffic(pairs: PromptPair[], o: TrafficOptions): Traffic
   return { remote, local, lostHits };
 }
 
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
