@@ -40,8 +40,9 @@ function candidatesOf(config: CompiledConfig, model: string): readonly BackendCo
   if (!list) {
     const ids = new Set<string>();
     const named = config.modelsByName.get(model);
-    const split = config.raw.splits[model];
-    const tier = config.raw.tiers[model];
+    // Own keys only: a line's "model": "__proto__" names no split or tier.
+    const split = Object.hasOwn(config.raw.splits, model) ? config.raw.splits[model] : undefined;
+    const tier = Object.hasOwn(config.raw.tiers, model) ? config.raw.tiers[model] : undefined;
     const models = named ? [named.id] : split ? split.targets.map((t) => t.model) : tier ? tier.models : config.raw.models.map((x) => x.id);
     for (const id of models) for (const b of config.backendsByModel.get(id) ?? []) ids.add(b.id);
     list = config.raw.backends.filter((b) => ids.has(b.id));
