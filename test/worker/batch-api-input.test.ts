@@ -42,6 +42,21 @@ describe('POST /v1/files refuses what is not a batch file', () => {
     const big = await call('/v1/files', { method: 'POST', headers: auth(key), body: form({ purpose: 'batch', file: new Blob(['x'.repeat(2000)]) }), env });
     expect(big.status).toBe(413);
     expect((await errorOf(big)).code).toBe('request_too_large');
+    // Without a declared length (chunked) and never ending: counted as it streams and refused past
+    // the limit (a reader that waited for the whole body would never answer).
+    const contentType = 'multipart/form-data; boundary=x';
+    const chunk = new TextEncoder().encode('x'.repeat(8192));
+    let sent = 0;
+    const chunked = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        sent += chunk.byteLength;
+        ctrl.enqueue(chunk);
+      },
+    });
+    const streamed = await call('/v1/files', { method: 'POST', headers: { ...auth(key), 'content-type': contentType }, body: chunked, env, duplex: 'half' } as RequestInit);
+    expect(streamed.status).toBe(413);
+    expect((await errorOf(streamed)).code).toBe('request_too_large');
+    expect(sent).toBeLessThan(40 * 1024 * 1024); // the limit, then at most the bounded drain
   });
 });
 

@@ -88,7 +88,12 @@ async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, maxBytes: 
 export const clientClosed = () => new RouterError(400, 'The client closed the connection before its request body arrived.', 'client_closed');
 
 async function readText(request: Request, limit: number): Promise<string> {
-  if (!request.body) return '';
+  return new TextDecoder().decode(await readBounded(request, limit));
+}
+
+/** The body's bytes, counted as they stream: past `limit` the rest is drained (within bounds) and 413. */
+async function readBounded(request: Request, limit: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -102,12 +107,32 @@ async function readText(request: Request, limit: number): Promise<string> {
     }
     chunks.push(value);
   }
-  if (chunks.length === 1) return new TextDecoder().decode(chunks[0]);
+  if (chunks.length === 1) return chunks[0]!;
   const all = new Uint8Array(size);
   let offset = 0;
   for (const c of chunks) {
     all.set(c, offset);
     offset += c.byteLength;
   }
-  return new TextDecoder().decode(all);
+  return all;
+}
+
+/**
+ * A body of at most `limit` bytes, whatever it is (a multipart upload): 413 past it, whether the
+ * length is declared or the body is chunked (an oversized declared one is drained first, as for
+ * JSON); a client that leaves mid-upload is `client_closed`.
+ */
+export async function readBodyBytes(request: Request, limit: number): Promise<Uint8Array> {
+  const length = request.headers.get('content-length');
+  const declared = length === null ? NaN : Number(length);
+  if (declared > limit) {
+    if (declared <= DRAIN_MAX_BYTES && request.body) await drain(request.body.getReader(), DRAIN_MAX_BYTES);
+    throw errors.tooLarge(limit);
+  }
+  try {
+    return await readBounded(request, limit);
+  } catch (e) {
+    if (e instanceof RouterError) throw e;
+    throw clientClosed();
+  }
 }

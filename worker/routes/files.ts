@@ -2,7 +2,7 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { parseJsonl } from '../batch/validate';
 import type { AppEnv } from '../env';
-import { schemaError } from '../http/body';
+import { readBodyBytes, schemaError } from '../http/body';
 import { errors, RouterError } from '../http/errors';
 import { FILE_ID_RE, fileKey, fileObjectOf, putFile, type FileObject } from '../protocol/files';
 
@@ -46,14 +46,17 @@ export async function r2<T>(call: () => Promise<T>): Promise<T> {
 files.post('/', async (c) => {
   const cfg = c.get('config').raw.batch;
   const bucket = bucketOf(c);
-  const declared = Number(c.req.header('content-length') ?? NaN);
-  if (declared > cfg.max_file_bytes + MULTIPART_SLACK) throw errors.tooLarge(cfg.max_file_bytes);
-  if (!(c.req.header('content-type') ?? '').toLowerCase().startsWith('multipart/form-data')) {
+  const contentType = c.req.header('content-type') ?? '';
+  if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
     throw errors.badRequest('POST /v1/files takes multipart/form-data with fields "file" and "purpose".', null, 'invalid_content_type');
   }
+  // Bounded whether the length is declared or the body is chunked: never more than the limit in memory.
+  const raw = await readBodyBytes(c.req.raw, cfg.max_file_bytes + MULTIPART_SLACK).catch((e: unknown) => {
+    throw e instanceof RouterError && e.status === 413 ? errors.tooLarge(cfg.max_file_bytes) : e;
+  });
   let form: FormData;
   try {
-    form = await c.req.raw.formData();
+    form = await new Response(raw, { headers: { 'content-type': contentType } }).formData();
   } catch {
     throw errors.badRequest('The multipart body could not be read.', null, 'invalid_multipart');
   }
