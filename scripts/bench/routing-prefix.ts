@@ -168,6 +168,7 @@ function routerPatch(policy: Policy) {
       tiers: { fast: { models: [MODEL] } },
       ...(cache ? { cache } : {}),
       splits: {},
+      deployments: {}, // they name models this stack no longer has
       prices: router.prices?.[MODEL] ? { [MODEL]: router.prices[MODEL] } : {},
       routing: { ...router.routing, ...ROUTING_EXTRA, policy },
     };
