@@ -1,4 +1,10 @@
+import { env as testEnv } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { compileConfig } from '../../worker/config/compiled';
+import type { Env } from '../../worker/env';
+import { resetIsolate } from '../../worker/isolate/registry';
+import type { LoadSnapshot } from '../../worker/protocol/backend-metrics';
+import { refreshLoad } from '../../worker/routing/load-snapshot';
 import { budgetStack, HI } from './budget-support';
 import { asyncEnv, deliver, getJob, post } from './async-support';
 import { envWith, errorOf } from './support';
@@ -64,5 +70,41 @@ describe('respond-async-on-overload before the attempt', () => {
     expect(done).toMatchObject({ status: 'completed', attempts: 1, response: { status_code: 200 } });
     expect(done.response.body.object).toBe('chat.completion');
     expect(await chats()).toBe(before + 1);
+  });
+
+  it('[async].overload_waiting_requests: a backend whose scraped vllm:num_requests_waiting is above it counts as at capacity', async () => {
+    const s = await budgetStack();
+    const backendId = s.cfg.backends[0].id;
+    // A long scrape interval: the isolate keeps the snapshot installed below (no refresh replaces it).
+    const base = { ...s.cfg, breaker: { enabled: false }, max_attempts: 1, routing: { scrape_interval_ms: 600_000, load_stale_ms: 600_000 } };
+    const chats = async () => Number((await s.sim.stats()).requests.chat ?? 0);
+
+    // This isolate's view of the backend's own queue: 5 waiting (as BackendMetrics would have scraped it).
+    resetIsolate();
+    const snap: LoadSnapshot = { takenAt: Date.now(), backends: { [backendId]: { running: 2, waiting: 5, kvCacheUsage: 0.5, scrapedAt: Date.now() } } };
+    const waits: Promise<unknown>[] = [];
+    const fakeNs = { idFromName: (n: string) => n, get: () => ({ snapshot: async () => snap }) };
+    const compiled = compileConfig(base);
+    if (!compiled.ok) throw new Error(compiled.errors.join('; '));
+    refreshLoad({ ...(testEnv as unknown as Env), BACKEND_METRICS: fakeNs } as unknown as Env, { waitUntil: (p) => void waits.push(p) }, compiled.config);
+    await Promise.all(waits);
+
+    // At the threshold (5, not above): served now.
+    const atLimit = asyncEnv(envWith({ ...base, async: { overload_waiting_requests: 5 } }));
+    expect((await post(CHAT, s.key, ask, atLimit.env, { prefer: 'respond-async-on-overload' })).status).toBe(200);
+    expect(atLimit.sent).toEqual([]);
+    expect(await chats()).toBe(1);
+    // Above it: queued before any backend call.
+    const above = asyncEnv(envWith({ ...base, async: { overload_waiting_requests: 4 } }));
+    const res = await post(CHAT, s.key, ask, above.env, { prefer: 'respond-async-on-overload' });
+    expect(res.status).toBe(202);
+    expect(((await res.json()) as any).reason).toBe('overload');
+    expect(above.sent.length).toBe(1);
+    expect(await chats()).toBe(1);
+    // Unset: the scraped queue alone does not count (only in-flight against max_concurrency).
+    const unset = asyncEnv(envWith(base));
+    expect((await post(CHAT, s.key, ask, unset.env, { prefer: 'respond-async-on-overload' })).status).toBe(200);
+    expect(await chats()).toBe(2);
+    resetIsolate();
   });
 });
