@@ -44,6 +44,7 @@ describe('the async queue in /admin/queues, /metrics and the queue_backlog alert
     expect(await asyncBacklogAlerts(e, compiled.config, Date.now())).toEqual([]);
     const later = await asyncBacklogAlerts(e, compiled.config, Date.now() + 120_000);
     expect(later).toEqual([expect.objectContaining({ id: 'queue_backlog:edge-router-async', details: expect.objectContaining({ depth: 2, limit_seconds: 60 }) })]);
+    expect(later[0]!.summary).toMatch(/^Queue edge-router-async: oldest job waiting 1\d\d s \(limit 60 s\), 2 jobs pending$/);
 
     // Every backend fails: the first delivery hands both back (retries 2), the second is the last
     // (max_retries 1): both fail with the backend's error and are dead letters.

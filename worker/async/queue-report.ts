@@ -55,7 +55,7 @@ export async function asyncQueueReport(env: Env, config: CompiledConfig, now = D
 export async function asyncBacklogAlerts(env: Env, config: CompiledConfig, now: number): Promise<Alert[]> {
   if (!env.ASYNC_JOBS) return [];
   try {
-    return detectQueueBacklog(await asyncQueueReport(env, config, now), config.raw.async.alert_oldest_age_seconds);
+    return detectQueueBacklog(await asyncQueueReport(env, config, now), config.raw.async.alert_oldest_age_seconds, 'job');
   } catch (e) {
     console.warn(JSON.stringify({ msg: 'alerts: async queue unreadable', error: String(e) }));
     return [];
