@@ -8,6 +8,7 @@ import { refreshLoad } from '../../worker/routing/load-snapshot';
 import { budgetStack, HI } from './budget-support';
 import { asyncEnv, deliver, getJob, post } from './async-support';
 import { envWith, errorOf } from './support';
+import { ledgerRecords } from './usage-support';
 
 // Prefer: respond-async-on-overload decided before the attempt (README "Async requests"): when every
 // candidate is at capacity (this isolate's in-flight at the backend's max_concurrency), a request that
@@ -52,6 +53,8 @@ describe('respond-async-on-overload before the attempt', () => {
     expect(res.headers.get('location')).toBe(`/v1/async/${job.id}`);
     expect(sent).toEqual([{ tenant: s.t, id: job.id }]);
     expect(await chats()).toBe(2); // queued without touching the backend
+    // The refused attempt is on the ledger as 503 overloaded (never sent to the client).
+    expect((await ledgerRecords(s.t)).filter((r) => r.error_code === 'overloaded').map((r) => r.status)).toEqual([503]);
 
     // A stream that allows overload queueing is never queued: it goes to the backend as before.
     await s.sim.faults({ error_rate: 1, status: 503 });
