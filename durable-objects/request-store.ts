@@ -1,5 +1,5 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { ClaimJob, IdemBegin, IdemResult, JobRequest, JobStatus, JobView, NewJob } from '../worker/protocol/async-jobs';
+import type { AsyncQueueStats, ClaimJob, IdemBegin, IdemResult, JobRequest, JobStatus, JobView, NewJob } from '../worker/protocol/async-jobs';
 
 // A tenant's async jobs and Idempotency-Key records: one object per tenant
 // (ASYNC_JOBS.idFromName("tenant:<id>")), SQLite. README "Async requests" and "Idempotency".
@@ -23,6 +23,11 @@ export class RequestStore extends DurableObject {
       created_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER, expires_at INTEGER NOT NULL,
       attempts INTEGER NOT NULL DEFAULT 0, claim_until INTEGER NOT NULL DEFAULT 0,
       result_status INTEGER, result_body TEXT)`);
+    // Objects created before dead letters were recorded: add the column once (SQLite has no ADD COLUMN IF NOT EXISTS).
+    const cols = this.sql.exec<{ name: string }>('PRAGMA table_info(jobs)').toArray();
+    if (!cols.some((c) => c.name === 'dead_letter')) this.sql.exec('ALTER TABLE jobs ADD COLUMN dead_letter INTEGER NOT NULL DEFAULT 0');
+    // Queue figures that outlive the jobs' TTL (GET /admin/queues, /metrics): retries, dead letters, jobs done.
+    this.sql.exec('CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)');
     this.sql.exec(`CREATE TABLE IF NOT EXISTS idem (
       key_hash TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL, lock_until INTEGER NOT NULL,
       status INTEGER, headers TEXT, body TEXT, too_large INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL)`);
@@ -85,16 +90,55 @@ export class RequestStore extends DurableObject {
 
   /** Back to queued (a retryable failure, the message retried later). */
   requeueJob(id: string): void {
-    this.sql.exec("UPDATE jobs SET status = 'queued', claim_until = 0 WHERE id = ? AND status = 'in_progress'", id);
+    const r = this.sql.exec("UPDATE jobs SET status = 'queued', claim_until = 0 WHERE id = ? AND status = 'in_progress'", id);
+    if (r.rowsWritten > 0) this.bump('retries');
   }
 
-  /** Records the answer; false when the job already had one (the first wins). */
-  completeJob(id: string, status: 'completed' | 'failed', resultStatus: number, resultBody: string, now: number): boolean {
+  /**
+   * Records the answer; false when the job already had one (the first wins). deadLetter: a retryable
+   * failure after the last retry (README "Async requests": the job's dead letter, counted for /admin/queues).
+   */
+  completeJob(id: string, status: 'completed' | 'failed', resultStatus: number, resultBody: string, now: number, deadLetter = false): boolean {
     const r = this.sql.exec(
-      "UPDATE jobs SET status = ?, result_status = ?, result_body = ?, completed_at = ?, claim_until = 0 WHERE id = ? AND status NOT IN ('completed', 'failed')",
-      status, resultStatus, resultBody, now, id,
+      "UPDATE jobs SET status = ?, result_status = ?, result_body = ?, completed_at = ?, claim_until = 0, dead_letter = ? WHERE id = ? AND status NOT IN ('completed', 'failed')",
+      status, resultStatus, resultBody, now, deadLetter ? 1 : 0, id,
     );
-    return r.rowsWritten > 0;
+    if (r.rowsWritten === 0) return false;
+    this.bump('jobs_done');
+    if (deadLetter) this.bump('dead_letters');
+    return true;
+  }
+
+  /** The async queue as this tenant's jobs see it (GET /admin/queues, /metrics, the queue_backlog alert). */
+  queueStats(now: number): AsyncQueueStats {
+    const open = this.sql
+      .exec<{ queued: number; running: number; oldest: number | null; failed: number; dead: number }>(
+        `SELECT sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS queued, sum(CASE WHEN status = 'in_progress' THEN 1 ELSE 0 END) AS running,
+           min(CASE WHEN status IN ('queued', 'in_progress') THEN created_at END) AS oldest,
+           sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed, sum(dead_letter) AS dead
+         FROM jobs WHERE expires_at > ?`,
+        now,
+      )
+      .one();
+    return {
+      queued: Number(open.queued ?? 0),
+      running: Number(open.running ?? 0),
+      oldest_created_at: open.oldest === null ? null : Number(open.oldest),
+      failed: Number(open.failed ?? 0),
+      dead_letters_kept: Number(open.dead ?? 0),
+      retries: this.counter('retries'),
+      dead_letters: this.counter('dead_letters'),
+      jobs_done: this.counter('jobs_done'),
+    };
+  }
+
+  private bump(name: string): void {
+    this.sql.exec('INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1', name);
+  }
+
+  private counter(name: string): number {
+    const row = this.sql.exec<{ value: number }>('SELECT value FROM counters WHERE name = ?', name).toArray()[0];
+    return row ? Number(row.value) : 0;
   }
 
   /** The first request with a key locks it for lockMs; later ones see its state. */

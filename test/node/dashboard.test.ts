@@ -189,6 +189,17 @@ describe('GET /dashboard', () => {
     expect(v['budget:acme']).toBe(''); // no budget: n/a
   });
 
+  it('shows the batch and the async queue as /admin/queues does', async () => {
+    const queues = ((await (await admin('/admin/queues')).json()) as { data: Array<{ queue: string; depth: number; dead_letters: number }> }).data;
+    expect(queues.map((q) => q.queue)).toEqual(['edge-router-batch', 'edge-router-async']);
+    const rows = await page.$$eval('#queues tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+    expect(rows.map((r) => r[0])).toEqual(queues.map((q) => q.queue));
+    rows.forEach((r, i) => {
+      expect(r[1], `${r[0]} depth`).toBe(String(queues[i]!.depth));
+      expect(r[5], `${r[0]} dead letters`).toBe(String(queues[i]!.dead_letters));
+    });
+  });
+
   it('shows each deployment’s rollout (step, share, verdict, both arms’ signals) as /admin/deployments does', async () => {
     const v = await shown();
     type Arm = Record<string, number | null>;

@@ -261,15 +261,16 @@ export function detectSloWindow({ buckets, slo, alerts: a, now }: DetectorInput)
 
 /**
  * The batch queue's oldest unfinished line older than [batch].alert_oldest_age_seconds (README
- * "Batch and async"): the consumer is not keeping up, is held back by interactive load, or is failing.
+ * "Batch and async"), or the async queue's oldest unfinished job older than [async].alert_oldest_age_seconds:
+ * the consumer is not keeping up, is held back by interactive load, or is failing.
  */
-export function detectQueueBacklog(q: { queue: string; depth: number; oldest_age_seconds: number | null }, maxAgeSeconds: number): Alert[] {
+export function detectQueueBacklog(q: { queue: string; depth: number; oldest_age_seconds: number | null }, maxAgeSeconds: number, unit: 'line' | 'job' = 'line'): Alert[] {
   if (q.oldest_age_seconds === null || q.oldest_age_seconds <= maxAgeSeconds) return [];
   return [
     {
       id: `queue_backlog:${q.queue}`,
       severity: 'warning',
-      summary: `Queue ${q.queue}: oldest line waiting ${q.oldest_age_seconds} s (limit ${maxAgeSeconds} s), ${q.depth} lines pending`,
+      summary: `Queue ${q.queue}: oldest ${unit} waiting ${q.oldest_age_seconds} s (limit ${maxAgeSeconds} s), ${q.depth} ${unit}s pending`,
       details: { queue: q.queue, oldest_age_seconds: q.oldest_age_seconds, limit_seconds: maxAgeSeconds, depth: q.depth },
     },
   ];

@@ -15,6 +15,7 @@ import type { MinuteBucket } from '../protocol/rules/minute-series';
 import type { QualityMinute } from '../protocol/rules/quality-minutes';
 import { detectAll, lookbackMs } from './detectors';
 import { batchBacklogAlerts } from '../batch/queue-report';
+import { asyncBacklogAlerts } from '../async/queue-report';
 import { runbookForAlert, runbookUrl } from './runbooks';
 
 export const ALERT_EVENT = 'router.alert';
@@ -77,6 +78,7 @@ export async function runAlerts(env: Env, now: number): Promise<AlertRunReport> 
   }
   const found = detectAll({ buckets, quality, slo, alerts, now });
   found.push(...(await batchBacklogAlerts(env, loaded.config, now))); // README "Batch and async"
+  found.push(...(await asyncBacklogAlerts(env, loaded.config, now))); // README "Async requests"
   try {
     const state = env.ALERTS.get(env.ALERTS.idFromName('global'));
     const reply = await state.evaluate({

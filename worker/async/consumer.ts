@@ -20,7 +20,7 @@ import { deliverJobWebhook } from './webhook';
 // budgets, caches, routing; the usage record carries the job id in its batch_id column) → record the
 // answer (first wins) → the webhook, if the request named one → ack. A retryable failure (429 other
 // than insufficient_quota, 502, 503, 504) goes back with backoff up to [async].max_retries times;
-// the last answer is then the job's (status "failed").
+// the last answer is then the job's (status "failed"), recorded as a dead letter.
 
 export const ASYNC_QUEUE = 'edge-router-async';
 
@@ -86,7 +86,8 @@ async function runJob(env: Env, ctx: ExecutionContext, config: CompiledConfig, m
   const body = tooLarge
     ? JSON.stringify({ error: { message: `The answer is larger than [async].max_result_bytes (${cfg.max_result_bytes}).`, type: 'server_error', param: null, code: 'result_too_large' } })
     : text;
-  const first = await store.completeJob(m.id, ok && !tooLarge ? 'completed' : 'failed', tooLarge ? 500 : status, body, Date.now());
+  // A retryable failure past the last retry is the job's dead letter (counted in GET /admin/queues).
+  const first = await store.completeJob(m.id, ok && !tooLarge ? 'completed' : 'failed', tooLarge ? 500 : status, body, Date.now(), retryable);
   if (first && request.webhook) {
     const job = (await store.getJob(m.id, Date.now())) as JobView | null;
     if (job) await deliverJobWebhook(env, config, m.tenant, request.webhook, job);

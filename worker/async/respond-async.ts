@@ -10,21 +10,23 @@ import { parsePrefer } from './prefer';
 import { randomHex, requestStore } from './store';
 import { webhookTarget } from './webhook';
 import { objectCall } from '../http/object-call';
+import { allowQueueOnOverload } from './overload';
 
 const viaStore = objectCall('async job store', 'async_unavailable');
 
 // Prefer: respond-async on the inference endpoints (README "Async requests"): the body is validated
 // as the sync call would (a bad body is the sync 400, never a failed job), then the job is stored in
 // the tenant's RequestStore and put on the async queue, and the answer is 202 with the job and
-// Location: /v1/async/{id}. `respond-async-on-overload` runs the request now and queues it only
-// when the router could not serve it because every candidate was at capacity (502 upstream_error:
-// every backend refused or failed; 503 no_backend_available: none usable). Streaming cannot be
+// Location: /v1/async/{id}. `respond-async-on-overload` queues the request when every candidate is
+// at capacity before the attempt (503 overloaded from the plan stage, worker/async/overload.ts), or
+// when the attempt shows it (502 upstream_error: every backend refused or failed; 503
+// no_backend_available: none usable). Streaming cannot be
 // answered later: `"stream": true` with respond-async is refused (400 async_stream_unsupported).
 
 export const ASYNC_QUEUE_NAME = 'edge-router-async';
 
 /** The sync answers that mean "no capacity now": a request that allows it is queued instead. */
-const OVERLOAD_CODES = new Set(['upstream_error', 'no_backend_available']);
+const OVERLOAD_CODES = new Set(['overloaded', 'upstream_error', 'no_backend_available']);
 
 export function respondAsync(kind: JobRequest['endpoint']): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
@@ -42,7 +44,10 @@ export function respondAsync(kind: JobRequest['endpoint']): MiddlewareHandler<Ap
     }
     checkFeatureAllowed(config, key.tenant, c.req.header(FEATURE_HEADER));
     if (prefer.async) return enqueue(c, kind, body, prefer.webhook, 'requested');
-    // respond-async-on-overload: served now when it can be; streams are never queued.
+    // respond-async-on-overload: served now when it can be; streams are never queued. When every
+    // candidate is at capacity already, the plan stage refuses it (503 overloaded, overload.ts) before
+    // any backend is called, and it is queued below.
+    if (body.stream !== true) allowQueueOnOverload(c.req.raw);
     await next();
     if (body.stream === true || !(c.res.status === 502 || c.res.status === 503)) return;
     const code = await c.res.clone().json().then((j: any) => j?.error?.code, () => null);

@@ -27,6 +27,13 @@ export const asyncSchema = z.strictObject({
   webhooks: z.record(z.string().regex(NAME), z.record(z.string().regex(NAME), webhookTargetSchema)).default({}),
   webhook_attempts: z.number().int().min(1).max(10).default(3),
   webhook_timeout_ms: z.number().int().min(100).max(60_000).default(10_000),
+  /** The queue_backlog alert fires when a job not yet done is older than this (GET /admin/queues oldest_age_seconds). */
+  alert_oldest_age_seconds: z.number().int().positive().default(600),
+  /**
+   * Prefer: respond-async-on-overload also counts a backend as at capacity when its last scraped
+   * vllm:num_requests_waiting is above this (unset: only this isolate's in-flight against max_concurrency).
+   */
+  overload_waiting_requests: z.number().int().min(0).max(100_000).optional(),
 });
 
 export const idempotencySchema = z.strictObject({

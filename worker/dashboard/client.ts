@@ -48,7 +48,8 @@ interface Rollout {
   ab?: { metric: string; diff: number | null; p_value: number | null; winner: string | null } | null;
 }
 interface Deployment { name: string; serving: string; versions?: string[]; rollout: Rollout | null }
-interface Queue { queue: string; depth: number; running: number; oldest_age_seconds: number | null; retries: number; dead_letters: number; lines_done: number }
+/** The batch queue counts lines (lines_done), the async queue jobs (jobs_done). */
+interface Queue { queue: string; depth: number; running: number; oldest_age_seconds: number | null; retries: number; dead_letters: number; lines_done?: number; jobs_done?: number }
 
 interface ActiveAlert { id: string; severity: string; summary: string; started_at: string; runbook_url: string }
 interface Runbook { slug: string; title: string; url: string }
@@ -439,11 +440,11 @@ function renderRollouts(list: Deployment[] | null): void {
   }
 }
 
-/** The batch queue (GET /admin/queues, README "Batch and async"). */
+/** The batch and async queues (GET /admin/queues, README "Batch and async"). */
 function renderQueues(list: Queue[]): void {
   table(
     $('queues'),
-    ['queue', 'depth', 'running', 'oldest', 'retries', 'dead letters', 'lines done', ''],
+    ['queue', 'depth', 'running', 'oldest', 'retries', 'dead letters', 'done', ''],
     list.map((q) => [
       el('td', q.queue),
       el('td', fmtInt(q.depth)),
@@ -451,7 +452,7 @@ function renderQueues(list: Queue[]): void {
       el('td', q.oldest_age_seconds === null ? '—' : `${fmtInt(q.oldest_age_seconds)} s`),
       el('td', fmtInt(q.retries)),
       el('td', fmtInt(q.dead_letters)),
-      el('td', fmtInt(q.lines_done)),
+      el('td', fmtInt(q.lines_done ?? q.jobs_done ?? 0)),
       runbookCell(`queue-runbook:${q.queue}`, q.dead_letters > 0 || (q.oldest_age_seconds ?? 0) > 3600 ? runbooks['queue-backlog'] : undefined),
     ]),
   );

@@ -50,7 +50,7 @@ ${panel('by-model', 'By model', 'wide')}
 ${panel('by-feature', 'By feature', 'wide')}
 ${panel('breakers', 'Circuit breakers')}
 ${panel('backends', 'Backends')}
-${panel('queues', 'Batch queue')}
+${panel('queues', 'Queues (batch, async)')}
 </main>
 </body>
 </html>

@@ -40,6 +40,24 @@ export interface JobView {
   response: { status_code: number; body: unknown } | null;
 }
 
+/** One tenant's async queue (RequestStore.queueStats); summed by worker/async/queue-report.ts. */
+export interface AsyncQueueStats {
+  /** Jobs waiting for a delivery (new, or handed back after a retryable failure). */
+  queued: number;
+  /** Jobs a delivery holds now. */
+  running: number;
+  /** Epoch ms of the oldest job not yet done (queued or running); null when none. */
+  oldest_created_at: number | null;
+  /** Jobs kept (within [async].ttl_seconds) that failed, for any reason. */
+  failed: number;
+  /** Of those, the dead letters: a retryable failure after the last of [async].max_retries. */
+  dead_letters_kept: number;
+  /** Counters since the object was created (they outlive the jobs). */
+  retries: number;
+  dead_letters: number;
+  jobs_done: number;
+}
+
 export type ClaimJob = { state: 'run'; request: JobRequest; attempts: number } | { state: 'done' | 'gone' | 'busy' };
 
 /** Idempotency-Key: what the first request with a key left, or that it is still running. */

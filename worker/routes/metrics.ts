@@ -12,6 +12,7 @@ import { STATE_METRICS as S } from '../telemetry/metric-catalog';
 import { readSnapshots } from '../telemetry/metrics';
 import { requestFamilies } from '../telemetry/scrape';
 import { batchQueueFamilies } from '../batch/queue-report';
+import { asyncQueueFamilies } from '../async/queue-report';
 
 // GET /metrics (README "Metrics"): the aggregators' service-wide counters and histograms, plus
 // gauges read at scrape time from the objects that own them (breakers, backend lifecycles).
@@ -46,12 +47,13 @@ export async function metricsRoute(c: Context<AppEnv>): Promise<Response> {
     throw errors.unavailable('The metrics aggregator is unreachable; retry shortly.', 'metrics_unavailable');
   }
   const sourceErrors: Sample[] = [];
-  const [breakers, backends, batch] = await Promise.all([
+  const [breakers, backends, batch, asyncQ] = await Promise.all([
     breakerFamilies(c.env, config).catch((e) => failed('breakers', e, sourceErrors)),
     backendFamilies(c.env, config).catch((e) => failed('backend_lifecycle', e, sourceErrors)),
     batchQueueFamilies(c.env, config).catch((e) => failed('batch_queue', e, sourceErrors)),
+    asyncQueueFamilies(c.env, config).catch((e) => failed('async_queue', e, sourceErrors)),
   ]);
-  const families = [...requestFamilies(snapshots), ...breakers, ...backends, ...batch, { def: S.scrapeErrors, samples: sourceErrors }];
+  const families = [...requestFamilies(snapshots), ...breakers, ...backends, ...batch, ...asyncQ, { def: S.scrapeErrors, samples: sourceErrors }];
   return new Response(renderExposition(families), { headers: { 'content-type': EXPOSITION_CONTENT_TYPE, 'cache-control': 'no-store' } });
 }
 

@@ -7,6 +7,7 @@ import { loadOf } from './load';
 import { refreshLoad } from './load-snapshot';
 import { nearestRegionId, planCandidates, withColdPassedOver } from './plan';
 import { prefixKey } from './prefix-key';
+import { refuseIfOverloaded } from '../async/overload';
 
 /**
  * The candidates, in the order they will be tried: region, tier, replica policy, then the backends
@@ -34,5 +35,7 @@ export const planStage: Stage = {
     refreshBreakers(r.env, r.ctx, config); // background: due reports, and copies older than refresh_ms
     r.cold = planColdStarts({ config, env: r.env, ctx: r.ctx, candidates, deadline: r.deadline, stream: body.stream === true });
     r.candidates = withColdPassedOver(r.cold.candidates, nearestRegionId(config, location));
+    // Prefer: respond-async-on-overload: queued before any backend is called when all are at capacity.
+    refuseIfOverloaded(r.raw, r.candidates, config.raw.async.overload_waiting_requests);
   },
 };

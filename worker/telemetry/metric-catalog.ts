@@ -67,6 +67,13 @@ export const STATE_METRICS = {
   batchRetries: def('router_batch_queue_retries_total', 'counter', 'Batch lines handed back to the queue after a retryable failure.', ['queue']),
   batchDeadLetters: def('router_batch_queue_dead_letters_total', 'counter', 'Batch lines that exhausted their retries (error file and dead-letter queue).', ['queue']),
   batchDone: def('router_batch_lines_total', 'counter', 'Batch lines done (output or error file).', ['queue']),
+  // The async queue (Prefer: respond-async), from the tenants' RequestStores (worker/async/queue-report.ts, README "Async requests").
+  asyncDepth: def('router_async_queue_depth', 'gauge', 'Async jobs not yet done (queued or running).', ['queue']),
+  asyncRunning: def('router_async_queue_running', 'gauge', 'Async jobs a delivery is running now.', ['queue']),
+  asyncOldest: def('router_async_queue_oldest_age_seconds', 'gauge', 'Age of the oldest async job not yet done (0 when none).', ['queue']),
+  asyncRetries: def('router_async_queue_retries_total', 'counter', 'Async jobs handed back to the queue after a retryable failure.', ['queue']),
+  asyncDeadLetters: def('router_async_queue_dead_letters_total', 'counter', 'Async jobs that failed after their last retry (dead letters).', ['queue']),
+  asyncDone: def('router_async_jobs_total', 'counter', 'Async jobs done (completed or failed).', ['queue']),
 } as const;
 
 export type RequestMetric = (typeof REQUEST_METRICS)[keyof typeof REQUEST_METRICS];
