@@ -27,6 +27,8 @@ export class RequestStore extends DurableObject {
     const cols = this.sql.exec<{ name: string }>('PRAGMA table_info(jobs)').toArray();
     if (!cols.some((c) => c.name === 'dead_letter')) this.sql.exec('ALTER TABLE jobs ADD COLUMN dead_letter INTEGER NOT NULL DEFAULT 0');
     // Queue figures that outlive the jobs' TTL (GET /admin/queues, /metrics): retries, dead letters, jobs done.
+    // Pending jobs are counted on every enqueue (the per-tenant cap) and in every queue report.
+    this.sql.exec('CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status)');
     this.sql.exec('CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)');
     this.sql.exec(`CREATE TABLE IF NOT EXISTS idem (
       key_hash TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL, lock_until INTEGER NOT NULL,
@@ -37,13 +39,17 @@ export class RequestStore extends DurableObject {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + SWEEP_MS);
   }
 
-  async createJob(job: NewJob): Promise<void> {
+  /** Stores a queued job, unless the tenant already has `maxPending` queued or running: then `full` is that count (else null). */
+  async createJob(job: NewJob, maxPending = Number.POSITIVE_INFINITY): Promise<{ full: number | null }> {
+    const pending = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'in_progress') AND expires_at > ?", job.created_at_ms).one().n;
+    if (pending >= maxPending) return { full: pending };
     const request: JobRequest = { endpoint: job.endpoint, body: job.body, key: job.key, webhook: job.webhook, feature: job.feature, user: job.user };
     this.sql.exec(
       'INSERT INTO jobs (id, status, reason, request, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
       job.id, 'queued', job.reason, JSON.stringify(request), job.created_at_ms, job.expires_at_ms,
     );
     await this.armSweep();
+    return { full: null };
   }
 
   getJob(id: string, now: number): JobView | null {

@@ -56,6 +56,24 @@ describe('Prefer: respond-async', () => {
     expect(byJob.rows.find((r: any) => r.batch_id === job.id)).toMatchObject({ requests: 1 });
   });
 
+  it('a tenant may have at most max_pending_per_tenant jobs queued or running: past it 429, and room again once one is done', async () => {
+    const s = await budgetStack();
+    const cfg = { ...((s.e as unknown as { ROUTER: Record<string, unknown> }).ROUTER), async: { max_pending_per_tenant: 2 } };
+    const { env: e, sent } = asyncEnv(envWith(cfg));
+    expect((await post(CHAT, s.key, ask, e, { prefer: 'respond-async' })).status).toBe(202);
+    expect((await post(CHAT, s.key, ask, e, { prefer: 'respond-async' })).status).toBe(202);
+    const full = await post(CHAT, s.key, ask, e, { prefer: 'respond-async' });
+    expect(full.status).toBe(429);
+    expect(full.headers.get('retry-after')).toBe('5');
+    expect((await errorOf(full)).code).toBe('async_queue_full');
+    expect(sent.length).toBe(2); // the refused one was never queued
+    // Another tenant is not held back by this one's backlog.
+    const other = (await createKey(`free-${s.t}`, e)).key;
+    expect((await post(CHAT, other, ask, e, { prefer: 'respond-async' })).status).toBe(202);
+    await deliver(e, sent);
+    expect((await post(CHAT, s.key, ask, e, { prefer: 'respond-async' })).status).toBe(202);
+  });
+
   it("another tenant's job id is the same 404 as an unknown one", async () => {
     const s = await budgetStack();
     const { env: e } = asyncEnv(s.e);

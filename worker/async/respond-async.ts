@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
 import { readJsonBody } from '../http/body';
-import { errors } from '../http/errors';
+import { errors, RouterError } from '../http/errors';
 import { endpoints } from '../openai/schemas';
 import { responsesRequestSchema } from '../openai/responses/request';
 import { FEATURE_HEADER, checkFeatureAllowed } from '../budget/settings';
@@ -66,7 +66,7 @@ async function enqueue(c: Context<AppEnv>, kind: JobRequest['endpoint'], body: R
   const now = Date.now();
   const id = `async_${randomHex(16)}`;
   const feature = c.req.header(FEATURE_HEADER) ?? null;
-  await viaStore(() => store.createJob({
+  const created = await viaStore(() => store.createJob({
     id,
     endpoint: kind,
     body: JSON.stringify(body),
@@ -77,7 +77,10 @@ async function enqueue(c: Context<AppEnv>, kind: JobRequest['endpoint'], body: R
     created_at_ms: now,
     expires_at_ms: now + config.raw.async.ttl_seconds * 1000,
     reason,
-  }));
+  }, config.raw.async.max_pending_per_tenant));
+  if (created.full !== null) {
+    throw new RouterError(429, `Your tenant already has ${created.full} async jobs queued or running (the limit is ${config.raw.async.max_pending_per_tenant}); retry when some are done.`, 'async_queue_full', null, { 'retry-after': '5' });
+  }
   try {
     await queue.send({ tenant: key.tenant, id }, { contentType: 'json' });
   } catch (e) {

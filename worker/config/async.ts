@@ -27,6 +27,11 @@ export const asyncSchema = z.strictObject({
   webhooks: z.record(z.string().regex(NAME), z.record(z.string().regex(NAME), webhookTargetSchema)).default({}),
   webhook_attempts: z.number().int().min(1).max(10).default(3),
   webhook_timeout_ms: z.number().int().min(100).max(60_000).default(10_000),
+  /**
+   * Jobs a tenant may have queued or running at once; past it a new one is 429 async_queue_full.
+   * Queueing is not rate limited (the job is, when it runs), so this bounds what a client can pile up.
+   */
+  max_pending_per_tenant: z.number().int().min(1).max(1_000_000).default(1_000),
   /** The queue_backlog alert fires when a job not yet done is older than this (GET /admin/queues oldest_age_seconds). */
   alert_oldest_age_seconds: z.number().int().positive().default(600),
   /**
