@@ -41,6 +41,12 @@ let targets: ScrapeTarget[];
  * workerd cancels a test's outbound requests when the test (its request context) ends.
  */
 async function makeBusy(sim: Sim, n: number): Promise<() => void> {
+  // The previous test's requests are aborted when it ends, but the simulator may still count them
+  // for a moment: counted here, they would pass the check below and then vanish (a flake under load).
+  await until('the simulator to drop the previous requests', async () => {
+    const s = await sim.stats();
+    return s.running + s.waiting === 0;
+  });
   const ctrl = new AbortController();
   for (let i = 0; i < n; i++) {
     fetch(`${sim.url}/v1/chat/completions`, {
