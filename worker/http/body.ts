@@ -95,16 +95,26 @@ async function readText(request: Request, limit: number): Promise<string> {
 async function readBounded(request: Request, limit: number): Promise<Uint8Array> {
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
+  const bytes = await collectBounded(reader, limit);
+  if (bytes === null) {
+    await drain(reader, DRAIN_MAX_BYTES - limit);
+    throw errors.tooLarge(limit);
+  }
+  return bytes;
+}
+
+/**
+ * Reads a stream to its end, counting as it goes: its bytes, or null as soon as it passes `limit`
+ * (the reader is then left where it stopped: the caller drains or cancels it).
+ */
+export async function collectBounded(reader: ReadableStreamDefaultReader<Uint8Array>, limit: number): Promise<Uint8Array | null> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     size += value.byteLength;
-    if (size > limit) {
-      await drain(reader, DRAIN_MAX_BYTES - size);
-      throw errors.tooLarge(limit);
-    }
+    if (size > limit) return null;
     chunks.push(value);
   }
   if (chunks.length === 1) return chunks[0]!;

@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env';
+import { collectBounded } from '../http/body';
 import { errors, RouterError } from '../http/errors';
 import type { IdemBegin, IdemResult } from '../protocol/async-jobs';
 import { requestStore, sha256Hex } from '../async/store';
@@ -117,30 +118,14 @@ export const idempotency: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 /** The body's bytes, or null when it is (or declares itself) larger than limit. */
-async function readBounded(request: Request, limit: number): Promise<ArrayBuffer | null> {
+async function readBounded(request: Request, limit: number): Promise<Uint8Array | null> {
   if (Number(request.headers.get('content-length') ?? 0) > limit) {
     await request.body?.cancel().catch(() => {});
     return null;
   }
-  if (!request.body) return new ArrayBuffer(0);
+  if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const ch of chunks) {
-    out.set(ch, at);
-    at += ch.byteLength;
-  }
-  return out.buffer;
+  const bytes = await collectBounded(reader, limit);
+  if (bytes === null) await reader.cancel().catch(() => {});
+  return bytes;
 }
