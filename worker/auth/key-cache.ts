@@ -1,8 +1,7 @@
 import type { KeyRecord } from '../protocol/keys';
 import type { Env } from '../env';
 import { errors } from '../http/errors';
-import { digestsEqual } from './hash';
-import { sha256Hex } from '../protocol/rules/hash';
+import { fromHex, hex, sha256 } from '../protocol/rules/hash';
 import { registerIsolateState } from '../isolate/registry';
 
 /**
@@ -15,12 +14,14 @@ export const KEY_TTL_MS = 30_000;
 export const MISS_TTL_MS = 5_000;
 const MAX_ENTRIES = 10_000;
 
-type Entry = { record: (KeyRecord & { hash: string }) | null; expires: number };
+/** `digest`: the record's key hash as bytes, decoded once per entry for the constant-time compare. */
+type Entry = { record: (KeyRecord & { hash: string }) | null; digest: Uint8Array | null; expires: number };
 const entries = new Map<string, Entry>();
 registerIsolateState('key-cache', () => entries.clear());
 
 export async function authenticateKey(env: Env, key: string, now = Date.now()): Promise<KeyRecord | null> {
-  const hash = await sha256Hex(key);
+  const digest = await sha256(key);
+  const hash = hex(digest);
   let entry = entries.get(hash);
   if (!entry || entry.expires <= now) {
     let record: (KeyRecord & { hash: string }) | null;
@@ -31,13 +32,13 @@ export async function authenticateKey(env: Env, key: string, now = Date.now()): 
       console.error(JSON.stringify({ msg: 'key registry lookup failed', error: String(e) }));
       throw errors.unavailable('Cannot verify API keys right now; retry shortly.', 'key_registry_unavailable');
     }
-    entry = { record, expires: now + (record ? KEY_TTL_MS : MISS_TTL_MS) };
+    entry = { record, digest: record ? fromHex(record.hash) : null, expires: now + (record ? KEY_TTL_MS : MISS_TTL_MS) };
     if (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value!);
     entries.set(hash, entry);
   }
   const record = entry.record;
   // The map lookup is by hash, so timing reveals nothing about the key; compare anyway.
-  if (!record || !digestsEqual(record.hash, hash)) return null;
+  if (!record || !entry.digest || entry.digest.length !== digest.length || !crypto.subtle.timingSafeEqual(entry.digest, digest)) return null;
   const { hash: _hash, ...rest } = record;
   return rest;
 }

@@ -35,6 +35,25 @@ const CHOICE_OWN = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason
 /** A chunk with generated text: a non-empty "content" (chat delta) or "text" (completions). */
 const HAS_TEXT = /"(?:content|text)":\s?"(?!")/;
 
+/**
+ * The answer object behind each Response the router assembled (worker/routing/execute.ts), so a
+ * reader of the served answer (quality/answer-signals.ts) takes it as built instead of cloning the
+ * body and parsing it again. Weak: gone with the Response.
+ */
+const assembledAnswers = new WeakMap<Response, Json>();
+
+/** A JSON Response of an assembled answer, remembered for assembledAnswerOf. */
+export function assembledResponse(answer: Json, headers: Record<string, string>): Response {
+  const res = new Response(JSON.stringify(answer), { status: 200, headers: { 'content-type': 'application/json', ...headers } });
+  assembledAnswers.set(res, answer);
+  return res;
+}
+
+/** The object a Response was assembled from (undefined: not one the router assembled). Read-only by contract. */
+export function assembledAnswerOf(res: Response): Readonly<Json> | undefined {
+  return assembledAnswers.get(res);
+}
+
 export class CompletionAssembler {
   private top: Json | null = null;
   private usage: unknown = undefined;

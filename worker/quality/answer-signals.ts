@@ -1,4 +1,5 @@
 import type { InferenceRequest, Stage } from '../pipeline/types';
+import { assembledAnswerOf } from '../openai/assemble';
 import { isRefusal } from './refusal';
 
 /** What a served answer showed, read after it was sent; never its text. */
@@ -45,6 +46,12 @@ export const answerSignalsStage: Stage = {
           if (streamDone) deliver(verdict());
           return;
         }
+        // An answer the router assembled from a stream is judged from the object it was built from.
+        const assembled = assembledAnswerOf(response);
+        if (assembled) {
+          head.onBody(assembled);
+          return deliver(verdict());
+        }
         r.ctx.waitUntil(
           response
             .clone()
@@ -85,10 +92,14 @@ class AnswerHead {
 
   onJson(text: string): void {
     try {
-      this.choice(JSON.parse(text), 'message');
+      this.onBody(JSON.parse(text));
     } catch {
       // an unparseable body gives no verdict
     }
+  }
+
+  onBody(body: unknown): void {
+    this.choice(body, 'message');
   }
 
   private choice(body: unknown, field: 'delta' | 'message'): void {

@@ -10,7 +10,7 @@ import { estimateStreamUsage } from './stream-usage';
 import { acquireProbe, breakerAllows, type ProbePermit } from './breaker-view';
 import { traceAttempt, type Failure } from './attempt-observers';
 import { withColdStart } from './cold-start';
-import { CompletionAssembler } from '../openai/assemble';
+import { assembledResponse, CompletionAssembler } from '../openai/assemble';
 import { createParser } from 'eventsource-parser';
 import { noteProviderResponse, providerGate } from './provider-throttle';
 import { observedP95 } from './ttft-history';
@@ -452,7 +452,7 @@ async function assembleAnswer(input: ExecuteInput, candidate: Candidate, s: Stre
   s.trace.succeeded();
   s.cleanup();
   s.settle(outcome('completed'));
-  return { response: new Response(JSON.stringify(assembler.result()), { status: 200, headers: { 'content-type': 'application/json', ...usageHeader(s.res) } }) };
+  return { response: assembledResponse(assembler.result(), usageHeader(s.res)) };
 }
 
 /** An adapter's x-router-usage (its usage is the router's estimate), kept on the answer. */

@@ -11,9 +11,19 @@ export async function sha256Hex(text: string): Promise<string> {
   return hex(await sha256(text));
 }
 
+/** Two hex digits per byte value: hex() runs on every request's key hash. */
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 export function hex(bytes: Uint8Array): string {
   let out = '';
-  for (const b of bytes) out += b.toString(16).padStart(2, '0');
+  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]!];
+  return out;
+}
+
+/** The bytes of a hex digest the router wrote itself (the key registry's hashes). */
+export function fromHex(text: string): Uint8Array {
+  const out = new Uint8Array(text.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16) || 0;
   return out;
 }
 
