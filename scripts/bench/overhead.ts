@@ -16,6 +16,7 @@ import { startStack } from '../dev/stack';
 import { readWranglerConfig } from '../dev/wrangler-config';
 import { WRANGLER_TOML } from '../dev/paths';
 import { startBareProxy } from './lib/bare-proxy';
+import { cpuSeconds, newWorkerdPids } from './lib/proc-cpu';
 import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
 import { round } from './lib/stats';
@@ -45,7 +46,9 @@ export const overhead: BenchSection = {
     const warmS = Math.max(1, Math.min(3, Math.round(durationS / 3)));
     const ttftN = Number(process.env.BENCH_TTFT_N ?? (ctx.smoke ? 20 : 300));
     // Direct sockets for router and floor: Miniflare's entry worker has no counterpart on Cloudflare.
-    const stack = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true });
+    const started = await newWorkerdPids(() => startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true }));
+    const stack = started.value;
+    const pids = { direct: [], floor: [], router: started.pids, full: [] } as ByVia<number[]>;
     let full: Awaited<ReturnType<typeof startStack>> | undefined;
     let floor: Awaited<ReturnType<typeof startBareProxy>> | undefined;
     try {
@@ -54,13 +57,17 @@ export const overhead: BenchSection = {
       const model = stack.router.models.find((m) => m.id === MODEL);
       if (!backend || !model || !backendUrl) throw new Error(`wrangler.toml has no backend ${BACKEND} serving ${MODEL}`);
       const { compatibilityDate, compatibilityFlags } = readWranglerConfig(WRANGLER_TOML).workerOptions as { compatibilityDate?: string; compatibilityFlags?: string[] };
-      floor = await startBareProxy(backendUrl, { compatibilityDate, compatibilityFlags });
+      const floorStarted = await newWorkerdPids(() => startBareProxy(backendUrl, { compatibilityDate, compatibilityFlags }));
+      floor = floorStarted.value;
+      pids.floor = floorStarted.pids;
       const floorUrl = floor.url;
       const simHeaders: Record<string, string> = { 'content-type': 'application/json' };
       if (backend.auth_secret) simHeaders.authorization = `Bearer ${stack.secrets[backend.auth_secret]}`;
       const body = (name: string, stream: boolean) => JSON.stringify({ model: name, messages: MESSAGES, max_tokens: 16, ...(stream ? { stream } : {}) });
       const served = model.served_name ?? model.id;
-      full = await startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, configPatch: fullFeatures });
+      const fullStarted = await newWorkerdPids(() => startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, configPatch: fullFeatures }));
+      full = fullStarted.value;
+      pids.full = fullStarted.pids;
       const fullStack = full;
       const target = (via: Via, stream: boolean): HttpTarget => {
         if (via === 'full') {
@@ -84,7 +91,13 @@ export const overhead: BenchSection = {
       const thr = {} as ByVia<LoadResult>;
       const ttft = {} as ByVia<TtftResult>;
       for (const via of VIAS) lat[via] = await step(`latency c=1, ${via}`, () => runLoad(target(via, false), 1, durationS));
-      for (const via of VIAS) thr[via] = await step(`throughput c=32, ${via}`, () => runLoad(target(via, false), 32, durationS));
+      // workerd CPU (kernel-charged, all threads) per request: the Workers' cost without the sampling's wall-time inflation.
+      const cpuUs = {} as ByVia<number | null>;
+      for (const via of VIAS) {
+        const cpu0 = cpuSeconds(pids[via]);
+        thr[via] = await step(`throughput c=32, ${via}`, () => runLoad(target(via, false), 32, durationS));
+        cpuUs[via] = pids[via].length > 0 ? ((cpuSeconds(pids[via]) - cpu0) * 1e6) / Math.max(1, thr[via].requests) : null;
+      }
       for (const via of VIAS) ttft[via] = await step(`TTFT x${ttftN}, ${via}`, () => measureTtft(target(via, true), ttftN));
 
       const addedP50 = lat.router.latency_ms.p50 - lat.direct.latency_ms.p50;
@@ -94,6 +107,7 @@ export const overhead: BenchSection = {
         setup: { backend: BACKEND, model: MODEL, sim_profile: 'instant', max_tokens: 16, duration_s: durationS, warmup_s: warmS, ttft_n: ttftN, floor: 'pass-through Worker under Miniflare', sockets: 'miniflare direct sockets (no entry worker)' },
         latency_c1: lat,
         throughput_c32: thr,
+        workerd_cpu_us_per_request_c32: cpuUs,
         ttft_stream: ttft,
         added: {
           p50_ms: addedP50,
@@ -118,7 +132,7 @@ export const overhead: BenchSection = {
           p50_over_floor_met: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50 <= AIM_P50_OVER_FLOOR_MS,
         },
       };
-      return { tables: [buildTable(lat, thr, ttft)], json };
+      return { tables: [buildTable(lat, thr, ttft, cpuUs)], json };
     } finally {
       await floor?.close();
       await full?.close();
@@ -127,7 +141,7 @@ export const overhead: BenchSection = {
   },
 };
 
-function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<TtftResult>): BenchTable {
+function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<TtftResult>, cpuUs: ByVia<number | null>): BenchTable {
   const ms = (x: number) => `${round(x, 3).toFixed(3)} ms`;
   const plus = (d: number) => `${d >= 0 ? '+' : ''}${round(d, 3).toFixed(3)} ms`;
   const rps = (x: number) => `${Math.round(x).toLocaleString('en-US')} req/s`;
@@ -147,6 +161,7 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
       msRow('latency p99, c=1', (v) => lat[v].latency_ms.p99),
       rpsRow('requests/s, c=1', (v) => lat[v].req_per_s),
       rpsRow('throughput, c=32', (v) => thr[v].req_per_s),
+      cpuRow(cpuUs),
       msRow('latency p50, c=32', (v) => thr[v].latency_ms.p50),
       msRow('latency p99, c=32', (v) => thr[v].latency_ms.p99),
       msRow('TTFT median (streaming)', (v) => ttft[v].median_ms),
@@ -162,6 +177,13 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
       ...(failed ? ['WARNING: some runs had non-2xx answers or errors: see the JSON.'] : []),
     ],
   };
+}
+
+/** workerd CPU per request at c=32 and the router's and all features' multiples of the bare Worker's. */
+function cpuRow(cpuUs: ByVia<number | null>): string[] {
+  const us = (v: Via) => (cpuUs[v] === null ? '-' : `${Math.round(cpuUs[v]!)} µs`);
+  const x = (a: Via, b: Via) => (cpuUs[a] === null || cpuUs[b] === null || cpuUs[b] === 0 ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
+  return ['workerd CPU per request, c=32', us('direct'), us('floor'), us('router'), us('full'), '-', x('router', 'floor'), x('full', 'floor')];
 }
 
 /** Fails early when the router would pick another backend: the comparison would be meaningless. */

@@ -29,6 +29,22 @@ export function background(ctx: WaitUntil, p: Promise<unknown>, what: string): b
   }
 }
 
+/**
+ * Runs `fn` after the current response has gone out (a timer turn, not a microtask: microtasks run
+ * before the runtime writes the response), kept alive by waitUntil. For work the client does not
+ * wait for but that must happen (the usage record's fan-out). A throw is logged.
+ */
+export function afterResponse(ctx: WaitUntil, fn: () => void, what: string): void {
+  const run = new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => {
+    try {
+      fn();
+    } catch (e) {
+      console.error(JSON.stringify({ msg: `${what} failed`, error: errorMessage(e) }));
+    }
+  });
+  background(ctx, run, what);
+}
+
 /** For tests and the bench: resolves once all background work started so far (and any it starts) has settled. */
 export async function backgroundSettled(): Promise<void> {
   while (pending.size > 0) await Promise.all([...pending]);

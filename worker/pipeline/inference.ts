@@ -20,6 +20,7 @@ import { assignDeployment } from '../deployments/assign';
 import { recordDeploymentOutcome } from '../deployments/outcomes';
 import { enforceDeferredStage } from './deferred';
 import { PipelineRun } from './run';
+import { afterResponse } from '../isolate/background';
 import type { InferenceBody, InferenceRequest, Stage } from './types';
 
 /**
@@ -91,10 +92,16 @@ export async function runInferenceCall(call: InferenceCall, kind: EndpointKind, 
   const usage = new UsageDraft(
     { requestId, clientRequestId, started, tenant: key.tenant, keyId: key.id ?? null, feature: feature && FEATURE_RE.test(feature) ? feature : null, endpoint: kind, ...(call.batchId ? { batchId: call.batchId } : {}) },
     config,
-    (record) => {
-      recordUsage(call.env, ctx, config, record);
-      if (r.deployment) recordDeploymentOutcome(call.env, ctx, config, r.deployment, record);
-    },
+    // The record's sinks (ledger queue, /metrics, the rollout's outcomes) run after the response is out.
+    (record) =>
+      afterResponse(
+        ctx,
+        () => {
+          recordUsage(call.env, ctx, config, record);
+          if (r.deployment) recordDeploymentOutcome(call.env, ctx, config, r.deployment, record);
+        },
+        'usage record',
+      ),
   );
   usage.user = header('x-router-user')?.slice(0, 256) ?? null;
 

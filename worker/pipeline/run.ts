@@ -35,7 +35,9 @@ export class PipelineRun {
     try {
       await prepare();
       for (const stage of stages) {
-        const out = await stage.run(r);
+        // Most stages are synchronous: await only a promise (each await is a microtask turn).
+        const ran = stage.run(r);
+        const out = ran instanceof Promise ? await ran : ran;
         if (out) {
           response = out;
           break;
