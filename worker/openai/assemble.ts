@@ -54,50 +54,19 @@ export function assembledAnswerOf(res: Response): Readonly<Json> | undefined {
   return assembledAnswers.get(res);
 }
 
-/**
- * A plain text chunk (one choice, only its text, no finish, logprobs or usage) cut around the raw
- * JSON string literal of that text. Backends repeat the same envelope on every token (vLLM: id,
- * created, model, index), so a chunk that is `before + "<literal>" + after` with the same `before`
- * and `after` would parse to the same object but for the text: its text is decoded from the literal
- * alone and appended, which is what parsing it whole and merging would do. Parsing every chunk whole
- * was the largest single cost of answering a non-streamed client (README "Edge performance").
- */
-interface TextTemplate {
-  before: string;
-  after: string;
-  acc: ChoiceAcc;
-}
-
-const CHAT_TEXT_KEY = '"content":';
-const COMPLETION_TEXT_KEY = '"text":';
-
 export class CompletionAssembler {
   private top: Json | null = null;
   private usage: unknown = undefined;
   /** Chunks that carried generated text (about one token each from vLLM): the estimate without usage. */
   textChunks = 0;
   private readonly choices = new Map<number, ChoiceAcc>();
-  private template: TextTemplate | null = null;
 
-  /** `templates`: take the plain-text-chunk shortcut (off only to check it against the full path). */
-  constructor(
-    private readonly endpoint: 'chat' | 'completions',
-    private readonly templates = true,
-  ) {}
+  constructor(private readonly endpoint: 'chat' | 'completions') {}
 
   /** One event's data (`[DONE]` is ignored); a chunk that is not JSON is ignored too. */
   add(data: string): void {
     if (data === '[DONE]') return;
     if (HAS_TEXT.test(data)) this.textChunks++;
-    const t = this.template;
-    if (t !== null && data.length > t.before.length + t.after.length + 1 && data.startsWith(t.before) && data.endsWith(t.after)) {
-      const piece = decodeLiteral(data.slice(t.before.length, data.length - t.after.length));
-      if (piece !== null) {
-        if (this.endpoint === 'completions') t.acc.text += piece;
-        else t.acc.content = (t.acc.content ?? '') + piece;
-        return;
-      }
-    }
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -105,14 +74,11 @@ export class CompletionAssembler {
       return;
     }
     if (!isObj(chunk)) return;
-    // Any chunk parsed whole replaces the template (or clears it): later shortcuts repeat only its effect.
-    this.template = null;
     if (this.top === null) this.top = chunk;
     else if (chunk.system_fingerprint != null) this.top.system_fingerprint = chunk.system_fingerprint;
     if (chunk.usage != null) this.usage = chunk.usage;
     if (!Array.isArray(chunk.choices)) return;
     for (const c of chunk.choices) if (isObj(c)) this.addChoice(c);
-    if (this.templates) this.template = this.templateOf(data, chunk);
   }
 
   private addChoice(c: Json): void {
@@ -148,32 +114,6 @@ export class CompletionAssembler {
     }
   }
 
-  /** The template a plain text chunk gives (null: not plain, or its text literal not found exactly once). Call after merging it. */
-  private templateOf(data: string, chunk: Json): TextTemplate | null {
-    if (chunk.usage != null || !Array.isArray(chunk.choices) || chunk.choices.length !== 1) return null;
-    const c = chunk.choices[0];
-    if (!isObj(c) || c.finish_reason != null || c.logprobs != null || typeof c.index !== 'number') return null;
-    let text: unknown;
-    let key: string;
-    if (this.endpoint === 'completions') {
-      text = c.text;
-      key = COMPLETION_TEXT_KEY;
-    } else {
-      const d = c.delta;
-      if (!isObj(d) || Object.keys(d).length !== 1) return null;
-      text = d.content;
-      key = CHAT_TEXT_KEY;
-    }
-    if (typeof text !== 'string') return null;
-    const at = data.indexOf(key);
-    if (at < 0 || data.indexOf(key, at + 1) >= 0 || data[at + key.length] !== '"') return null;
-    const start = at + key.length;
-    const end = literalEnd(data, start);
-    if (end < 0 || decodeLiteral(data.slice(start, end + 1)) !== text) return null;
-    const acc = this.choices.get(c.index);
-    return acc ? { before: data.slice(0, start), after: data.slice(end + 1), acc } : null;
-  }
-
   /** The usage the stream reported (its last usage chunk), if any. */
   get reportedUsage(): unknown {
     return this.usage;
@@ -199,27 +139,6 @@ export class CompletionAssembler {
     if (tools.length) message.tool_calls = tools;
     if (c.reasoning !== null) message.reasoning_content = c.reasoning;
     return { index: c.index, message, logprobs: c.logprobs, finish_reason: c.finish, ...c.extra };
-  }
-}
-
-/** Index of the quote closing the JSON string literal opening at `start` (-1: none). */
-function literalEnd(s: string, start: number): number {
-  for (let i = start + 1; i < s.length; i++) {
-    const ch = s.charCodeAt(i);
-    if (ch === 92) i++; // backslash: skip the escaped character
-    else if (ch === 34) return i;
-  }
-  return -1;
-}
-
-/** The string a text holding exactly one JSON string literal stands for; null when it holds anything else. */
-function decodeLiteral(lit: string): string | null {
-  if (lit.length < 2 || lit.charCodeAt(0) !== 34) return null;
-  try {
-    const v: unknown = JSON.parse(lit);
-    return typeof v === 'string' ? v : null;
-  } catch {
-    return null;
   }
 }
 
