@@ -11,6 +11,7 @@ import { acquireProbe, breakerAllows, type ProbePermit } from './breaker-view';
 import { traceAttempt, type Failure } from './attempt-observers';
 import { withColdStart } from './cold-start';
 import { assembledResponse, CompletionAssembler } from '../openai/assemble';
+import { PhaseTimer } from './phase-timer';
 import { createParser } from 'eventsource-parser';
 import { noteProviderResponse, providerGate } from './provider-throttle';
 import { observedP95 } from './ttft-history';
@@ -256,17 +257,15 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   hooks.cancel?.addEventListener('abort', onCancel);
   // `stream` as the client asked: the lifecycle keeps a normal answer time per kind of request, as the cold-start planner reads it.
   const trace = traceAttempt({ config: input.config, env: input.env, ctx: input.ctx, backend, stream: clientStream, probe, at: started });
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timer = new PhaseTimer();
   let timedOut: string | null = null;
-  const arm = (ms: number, phase: string) => {
-    clearTimeout(timer ?? null);
-    timer = setTimeout(() => {
+  const arm = (ms: number, phase: string) =>
+    timer.set(Math.min(Date.now() + ms, totalEnd), () => {
       timedOut = phase;
       abort(`timeout: ${phase}`);
-    }, Math.max(0, Math.min(ms, totalEnd - Date.now())));
-  };
+    });
   const cleanup = () => {
-    clearTimeout(timer ?? null);
+    timer.clear();
     input.clientSignal.removeEventListener('abort', onClientAbort);
     hooks.cancel?.removeEventListener('abort', onCancel);
     trace.end();
@@ -350,14 +349,13 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   }
   if (first.done) return fail({ kind: 'status', message: 'stream closed before the first chunk' });
   const ttftMs = Date.now() - started;
-  clearTimeout(timer ?? null);
   trace.answered(Date.now());
   hooks.onFirst?.();
 
   let rejectDeadline: (e: Error) => void = () => {};
   const deadline = new Promise<never>((_, reject) => (rejectDeadline = reject));
   deadline.catch(() => {});
-  timer = setTimeout(() => rejectDeadline(new DeadlineError('total timeout')), Math.max(0, totalEnd - Date.now()));
+  timer.set(totalEnd, () => rejectDeadline(new DeadlineError('total timeout')));
   const settle = (outcome: StreamOutcome) => {
     // No usage chunk (the client left, the stream failed, or a backend that sends none): count what was relayed.
     const usage = outcome.usage ?? estimateStreamUsage(input.endpoint, input.body, outcome.contentChunks);
