@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../../scripts/dev/stack';
+import type { RouterConfigInput } from '../../worker/config/schema';
 
 // The distance model of the local stack (worker/dev/remote-rtt-entry.ts): only with remoteRttMs
 // (or $ROUTER_SIM_REMOTE_RTT_MS) does the stack run the wrapper, whose answers count the remote
@@ -16,9 +17,11 @@ const ask = (stack: Stack, content: string) =>
   });
 
 beforeAll(async () => {
-  const limits = { key: { requests: 1_000, window_s: 3_600 } };
+  const limits = { key: { requests: 1_000, tokens: 1e12, window_s: 3_600 }, tenant: { requests: 1e9, window_s: 60 }, store: 'embedded' as const, leases: true };
+  // A budget too: a cold isolate's budget sync starts beside its rate-limit lease (Stage.prefetch).
+  const withBudget = (r: RouterConfigInput): RouterConfigInput => ({ ...r, limits, budgets: { ...r.budgets, enabled: true }, tenants: { ...r.tenants, demo: { ...r.tenants?.demo, budget: { monthly_tokens: 1e12 } } } });
   [modelled, plain] = await Promise.all([
-    startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, remoteRttMs: 40, configPatch: (r) => ({ ...r, limits }) }),
+    startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, remoteRttMs: 40, configPatch: withBudget }),
     startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true, configPatch: (r) => ({ ...r, limits }) }),
   ]);
 });
@@ -42,7 +45,24 @@ describe('the remote-RTT model (dev stack only)', () => {
     const cold = await ask(modelled, 'hello again');
     expect(cold.status).toBe(200);
     await cold.text();
-    expect(Number(cold.headers.get('x-router-debug-remote-calls'))).toBeGreaterThanOrEqual(2);
+    expect(Number(cold.headers.get('x-router-debug-remote-calls'))).toBeGreaterThanOrEqual(3);
+    // Waited for: the key, then the budget's sync and the rate limiter's lease side by side (Stage.prefetch):
+    // each starts before the other ends. Sequential, one would start after the other ended.
+    // The first call of each name (a later one may be a background top-up that happened to finish in time).
+    const calls: Record<string, { start: number; end: number }> = {};
+    for (const c of (cold.headers.get('x-router-debug-remote-calls-log') ?? '').split(',')) {
+      const [name, span] = c.split(':');
+      const [start, end] = span!.split('-').map(Number);
+      calls[name!] ??= { start: start!, end: end! };
+    }
+    const key = calls['KEY_REGISTRY.lookup']!;
+    const budget = calls['QUOTAS.sync']!;
+    const lease = calls['RATE_LIMITER.lease']!;
+    expect(key && budget && lease, JSON.stringify(calls)).toBeTruthy();
+    expect(budget.start).toBeGreaterThan(key.end);
+    expect(lease.start).toBeGreaterThan(key.end);
+    expect(budget.start).toBeLessThan(lease.end);
+    expect(lease.start).toBeLessThan(budget.end);
     expect(Number(cold.headers.get('x-router-debug-remote-calls-started'))).toBeGreaterThanOrEqual(Number(cold.headers.get('x-router-debug-remote-calls')));
     // At most 998: the forgotten isolate's unspent slice stays taken at the object (under-admission, bounded).
     expect(cold.headers.get('x-ratelimit-limit-requests')).toBe('1000');

@@ -1,9 +1,12 @@
 import { RouterError } from '../http/errors';
-import type { Stage } from '../pipeline/types';
+import type { InferenceRequest, Stage } from '../pipeline/types';
 import { resolveRoute } from '../routing/resolve-model';
 import { BUDGET_WARNING_HEADER, DOWNGRADED_HEADER, SOFT_LIMIT_CODE } from './errors';
-import { budgetFor } from './lease';
+import { budgetFor, type BudgetHandle } from './lease';
 import { FEATURE_HEADER } from './settings';
+
+/** What prefetch started for a request: its budget handle and the soft-limit check under way. */
+const early = new WeakMap<InferenceRequest, { budget: BudgetHandle | null; downgrade: Promise<string | null> | null }>();
 
 /**
  * Budget soft limit: nothing for a tenant without a budget; else decided from the isolate's lease
@@ -12,13 +15,21 @@ import { FEATURE_HEADER } from './settings';
  */
 export const softLimitStage: Stage = {
   name: 'soft-limit',
-  async run(r) {
+  // The check's one sync on a cold isolate (or a new period) starts with the request, beside the rate limiter's lease.
+  prefetch(r) {
     const budget = budgetFor(r.config, r.tenantId, r.raw.headers.get(FEATURE_HEADER) ?? undefined, r.env, r.ctx);
+    const downgrade = budget ? budget.softLimit(r.tenantId, r.route.stages[0]?.tier ?? null, r.kind) : null;
+    downgrade?.catch(() => {}); // awaited (and answered) in run
+    early.set(r, { budget, downgrade });
+  },
+  async run(r) {
+    const pre = early.get(r);
+    const budget = pre ? pre.budget : budgetFor(r.config, r.tenantId, r.raw.headers.get(FEATURE_HEADER) ?? undefined, r.env, r.ctx);
     if (!budget) return;
     r.budget = budget;
     let downgradeTo: string | null = null;
     try {
-      downgradeTo = await budget.softLimit(r.tenantId, r.route.stages[0]?.tier ?? null, r.kind);
+      downgradeTo = await (pre?.downgrade ?? budget.softLimit(r.tenantId, r.route.stages[0]?.tier ?? null, r.kind));
     } catch (e) {
       if (!(e instanceof RouterError) || e.code !== SOFT_LIMIT_CODE) throw e;
       r.deferred.push(e);

@@ -3,6 +3,8 @@
 // It runs the real Worker with the distance model of remote-rtt.ts and adds, to every answer:
 //   x-router-debug-remote-calls: the remote calls the request waited for (see remote-rtt.ts)
 //   x-router-debug-remote-calls-started: all it started, background work included
+//   x-router-debug-remote-calls-max-in-flight: the most of them in flight at once (overlapped round trips)
+//   x-router-debug-remote-calls-log: the calls waited for, binding.method:start-end on a logical clock
 // and one route for the benchmark's cold-isolate runs:
 //   POST /__dev/forget-isolate (admin token): forgets the isolate's views, leases and key cache,
 //   as a fresh isolate would (compiled config and module state stay; they cost no remote call).
@@ -47,6 +49,8 @@ export default {
       response.headers.set('x-router-debug-remote-calls', String(calls.waited));
     }
     response.headers.set('x-router-debug-remote-calls-started', String(calls.started));
+    response.headers.set('x-router-debug-remote-calls-max-in-flight', String(calls.maxInFlight));
+    response.headers.set('x-router-debug-remote-calls-log', calls.log.join(','));
     return response;
   },
   scheduled(controller, env, ctx) {

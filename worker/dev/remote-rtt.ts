@@ -23,6 +23,12 @@ export interface RemoteCalls {
   started: number;
   /** Completed while the request was still being answered (it waited for them). */
   waited: number;
+  /** The most calls of this request in flight at once (2+: round trips overlapped). */
+  maxInFlight: number;
+  inFlight: number;
+  /** Each call the request waited for, `binding.method:start-end` on a clock that ticks at every start and end. */
+  log: string[];
+  clock: number;
   open: boolean;
 }
 
@@ -30,7 +36,7 @@ const calls = new AsyncLocalStorage<RemoteCalls>();
 
 /** Runs one request's handling with its own call log; `waited` is final once `fn` resolves. */
 export async function countingRemoteCalls<T>(fn: () => Promise<T>): Promise<{ value: T; calls: RemoteCalls }> {
-  const log: RemoteCalls = { started: 0, waited: 0, open: true };
+  const log: RemoteCalls = { started: 0, waited: 0, maxInFlight: 0, inFlight: 0, log: [], clock: 0, open: true };
   try {
     const value = await calls.run(log, fn);
     return { value, calls: log };
@@ -42,15 +48,23 @@ export async function countingRemoteCalls<T>(fn: () => Promise<T>): Promise<{ va
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** One remote call: half the RTT out, the call, half the RTT back; counted for the current request. */
-export async function remoteCall<T>(rttMs: number, call: () => Promise<T>): Promise<T> {
+export async function remoteCall<T>(rttMs: number, call: () => Promise<T>, name = 'fetch'): Promise<T> {
   const log = calls.getStore();
-  if (log) log.started++;
+  const start = log ? log.clock++ : 0;
+  if (log) {
+    log.started++;
+    log.maxInFlight = Math.max(log.maxInFlight, ++log.inFlight);
+  }
   try {
     if (rttMs > 0) await sleep(rttMs / 2);
     return await call();
   } finally {
     if (rttMs > 0) await sleep(rttMs / 2);
-    if (log?.open) log.waited++;
+    if (log) log.inFlight--;
+    if (log?.open) {
+      log.waited++;
+      log.log.push(`${name}:${start}-${log.clock++}`);
+    }
   }
 }
 
@@ -65,24 +79,24 @@ const isNamespace = (v: unknown): v is DurableObjectNamespace =>
   typeof v === 'object' && v !== null && typeof (v as DurableObjectNamespace).idFromName === 'function' && typeof (v as DurableObjectNamespace).get === 'function';
 
 /** A stub whose every method call (RPC or fetch) is a remote call. */
-function distantStub<S extends object>(stub: S, rttMs: number): S {
+function distantStub<S extends object>(stub: S, rttMs: number, binding: string): S {
   return new Proxy(stub, {
     get(target, prop) {
       const value = (target as Record<PropertyKey, unknown>)[prop];
       if (typeof prop === 'symbol' || prop === 'then' || typeof value !== 'function') return value;
       // Called on the stub itself: an RPC method's own `.apply` would be a remote property.
-      return (...args: unknown[]) => remoteCall(rttMs, async () => (target as Record<PropertyKey, (...a: unknown[]) => Promise<unknown>>)[prop]!(...args));
+      return (...args: unknown[]) => remoteCall(rttMs, async () => (target as Record<PropertyKey, (...a: unknown[]) => Promise<unknown>>)[prop]!(...args), `${binding}.${prop}`);
     },
   });
 }
 
-function distantNamespace(ns: DurableObjectNamespace, rttMs: number): DurableObjectNamespace {
+function distantNamespace(ns: DurableObjectNamespace, rttMs: number, binding: string): DurableObjectNamespace {
   return new Proxy(ns, {
     get(target, prop) {
       const value = (target as unknown as Record<PropertyKey, unknown>)[prop];
       if (typeof value !== 'function') return value;
       const method = (...args: unknown[]) => Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
-      if (prop === 'get' || prop === 'getByName') return (...args: unknown[]) => distantStub(method(...args) as object, rttMs);
+      if (prop === 'get' || prop === 'getByName') return (...args: unknown[]) => distantStub(method(...args) as object, rttMs, binding);
       return method;
     },
   });
@@ -113,7 +127,7 @@ export function distantEnv<E extends Record<string, unknown>>(env: E, rttMs: num
   let out = distantEnvs.get(env);
   if (!out) {
     out = { ...env };
-    for (const [name, value] of Object.entries(env)) if (isNamespace(value)) out[name] = distantNamespace(value, rttMs);
+    for (const [name, value] of Object.entries(env)) if (isNamespace(value)) out[name] = distantNamespace(value, rttMs, name);
     distantEnvs.set(env, out);
   }
   return out as E;

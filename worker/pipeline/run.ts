@@ -34,6 +34,7 @@ export class PipelineRun {
     let error: RouterError | null = null;
     try {
       await prepare();
+      for (const stage of stages) if (stage.prefetch) guardPrefetch(stage, r);
       for (const stage of stages) {
         // Most stages are synchronous: await only a promise (each await is a microtask turn).
         const ran = stage.run(r);
@@ -85,6 +86,14 @@ export class PipelineRun {
     this.released = true;
     for (const p of this.participants) if (p.release) guard(p, 'release', () => p.release!());
     this.resolveClosed();
+  }
+}
+
+function guardPrefetch(stage: Stage, r: InferenceRequest): void {
+  try {
+    stage.prefetch!(r);
+  } catch {
+    // The stage's run meets the same error and answers it.
   }
 }
 

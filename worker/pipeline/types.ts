@@ -97,5 +97,11 @@ export interface InferenceRequest {
 /** One step of the request path. Returning a Response ends the path there (a cache hit, an answer). */
 export interface Stage {
   readonly name: string;
+  /**
+   * Starts, before the first stage runs, a remote read this stage will wait for, so that its round
+   * trip overlaps the stages before it (a cold isolate's budget sync beside its rate-limit lease).
+   * Only reads: nothing taken or counted. Never throws; `run` meets any error again.
+   */
+  prefetch?(r: InferenceRequest): void;
   run(r: InferenceRequest): Promise<Response | void> | Response | void;
 }
