@@ -132,7 +132,14 @@ export async function exactCache(input: ExactCacheInput): Promise<ExactCache> {
   const maybeWriteStream = () => {
     if (!written && servedOk && assembler?.complete) {
       written = true;
-      write(assembler.result());
+      // A microtask later: the relay calls onStreamEvent('[DONE]') before it passes [DONE] on, so the
+      // stored form (and the semantic layer's onAnswer) is built after the client's last chunk is queued.
+      track(
+        input.ctx,
+        Promise.resolve()
+          .then(() => write(assembler.result()))
+          .catch((e) => console.warn(JSON.stringify({ msg: 'response cache error', op: 'store', error: String(e) }))),
+      );
     }
   };
   return {
