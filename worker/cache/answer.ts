@@ -62,9 +62,18 @@ export function answerFromJson(endpoint: EndpointKind, text: string): CachedAnsw
   } catch {
     return null;
   }
-  if (!isObj(body) || typeof body.model !== 'string' || !Array.isArray(endpoint === 'embeddings' ? body.data : body.choices)) return null;
+  return endpoint === 'embeddings' ? embeddingAnswer(body, text) : answerFromBody(endpoint, body);
+}
+
+function embeddingAnswer(body: unknown, text: string): CachedAnswer | null {
+  if (!isObj(body) || typeof body.model !== 'string' || !Array.isArray(body.data)) return null;
+  return { v: 1, endpoint: 'embeddings', model: body.model, body: text, usage: readUsage(body.usage) };
+}
+
+/** The canonical form of a complete chat or completions answer, from its parsed body (an answer the router assembled). */
+export function answerFromBody(endpoint: 'chat' | 'completions', body: unknown): CachedAnswer | null {
+  if (!isObj(body) || typeof body.model !== 'string' || !Array.isArray(body.choices)) return null;
   const usage = readUsage(body.usage);
-  if (endpoint === 'embeddings') return { v: 1, endpoint, model: body.model, body: text, usage };
 
   const choices: CachedChoice[] = [];
   for (const [i, c] of (body.choices as unknown[]).entries()) {

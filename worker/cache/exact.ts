@@ -3,7 +3,8 @@ import type { EndpointKind } from '../openai/schemas';
 import type { Usage } from '../openai/usage';
 import type { ResolvedRoute } from '../routing/resolve-model';
 import { background, type WaitUntil } from '../isolate/background';
-import { answerFromJson, replayAnswer, StreamAssembler, type CachedAnswer } from './answer';
+import { answerFromBody, answerFromJson, replayAnswer, StreamAssembler, type CachedAnswer } from './answer';
+import { assembledAnswerOf } from '../openai/assemble';
 import { canonicalJson, sha256Hex } from './canonical';
 import type { CacheStore } from './store';
 import { responseCacheStore } from './stores';
@@ -160,6 +161,12 @@ export async function exactCache(input: ExactCacheInput): Promise<ExactCache> {
       if (assembler) {
         servedOk = true;
         maybeWriteStream();
+        return;
+      }
+      // An answer the router assembled from a stream is stored from the object it was built from.
+      const assembled = endpoint === 'embeddings' ? undefined : assembledAnswerOf(response);
+      if (assembled) {
+        track(input.ctx, Promise.resolve().then(() => write(assembled.chars > cache.max_entry_bytes ? null : answerFromBody(endpoint as 'chat' | 'completions', assembled.answer))));
         return;
       }
       const copy = response.clone();

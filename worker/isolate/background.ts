@@ -42,7 +42,16 @@ export function afterResponse(ctx: WaitUntil, fn: () => void, what: string): voi
       console.error(JSON.stringify({ msg: `${what} failed`, error: errorMessage(e) }));
     }
   });
+  afterResponses.add(run);
+  void run.then(() => afterResponses.delete(run));
   background(ctx, run, what);
+}
+
+const afterResponses = new Set<Promise<void>>();
+
+/** For tests: resolves once every afterResponse() call so far (and any they make) has run. */
+export async function afterResponsesRan(): Promise<void> {
+  while (afterResponses.size > 0) await Promise.all([...afterResponses]);
 }
 
 /** For tests and the bench: resolves once all background work started so far (and any it starts) has settled. */

@@ -36,21 +36,29 @@ const CHOICE_OWN = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason
 const HAS_TEXT = /"(?:content|text)":\s?"(?!")/;
 
 /**
- * The answer object behind each Response the router assembled (worker/routing/execute.ts), so a
- * reader of the served answer (quality/answer-signals.ts) takes it as built instead of cloning the
- * body and parsing it again. Weak: gone with the Response.
+ * The answer object behind each Response the router assembled (worker/routing/execute.ts), with its
+ * JSON text's length, so readers of the served answer (quality/answer-signals.ts, the exact cache)
+ * take it as built instead of cloning the body and parsing it again. Weak: gone with the Response.
  */
-const assembledAnswers = new WeakMap<Response, Json>();
+const assembledAnswers = new WeakMap<Response, AssembledAnswer>();
+
+export interface AssembledAnswer {
+  /** Read-only by contract: every reader shares it. */
+  readonly answer: Readonly<Json>;
+  /** The length of its JSON text (the body's characters). */
+  readonly chars: number;
+}
 
 /** A JSON Response of an assembled answer, remembered for assembledAnswerOf. */
 export function assembledResponse(answer: Json, headers: Record<string, string>): Response {
-  const res = new Response(JSON.stringify(answer), { status: 200, headers: { 'content-type': 'application/json', ...headers } });
-  assembledAnswers.set(res, answer);
+  const text = JSON.stringify(answer);
+  const res = new Response(text, { status: 200, headers: { 'content-type': 'application/json', ...headers } });
+  assembledAnswers.set(res, { answer, chars: text.length });
   return res;
 }
 
-/** The object a Response was assembled from (undefined: not one the router assembled). Read-only by contract. */
-export function assembledAnswerOf(res: Response): Readonly<Json> | undefined {
+/** What a Response was assembled from (undefined: not one the router assembled). */
+export function assembledAnswerOf(res: Response): AssembledAnswer | undefined {
   return assembledAnswers.get(res);
 }
 

@@ -49,7 +49,7 @@ export const answerSignalsStage: Stage = {
         // An answer the router assembled from a stream is judged from the object it was built from.
         const assembled = assembledAnswerOf(response);
         if (assembled) {
-          head.onBody(assembled);
+          head.onBody(assembled.answer);
           return deliver(verdict());
         }
         r.ctx.waitUntil(

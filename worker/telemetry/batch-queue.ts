@@ -1,5 +1,5 @@
 import type { UsageRecord } from '../protocol/usage-record';
-import type { WaitUntil } from '../isolate/background';
+import { afterResponsesRan, type WaitUntil } from '../isolate/background';
 
 export interface BatchPolicy {
   flushIntervalMs: number;
@@ -93,6 +93,7 @@ export function track(ctx: WaitUntil, p: Promise<unknown>): void {
 
 /** Resolves once every usage write started so far (and any they start) has finished: for tests and the bench. */
 export async function usageWritesSettled(): Promise<void> {
+  await afterResponsesRan(); // records reach the queues after their response went out
   while (inflight.size > 0) await Promise.allSettled([...inflight]);
 }
 
