@@ -73,10 +73,21 @@ export class UsageLedger extends DurableObject {
     let inserted = 0;
     for (const r of records) inserted += this.sql.exec(insert, ...rowOf(r)).rowsWritten > 0 ? 1 : 0;
     for (const wake of [...this.waiters]) wake();
-    await this.ctx.storage.put('retention_days', retentionDays);
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + DAY_MS);
+    // Storage writes only when something changed: every batch used to rewrite the same value.
+    if (this.retentionWritten !== retentionDays) {
+      await this.ctx.storage.put('retention_days', retentionDays);
+      this.retentionWritten = retentionDays;
+    }
+    if (!this.alarmArmed) {
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + DAY_MS);
+      this.alarmArmed = true; // alarm() re-arms itself
+    }
     return { inserted };
   }
+
+  /** What this instance last wrote as retention_days, and whether it has seen the alarm armed. */
+  private retentionWritten: number | null = null;
+  private alarmArmed = false;
 
   /** Groups (and time buckets) over [from, to), with their sums and raw values for percentiles. */
   report(q: LedgerQuery): LedgerGroup[] {
