@@ -1,4 +1,5 @@
 import { guardAllows } from '../../protocol/rules/semantic-guard';
+import { prepareQuery, rankNear, similarityAtLeast, tailsOf } from '../../protocol/rules/semantic-scan';
 import type { SemanticHotEntry } from '../../protocol/semantic-index';
 import { registerIsolateState } from '../../isolate/registry';
 import { SingleFlight } from '../../isolate/single-flight';
@@ -8,15 +9,19 @@ import { SingleFlight } from '../../isolate/single-flight';
  * `[cache.semantic].lookup = "local"`): vectors, prompt text, depth and answer, keyed by tenant, then
  * by the index's scope (which carries the embedder, model, system prompt, earlier turns and
  * parameters). A lookup here is the Durable Object's lookup (durable-objects/semantic-index.ts) on
- * the entries this isolate holds: same cosine, same threshold, the top_k nearest above it offered to
- * the same guards in the same order, expired entries never answer.
+ * the entries this isolate holds: the same scan (worker/protocol/rules/semantic-scan.ts: same
+ * similarities, same ranking), same threshold, the top_k nearest above it offered to the same
+ * guards in the same order, expired entries never answer.
  *
  * Bounded: `bytes` counts each entry's vector (4 bytes a float), its text, answer, id and scope (2
- * bytes a character) and 200 bytes of bookkeeping; above `maxBytes` the least recently used entry
- * (any tenant) goes. Expired entries go when a lookup passes them.
+ * bytes a character) and 200 bytes of bookkeeping (which covers the tail norms: 17 doubles for 512
+ * dimensions); above `maxBytes` the least recently used entry (any tenant) goes. Expired entries go
+ * when a lookup passes them.
  */
 export interface LocalEntry extends SemanticHotEntry {
   bytes: number;
+  /** The vector's tail norms, for the scan's early abandon (semantic-scan.ts). */
+  tails: Float64Array;
 }
 
 export interface LocalMatch {
@@ -63,22 +68,23 @@ export class LocalSemanticCopy {
   lookup(q: { tenantId: string; scope: string; vector: Float32Array; text: string; depth: number; threshold: number; topK: number; now: number }): LocalMatch | null {
     const entries = this.tenants.get(q.tenantId)?.scopes.get(q.scope);
     if (!entries) return null;
-    const near: LocalMatch[] = [];
+    const near: (LocalMatch & { id: string })[] = [];
+    const query = prepareQuery(q.vector);
     for (const entry of entries.values()) {
       if (entry.expiresAt <= q.now) {
         this.remove(q.tenantId, entry);
         continue;
       }
       if (entry.vector.length !== q.vector.length) continue;
-      let similarity = 0;
-      for (let j = 0; j < q.vector.length; j++) similarity += q.vector[j]! * entry.vector[j]!;
-      if (similarity >= q.threshold) near.push({ entry, similarity });
+      const similarity = similarityAtLeast(query, entry.vector, 0, entry.tails, 0, q.threshold);
+      if (similarity === similarity) near.push({ id: entry.id, entry, similarity }); // NaN: below the threshold
     }
-    near.sort((a, b) => b.similarity - a.similarity);
-    for (const m of near.slice(0, q.topK)) {
+    rankNear(near);
+    for (let k = 0; k < near.length && k < q.topK; k++) {
+      const m = near[k]!;
       if (!guardAllows({ text: q.text, depth: q.depth }, { text: m.entry.text, depth: m.entry.depth }).ok) continue;
       this.used(q.tenantId, m.entry);
-      return m;
+      return { entry: m.entry, similarity: m.similarity };
     }
     return null;
   }
@@ -92,7 +98,7 @@ export class LocalSemanticCopy {
       if (old.storedAt > e.storedAt) return;
       this.remove(tenantId, old);
     }
-    const entry: LocalEntry = { ...e, bytes: e.vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES };
+    const entry: LocalEntry = { ...e, bytes: e.vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES, tails: tailsOf(e.vector) };
     if (entry.bytes > this.maxBytes) return;
     let scope = t.scopes.get(e.scope);
     if (!scope) t.scopes.set(e.scope, (scope = new Map()));

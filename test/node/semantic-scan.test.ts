@@ -1,0 +1,205 @@
+import { describe, expect, it } from 'vitest';
+import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
+import { plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, tailCount, writeTails } from '../../worker/protocol/rules/semantic-scan';
+import { embedVector } from '../../regional/sim/embeddings';
+import { unitPrng } from '../../regional/sim/hash';
+import pairsFixture from '../fixtures/semantic-pairs.json';
+
+// The pruned scan (semantic-scan.ts) against the plain loop it replaces: for every query and
+// threshold, the same entries reach the threshold, with the same similarities (bit for bit: the
+// same products added in the same order), ranked the same.
+
+interface Table {
+  dim: number;
+  ids: string[];
+  data: Float32Array;
+  tails: Float64Array;
+}
+
+function table(vectors: Float32Array[], dim: number): Table {
+  const stride = tailCount(dim);
+  const data = new Float32Array(vectors.length * dim);
+  const tails = new Float64Array(vectors.length * stride);
+  vectors.forEach((v, i) => {
+    data.set(v, i * dim);
+    writeTails(data, i * dim, dim, tails, i * stride);
+  });
+  return { dim, ids: vectors.map((_, i) => `e${String(i).padStart(5, '0')}`), data, tails };
+}
+
+/** What the object and the copy did before: the full dot product of every entry, then a sort. */
+function naive(t: Table, q: Float32Array, threshold: number) {
+  const near: { id: string; similarity: number }[] = [];
+  for (let i = 0; i < t.ids.length; i++) {
+    let s = 0;
+    for (let j = 0; j < t.dim; j++) s += q[j]! * t.data[i * t.dim + j]!;
+    if (s >= threshold) near.push({ id: t.ids[i]!, similarity: s });
+  }
+  return rankNear(near);
+}
+
+function pruned(t: Table, q: Float32Array, threshold: number) {
+  const query = prepareQuery(q);
+  const stride = tailCount(t.dim);
+  const near: { id: string; similarity: number }[] = [];
+  for (let i = 0; i < t.ids.length; i++) {
+    const s = similarityAtLeast(query, t.data, i * t.dim, t.tails, i * stride, threshold);
+    if (s === s) near.push({ id: t.ids[i]!, similarity: s });
+  }
+  return rankNear(near);
+}
+
+const THRESHOLDS = [-1, -0.5, -1e-12, 0, 1e-12, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99, 1 - 1e-7, 1, 1 + 1e-7, 1.5];
+
+let compared = 0;
+let matched = 0;
+/** Every query against the table at every threshold, plus thresholds exactly at some entry's similarity (the >= edge). */
+function expectSame(t: Table, queries: Float32Array[], rand: () => number) {
+  for (const q of queries) {
+    const all = naive(t, q, -Infinity);
+    const edges = [0, 1, 2].map(() => all[Math.floor(rand() * all.length)]?.similarity).filter((x): x is number => x !== undefined);
+    for (const threshold of [...THRESHOLDS, ...edges]) {
+      const want = naive(t, q, threshold);
+      const got = pruned(t, q, threshold);
+      expect(got.length).toBe(want.length);
+      for (let k = 0; k < want.length; k++) {
+        expect(got[k]!.id).toBe(want[k]!.id);
+        expect(Object.is(got[k]!.similarity, want[k]!.similarity)).toBe(true); // identical, not just within 1e-6
+      }
+      compared++;
+      matched += want.length;
+    }
+  }
+}
+
+function unit(v: Float32Array): Float32Array {
+  let n = 0;
+  for (const x of v) n += x * x;
+  if (n > 0) for (let j = 0; j < v.length; j++) v[j]! /= Math.sqrt(n);
+  return v;
+}
+
+/** Random vectors: dense gaussian-ish, sparse, near-duplicates of one another, zero, or off the unit sphere. */
+function randomVectors(rand: () => number, n: number, dim: number): Float32Array[] {
+  const out: Float32Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const kind = rand();
+    const v = new Float32Array(dim);
+    if (kind < 0.05) {
+      // zero vector
+    } else if (kind < 0.35 && out.length > 0) {
+      // a near-duplicate of an earlier vector (similarities close to 1, and exactly 1)
+      const base = out[Math.floor(rand() * out.length)]!;
+      const noise = rand() < 0.3 ? 0 : rand() * 0.1;
+      for (let j = 0; j < dim; j++) v[j] = base[j]! + (rand() - 0.5) * noise;
+      unit(v);
+    } else if (kind < 0.65) {
+      const nz = 1 + Math.floor(rand() * Math.min(dim, 40));
+      for (let k = 0; k < nz; k++) v[Math.floor(rand() * dim)] = rand() - 0.5;
+      unit(v);
+    } else {
+      for (let j = 0; j < dim; j++) v[j] = rand() + rand() + rand() - 1.5;
+      if (kind < 0.95) unit(v);
+      else for (let j = 0; j < dim; j++) v[j]! *= 3; // not normalized: the bound must not assume it
+    }
+    out.push(v);
+  }
+  return out;
+}
+
+describe('pruned semantic scan', () => {
+  it('matches the plain loop on random vectors: dims around and not multiples of the block, zero and duplicate vectors, every threshold', () => {
+    const rand = unitPrng(16);
+    for (const dim of [1, 2, 5, SCAN_BLOCK - 1, SCAN_BLOCK, SCAN_BLOCK + 1, 100, 2 * SCAN_BLOCK + 7, 384, 512, 513]) {
+      const vectors = randomVectors(rand, 150, dim);
+      const t = table(vectors, dim);
+      // Queries: fresh random ones, stored ones (similarity 1 with themselves), and the zero vector.
+      const queries = [...randomVectors(rand, 12, dim), ...vectors.slice(0, 6), new Float32Array(dim)];
+      expectSame(t, queries, rand);
+    }
+    expect(compared).toBeGreaterThan(1_000);
+    expect(matched).toBeGreaterThan(10_000);
+  });
+
+  it('matches the plain loop on real embedder vectors: the local embedding and the simulator model, prompts of the labelled fixture', () => {
+    const rand = unitPrng(17);
+    const pairs = (pairsFixture as { pairs: { a: string; b: string }[] }).pairs;
+    const texts = [...new Set(pairs.flatMap((p) => [p.a, p.b]))];
+    const embedders: [string, (text: string) => Float32Array | null][] = [
+      ['local', localEmbedding],
+      ['sim-384', (text) => embedVector('bench-embed', text, 384)],
+      ['sim-100', (text) => embedVector('bench-embed', text, 100)],
+    ];
+    for (const [, embed] of embedders) {
+      const vectors = texts.map(embed).filter((v): v is Float32Array => v !== null);
+      const t = table(vectors, vectors[0]!.length);
+      const queries = pairs.slice(0, 25).map((p) => embed(p.b)).filter((v): v is Float32Array => v !== null);
+      expectSame(t, queries, rand);
+    }
+  });
+
+  it('an entry or a query with a non-finite value gets the plain loop\'s answer', () => {
+    const rand = unitPrng(18);
+    const dim = 70;
+    const vectors = randomVectors(rand, 40, dim);
+    vectors[3]![5] = Number.NaN;
+    vectors[4]![69] = Number.POSITIVE_INFINITY;
+    vectors[5]![0] = Number.NEGATIVE_INFINITY;
+    const t = table(vectors, dim);
+    const queries = randomVectors(rand, 5, dim);
+    const sparse = new Float32Array(dim);
+    sparse[69] = 1; // meets the +∞ of entry 4 with a non-zero: the plain loop says +∞ (or NaN: 0 × ∞ elsewhere)
+    queries.push(sparse);
+    const bad = new Float32Array(dim).fill(0.1);
+    bad[10] = Number.POSITIVE_INFINITY;
+    queries.push(bad);
+    for (const q of queries) {
+      for (const threshold of THRESHOLDS) {
+        const want = naive(t, q, threshold);
+        const got = pruned(t, q, threshold);
+        expect(got.map((m) => m.id)).toEqual(want.map((m) => m.id));
+        expect(got.map((m) => m.similarity)).toEqual(want.map((m) => m.similarity));
+      }
+    }
+  });
+
+  it('keeps the tail norms it says, and a sparse query (the local embedding) visits only its non-zero dimensions', () => {
+    const v = localEmbedding('How do I reset my password for the billing portal?')!;
+    const tails = new Float64Array(tailCount(v.length));
+    writeTails(v, 0, v.length, tails, 0);
+    expect(tails[0]).toBeCloseTo(1, 6); // the local embedding is unit-normalized
+    expect(tails[tails.length - 1]).toBe(0);
+    for (let b = 0; b < tails.length - 1; b++) {
+      let s = 0;
+      for (let j = b * SCAN_BLOCK; j < v.length; j++) s += v[j]! * v[j]!;
+      expect(tails[b]).toBeCloseTo(Math.sqrt(s), 12);
+    }
+    // The sparse query visits only its non-zero dimensions, and the answer is the plain dot product.
+    const q = prepareQuery(localEmbedding('how can i reset the password for the shipping portal')!);
+    expect(q.index).not.toBeNull();
+    expect(q.index!.length).toBeLessThan(100);
+    const s = plainDot(q.vector, v, 0);
+    expect(s).toBeGreaterThan(0.5);
+    expect(s).toBeLessThan(0.95);
+    expect(similarityAtLeast(q, v, 0, tails, 0, 0.5)).toBe(s);
+    expect(similarityAtLeast(q, v, 0, tails, 0, s)).toBe(s);
+    expect(similarityAtLeast(q, v, 0, tails, 0, 0.95)).toBeNaN();
+    // A dense query (the simulator's model) takes the dense loop, same answer.
+    const d = embedVector('bench-embed', 'reset the billing password', 384);
+    const dq = prepareQuery(d);
+    expect(dq.index).toBeNull();
+    const dt = new Float64Array(tailCount(384));
+    writeTails(d, 0, 384, dt, 0);
+    expect(similarityAtLeast(dq, d, 0, dt, 0, 1 - 1e-6)).toBe(plainDot(d, d, 0));
+  });
+
+  it('ranks equal similarities by id, whatever the order the entries were held in', () => {
+    const a = [
+      { id: 'b', similarity: 0.9 },
+      { id: 'a', similarity: 0.9 },
+      { id: 'c', similarity: 0.95 },
+    ];
+    expect(rankNear([...a]).map((m) => m.id)).toEqual(['c', 'a', 'b']);
+    expect(rankNear([...a].reverse()).map((m) => m.id)).toEqual(['c', 'a', 'b']);
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * The semantic index's scan, shared by the SemanticIndex object (durable-objects/semantic-index.ts)
+ * and the isolate's local copy (worker/cache/semantic/local-copy.ts), so that both compute the
+ * same similarities and rank them the same way: their decisions stay identical.
+ *
+ * Exact, with early abandon. A lookup needs only the entries whose dot product with the query
+ * reaches the threshold (the vectors are L2-normalized by every embedder, so the dot is the
+ * cosine; nothing here relies on that). Each entry carries the norms of its tails (the norm of its
+ * dimensions from block b on, b = 0 … blocks, blocks of SCAN_BLOCK dimensions; tails[0] is its
+ * norm, tails[blocks] is 0); the query the same. After each block, by Cauchy–Schwarz the rest of
+ * the dot is at most |q_tail|·|e_tail|: when `partial + |q_tail|·|e_tail|` is below the threshold,
+ * the entry cannot reach it and the scan moves on.
+ *
+ * Same numbers as the plain loop `for j: s += q[j] * e[j]`: the products (float32 × float32, exact
+ * in a double) are added in the same order, from 0. Dimensions where the query is 0 are skipped: a
+ * product 0 × e[j] is ±0 for a finite e[j] and leaves the sum unchanged, so a sparse query (the
+ * local embedding sets a few dozen of its 512 dimensions) costs only its non-zero dimensions. An
+ * entry or a query with a non-finite value takes the plain loop (0 × ∞ is NaN).
+ *
+ * Rounding: partial sums and norms are rounded; the abandon test adds a slack of
+ * SLACK · |q| · |e|, far above the rounding error of sums over up to MAX_PRUNED_DIM dimensions
+ * (about dim · 2⁻⁵³ · |q| · |e|), so no entry whose plain-loop similarity reaches the threshold is
+ * ever abandoned. Beyond MAX_PRUNED_DIM the plain loop runs.
+ */
+
+/** Dimensions per block: the bound is checked after each (chosen by measurement, scripts/bench/semantic-scan.ts). */
+export const SCAN_BLOCK = 32;
+const SLACK = 1e-9;
+const MAX_PRUNED_DIM = 1 << 20;
+
+/** How many tail norms an entry of `dim` dimensions carries: its norm, one after each block (the last is 0). */
+export function tailCount(dim: number): number {
+  return Math.ceil(dim / SCAN_BLOCK) + 1;
+}
+
+/**
+ * Writes the tail norms of `v[from … from + dim)` into `out[at … at + tailCount(dim))`:
+ * out[at + b] = the norm of dimensions b·SCAN_BLOCK … dim − 1.
+ */
+export function writeTails(v: ArrayLike<number>, from: number, dim: number, out: Float64Array, at: number): void {
+  const blocks = tailCount(dim) - 1;
+  let sum = 0;
+  out[at + blocks] = 0;
+  for (let b = blocks - 1; b >= 0; b--) {
+    const end = Math.min(dim, (b + 1) * SCAN_BLOCK);
+    for (let j = b * SCAN_BLOCK; j < end; j++) {
+      const x = v[from + j]!;
+      sum += x * x;
+    }
+    out[at + b] = Math.sqrt(sum);
+  }
+}
+
+/** A vector's tail norms in an array of their own (the local copy keeps one per entry). */
+export function tailsOf(v: Float32Array): Float64Array {
+  const out = new Float64Array(tailCount(v.length));
+  writeTails(v, 0, v.length, out, 0);
+  return out;
+}
+
+/** A query prepared once per lookup: its non-zero dimensions by block, and its tail norms. */
+export interface ScanQuery {
+  readonly vector: Float32Array;
+  readonly dim: number;
+  /** False: a non-finite value, or too many dimensions: every entry takes the plain loop. */
+  readonly pruned: boolean;
+  /** Non-zero dimensions, ascending, and their values (sparse); or null: every dimension (dense). */
+  readonly index: Int32Array | null;
+  readonly value: Float64Array | null;
+  /** blockEnd[b]: how many of `index` lie in blocks 0 … b. */
+  readonly blockEnd: Int32Array;
+  readonly tails: Float64Array;
+  /** Blocks after this one hold no non-zero dimension of the query. */
+  readonly lastBlock: number;
+}
+
+export function prepareQuery(vector: Float32Array): ScanQuery {
+  const dim = vector.length;
+  const tails = tailsOf(vector);
+  const blocks = tails.length - 1;
+  const blockEnd = new Int32Array(blocks);
+  let nonZero = 0;
+  let lastBlock = -1;
+  for (let j = 0; j < dim; j++) {
+    if (vector[j] !== 0) {
+      nonZero++;
+      lastBlock = Math.floor(j / SCAN_BLOCK);
+    }
+  }
+  const pruned = Number.isFinite(tails[0]!) && dim <= MAX_PRUNED_DIM;
+  // Sparse when at most half the dimensions are set: a gather per non-zero beats the dense loop.
+  if (nonZero * 2 > dim) {
+    for (let b = 0; b < blocks; b++) blockEnd[b] = Math.min(dim, (b + 1) * SCAN_BLOCK);
+    return { vector, dim, pruned, index: null, value: null, blockEnd, tails, lastBlock };
+  }
+  const index = new Int32Array(nonZero);
+  const value = new Float64Array(nonZero);
+  let k = 0;
+  for (let b = 0; b < blocks; b++) {
+    const end = Math.min(dim, (b + 1) * SCAN_BLOCK);
+    for (let j = b * SCAN_BLOCK; j < end; j++) {
+      if (vector[j] !== 0) {
+        index[k] = j;
+        value[k++] = vector[j]!;
+      }
+    }
+    blockEnd[b] = k;
+  }
+  return { vector, dim, pruned, index, value, blockEnd, tails, lastBlock };
+}
+
+/**
+ * The similarity of the query and the entry `data[from … from + q.dim)` (tail norms at
+ * `tails[at …]`) when it reaches `threshold`, else NaN. The caller checks that the sizes match.
+ */
+export function similarityAtLeast(q: ScanQuery, data: Float32Array, from: number, tails: Float64Array, at: number, threshold: number): number {
+  const norm = tails[at]!;
+  if (!q.pruned || !(norm < Infinity)) {
+    const s = plainDot(q.vector, data, from);
+    return s >= threshold ? s : NaN;
+  }
+  const qt = q.tails;
+  const slack = SLACK * qt[0]! * norm;
+  if (qt[0]! * norm + slack < threshold) return NaN;
+  let s = 0;
+  const { index, value, blockEnd } = q;
+  if (index && value) {
+    let k = 0;
+    for (let b = 0; b <= q.lastBlock; b++) {
+      const end = blockEnd[b]!;
+      for (; k < end; k++) s += value[k]! * data[from + index[k]!]!;
+      if (s + qt[b + 1]! * tails[at + b + 1]! + slack < threshold) return NaN;
+    }
+  } else {
+    const qv = q.vector;
+    for (let b = 0, j = 0; b <= q.lastBlock; b++) {
+      const end = blockEnd[b]!;
+      for (; j < end; j++) s += qv[j]! * data[from + j]!;
+      if (s + qt[b + 1]! * tails[at + b + 1]! + slack < threshold) return NaN;
+    }
+  }
+  // The query is 0 past lastBlock: the rest of the dot adds nothing.
+  return s >= threshold ? s : NaN;
+}
+
+/** The plain loop: what every similarity here equals. */
+export function plainDot(q: Float32Array, data: Float32Array, from: number): number {
+  let s = 0;
+  for (let j = 0; j < q.length; j++) s += q[j]! * data[from + j]!;
+  return s;
+}
+
+/** Most similar first; equal similarities by id, so that the object and a copy that hold the same entries in another order rank them alike. */
+export function rankNear<T extends { id: string; similarity: number }>(near: T[]): T[] {
+  return near.sort((a, b) => b.similarity - a.similarity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
