@@ -52,6 +52,10 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   private readonly scopes = new Map<string, ScopeVectors>();
   /** The last sequence number given to a row (stored or used). */
   private seq: number;
+  /** Rows held, kept in step by store and clear (a COUNT(*) per store was a scan of the table). */
+  private rows: number;
+  /** No row expires before this (a lower bound): a store skips the expiry sweep until then. */
+  private nextExpiry: number;
 
   constructor(ctx: DurableObjectState, env: Record<string, unknown>) {
     super(ctx, env);
@@ -73,7 +77,10 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     // Added for the isolates' local copies: objects created before it get the column here.
     if (!this.sql.exec('SELECT * FROM entries LIMIT 0').columnNames.includes('seq')) this.sql.exec('ALTER TABLE entries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0');
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq)');
-    this.seq = this.sql.exec<{ n: number }>('SELECT COALESCE(MAX(seq), 0) AS n FROM entries').one().n;
+    const held = this.sql.exec<{ seq: number; n: number; next: number | null }>('SELECT COALESCE(MAX(seq), 0) AS seq, COUNT(*) AS n, MIN(expires_at) AS next FROM entries').one();
+    this.seq = held.seq;
+    this.rows = held.n;
+    this.nextExpiry = held.next ?? Infinity;
   }
 
   /** The most similar stored prompt of the scope that reaches the threshold and passes the guards, with its answer. */
@@ -116,6 +123,8 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   store(e: SemanticEntry): { evicted: number } {
     const now = e.now ?? Date.now();
     const vec = e.vector.buffer.slice(e.vector.byteOffset, e.vector.byteOffset + e.vector.byteLength) as ArrayBuffer;
+    const expires = now + e.ttlSeconds * 1000;
+    if (this.sql.exec('SELECT 1 FROM entries WHERE id = ?', e.id).toArray().length === 0) this.rows++;
     this.sql.exec(
       `INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, vec = excluded.vec, text = excluded.text, depth = excluded.depth,
@@ -127,15 +136,22 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       e.depth,
       e.answer,
       now,
-      now + e.ttlSeconds * 1000,
+      expires,
       now,
       ++this.seq,
     );
-    this.remember(e.scope, e.id, e.vector, now + e.ttlSeconds * 1000);
-    const gone = this.sql.exec<Row>('DELETE FROM entries WHERE expires_at <= ? RETURNING id, scope', now).toArray();
-    const count = this.size();
-    if (count > e.maxEntries) {
-      gone.push(...this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', count - e.maxEntries).toArray());
+    this.remember(e.scope, e.id, e.vector, expires);
+    this.nextExpiry = Math.min(this.nextExpiry, expires);
+    let gone: Row[] = [];
+    if (this.nextExpiry <= now) {
+      gone = this.sql.exec<Row>('DELETE FROM entries WHERE expires_at <= ? RETURNING id, scope', now).toArray();
+      this.nextExpiry = this.sql.exec<{ next: number | null }>('SELECT MIN(expires_at) AS next FROM entries').one().next ?? Infinity;
+    }
+    this.rows -= gone.length;
+    if (this.rows > e.maxEntries) {
+      const lru = this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', this.rows - e.maxEntries).toArray();
+      this.rows -= lru.length;
+      gone.push(...lru);
     }
     for (const row of gone) this.forget(row.scope as string, row.id as string);
     return { evicted: gone.length };
@@ -176,13 +192,15 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
 
   /** Rows held (expired ones not yet dropped included). */
   size(): number {
-    return this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n;
+    return this.rows;
   }
 
   /** Drops every row (admin and tests). */
   clear(): void {
     this.sql.exec('DELETE FROM entries');
     this.scopes.clear();
+    this.rows = 0;
+    this.nextExpiry = Infinity;
   }
 
   /** The scope's vectors in memory, read from SQLite on first use. A scope holds one embedder's vectors, so one size. */
