@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import { guardAllows, type GuardReason } from '../worker/protocol/rules/semantic-guard';
-import { prepareQuery, rankNear, similarityAtLeast, tailCount, writeTails } from '../worker/protocol/rules/semantic-scan';
+import { prepareQuery, rankNear, similarityAtLeast, sparseOf, tailCount, writeTails, type SparseVector } from '../worker/protocol/rules/semantic-scan';
 import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotResult, SemanticLookup, SemanticLookupResult } from '../worker/protocol/semantic-index';
 
 // The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
@@ -44,6 +44,8 @@ interface ScopeVectors {
   expires: number[];
   data: Float32Array;
   tails: Float64Array;
+  /** The sparse form of slot i's vector, when it has one (semantic-scan.ts). */
+  sparse: (SparseVector | null)[];
   slot: Map<string, number>;
 }
 
@@ -89,11 +91,11 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     const near: { id: string; similarity: number }[] = [];
     const sv = this.vectors(q.scope);
     if (sv.dim === q.vector.length && sv.ids.length > 0) {
-      const { dim, stride, data, tails, ids, expires } = sv;
+      const { dim, stride, data, tails, sparse, ids, expires } = sv;
       const query = prepareQuery(q.vector);
       for (let i = 0; i < ids.length; i++) {
         if (expires[i]! <= now) continue;
-        const similarity = similarityAtLeast(query, data, i * dim, tails, i * stride, q.minSimilarity);
+        const similarity = similarityAtLeast(query, data, i * dim, tails, i * stride, sparse[i]!, q.minSimilarity);
         if (similarity === similarity) near.push({ id: ids[i]!, similarity }); // NaN: below the threshold
       }
     }
@@ -210,13 +212,14 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     const rows = this.sql.exec<Row>('SELECT id, vec, expires_at FROM entries WHERE scope = ?', scope).toArray();
     const dim = rows.length ? (rows[0]!.vec as ArrayBuffer).byteLength / 4 : 0;
     const stride = tailCount(dim);
-    sv = { dim, stride, ids: [], expires: [], data: new Float32Array(rows.length * dim), tails: new Float64Array(rows.length * stride), slot: new Map() };
+    sv = { dim, stride, ids: [], expires: [], data: new Float32Array(rows.length * dim), tails: new Float64Array(rows.length * stride), sparse: [], slot: new Map() };
     for (const row of rows) {
       const blob = row.vec as ArrayBuffer;
       if (blob.byteLength !== dim * 4) continue;
       const i = sv.ids.length;
       sv.data.set(new Float32Array(blob), i * dim);
       writeTails(sv.data, i * dim, dim, sv.tails, i * stride);
+      sv.sparse.push(sparseOf(sv.data, i * dim, dim));
       sv.slot.set(row.id as string, i);
       sv.ids.push(row.id as string);
       sv.expires.push(row.expires_at as number);
@@ -256,10 +259,12 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       sv.slot.set(id, i);
       sv.ids.push(id);
       sv.expires.push(expires);
+      sv.sparse.push(null);
     }
     sv.expires[i] = expires;
     sv.data.set(vector, i * sv.dim);
     writeTails(sv.data, i * sv.dim, sv.dim, sv.tails, i * sv.stride);
+    sv.sparse[i] = sparseOf(sv.data, i * sv.dim, sv.dim);
   }
 
   /** Swap-remove: the last slot moves into the freed one. */
@@ -274,10 +279,12 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       sv.expires[i] = sv.expires[last]!;
       sv.data.copyWithin(i * sv.dim, last * sv.dim, (last + 1) * sv.dim);
       sv.tails.copyWithin(i * sv.stride, last * sv.stride, (last + 1) * sv.stride);
+      sv.sparse[i] = sv.sparse[last]!;
       sv.slot.set(moved, i);
     }
     sv.ids.pop();
     sv.expires.pop();
+    sv.sparse.pop();
     sv.slot.delete(id);
   }
 }

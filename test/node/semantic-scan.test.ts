@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
-import { plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, tailCount, writeTails } from '../../worker/protocol/rules/semantic-scan';
+import { plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseOf, tailCount, writeTails, type SparseVector } from '../../worker/protocol/rules/semantic-scan';
 import { embedVector } from '../../regional/sim/embeddings';
 import { unitPrng } from '../../regional/sim/hash';
 import pairsFixture from '../fixtures/semantic-pairs.json';
@@ -14,6 +14,7 @@ interface Table {
   ids: string[];
   data: Float32Array;
   tails: Float64Array;
+  sparse: (SparseVector | null)[];
 }
 
 function table(vectors: Float32Array[], dim: number): Table {
@@ -24,7 +25,8 @@ function table(vectors: Float32Array[], dim: number): Table {
     data.set(v, i * dim);
     writeTails(data, i * dim, dim, tails, i * stride);
   });
-  return { dim, ids: vectors.map((_, i) => `e${String(i).padStart(5, '0')}`), data, tails };
+  const sparse = vectors.map((_, i) => sparseOf(data, i * dim, dim));
+  return { dim, ids: vectors.map((_, i) => `e${String(i).padStart(5, '0')}`), data, tails, sparse };
 }
 
 /** What the object and the copy did before: the full dot product of every entry, then a sort. */
@@ -43,7 +45,7 @@ function pruned(t: Table, q: Float32Array, threshold: number) {
   const stride = tailCount(t.dim);
   const near: { id: string; similarity: number }[] = [];
   for (let i = 0; i < t.ids.length; i++) {
-    const s = similarityAtLeast(query, t.data, i * t.dim, t.tails, i * stride, threshold);
+    const s = similarityAtLeast(query, t.data, i * t.dim, t.tails, i * stride, t.sparse[i]!, threshold);
     if (s === s) near.push({ id: t.ids[i]!, similarity: s });
   }
   return rankNear(near);
@@ -110,13 +112,22 @@ function randomVectors(rand: () => number, n: number, dim: number): Float32Array
 describe('pruned semantic scan', () => {
   it('matches the plain loop on random vectors: dims around and not multiples of the block, zero and duplicate vectors, every threshold', () => {
     const rand = unitPrng(16);
+    let sparseEntries = 0;
+    let denseEntries = 0;
+    let sparseQueries = 0;
     for (const dim of [1, 2, 5, SCAN_BLOCK - 1, SCAN_BLOCK, SCAN_BLOCK + 1, 100, 2 * SCAN_BLOCK + 7, 384, 512, 513]) {
       const vectors = randomVectors(rand, 150, dim);
       const t = table(vectors, dim);
       // Queries: fresh random ones, stored ones (similarity 1 with themselves), and the zero vector.
       const queries = [...randomVectors(rand, 12, dim), ...vectors.slice(0, 6), new Float32Array(dim)];
       expectSame(t, queries, rand);
+      // All three ways are taken: sparse entries, dense entries with a sparse query, dense with dense.
+      for (const sp of t.sparse) sp ? sparseEntries++ : denseEntries++;
+      for (const q of queries) if (prepareQuery(q).index) sparseQueries++;
     }
+    expect(sparseEntries).toBeGreaterThan(300);
+    expect(denseEntries).toBeGreaterThan(300);
+    expect(sparseQueries).toBeGreaterThan(50);
     expect(compared).toBeGreaterThan(1_000);
     expect(matched).toBeGreaterThan(10_000);
   });
@@ -181,16 +192,21 @@ describe('pruned semantic scan', () => {
     const s = plainDot(q.vector, v, 0);
     expect(s).toBeGreaterThan(0.5);
     expect(s).toBeLessThan(0.95);
-    expect(similarityAtLeast(q, v, 0, tails, 0, 0.5)).toBe(s);
-    expect(similarityAtLeast(q, v, 0, tails, 0, s)).toBe(s);
-    expect(similarityAtLeast(q, v, 0, tails, 0, 0.95)).toBeNaN();
+    const vs = sparseOf(v, 0, v.length);
+    expect(vs).not.toBeNull();
+    for (const form of [null, vs]) {
+      expect(similarityAtLeast(q, v, 0, tails, 0, form, 0.5)).toBe(s);
+      expect(similarityAtLeast(q, v, 0, tails, 0, form, s)).toBe(s);
+      expect(similarityAtLeast(q, v, 0, tails, 0, form, 0.95)).toBeNaN();
+    }
     // A dense query (the simulator's model) takes the dense loop, same answer.
     const d = embedVector('bench-embed', 'reset the billing password', 384);
     const dq = prepareQuery(d);
     expect(dq.index).toBeNull();
     const dt = new Float64Array(tailCount(384));
     writeTails(d, 0, 384, dt, 0);
-    expect(similarityAtLeast(dq, d, 0, dt, 0, 1 - 1e-6)).toBe(plainDot(d, d, 0));
+    expect(sparseOf(d, 0, 384)).toBeNull();
+    expect(similarityAtLeast(dq, d, 0, dt, 0, null, 1 - 1e-6)).toBe(plainDot(d, d, 0));
   });
 
   it('ranks equal similarities by id, whatever the order the entries were held in', () => {

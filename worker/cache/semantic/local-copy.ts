@@ -1,5 +1,5 @@
 import { guardAllows } from '../../protocol/rules/semantic-guard';
-import { prepareQuery, rankNear, similarityAtLeast, tailsOf } from '../../protocol/rules/semantic-scan';
+import { prepareQuery, rankNear, similarityAtLeast, sparseOf, tailsOf, type SparseVector } from '../../protocol/rules/semantic-scan';
 import type { SemanticHotEntry } from '../../protocol/semantic-index';
 import { registerIsolateState } from '../../isolate/registry';
 import { SingleFlight } from '../../isolate/single-flight';
@@ -14,14 +14,15 @@ import { SingleFlight } from '../../isolate/single-flight';
  * guards in the same order, expired entries never answer.
  *
  * Bounded: `bytes` counts each entry's vector (4 bytes a float), its text, answer, id and scope (2
- * bytes a character) and 200 bytes of bookkeeping (which covers the tail norms: 17 doubles for 512
- * dimensions); above `maxBytes` the least recently used entry (any tenant) goes. Expired entries go
+ * bytes a character) and 200 bytes of bookkeeping; the scan's own (semantic-scan.ts: 17 tail norms
+ * for 512 dimensions, a sparse vector's non-zero dimensions) is not counted; above `maxBytes` the least recently used entry (any tenant) goes. Expired entries go
  * when a lookup passes them.
  */
 export interface LocalEntry extends SemanticHotEntry {
   bytes: number;
-  /** The vector's tail norms, for the scan's early abandon (semantic-scan.ts). */
+  /** The vector's tail norms and sparse form, for the scan (semantic-scan.ts). */
   tails: Float64Array;
+  sparse: SparseVector | null;
 }
 
 export interface LocalMatch {
@@ -76,7 +77,7 @@ export class LocalSemanticCopy {
         continue;
       }
       if (entry.vector.length !== q.vector.length) continue;
-      const similarity = similarityAtLeast(query, entry.vector, 0, entry.tails, 0, q.threshold);
+      const similarity = similarityAtLeast(query, entry.vector, 0, entry.tails, 0, entry.sparse, q.threshold);
       if (similarity === similarity) near.push({ id: entry.id, entry, similarity }); // NaN: below the threshold
     }
     rankNear(near);
@@ -98,7 +99,7 @@ export class LocalSemanticCopy {
       if (old.storedAt > e.storedAt) return;
       this.remove(tenantId, old);
     }
-    const entry: LocalEntry = { ...e, bytes: e.vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES, tails: tailsOf(e.vector) };
+    const entry: LocalEntry = { ...e, bytes: e.vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES, tails: tailsOf(e.vector), sparse: sparseOf(e.vector, 0, e.vector.length) };
     if (entry.bytes > this.maxBytes) return;
     let scope = t.scopes.get(e.scope);
     if (!scope) t.scopes.set(e.scope, (scope = new Map()));
