@@ -1,6 +1,6 @@
 import { DurableObject } from 'cloudflare:workers';
 import { guardAllows, type GuardReason } from '../worker/protocol/rules/semantic-guard';
-import { prepareQuery, rankNear, similarityAtLeast, sparseOf, tailCount, writeTails, type SparseVector } from '../worker/protocol/rules/semantic-scan';
+import { VectorTable } from '../worker/protocol/rules/semantic-scan';
 import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotResult, SemanticLookup, SemanticLookupResult } from '../worker/protocol/semantic-index';
 
 // The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
@@ -35,23 +35,10 @@ import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotRe
 
 type Row = Record<string, SqlStorageValue>;
 
-/** One scope's vectors, contiguous: slot i is ids[i], data[i*dim … (i+1)*dim), its tail norms tails[i*stride … (i+1)*stride). */
-interface ScopeVectors {
-  dim: number;
-  /** tailCount(dim) */
-  stride: number;
-  ids: string[];
-  expires: number[];
-  data: Float32Array;
-  tails: Float64Array;
-  /** The sparse form of slot i's vector, when it has one (semantic-scan.ts). */
-  sparse: (SparseVector | null)[];
-  slot: Map<string, number>;
-}
-
 export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;
-  private readonly scopes = new Map<string, ScopeVectors>();
+  /** Each loaded scope's vectors, contiguous (VectorTable, semantic-scan.ts). */
+  private readonly scopes = new Map<string, VectorTable>();
   /** The last sequence number given to a row (stored or used). */
   private seq: number;
   /** Rows held, kept in step by store and clear (a COUNT(*) per store was a scan of the table). */
@@ -88,18 +75,8 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   /** The most similar stored prompt of the scope that reaches the threshold and passes the guards, with its answer. */
   lookup(q: SemanticLookup): SemanticLookupResult {
     const now = q.now ?? Date.now();
-    const near: { id: string; similarity: number }[] = [];
-    const sv = this.vectors(q.scope);
-    if (sv.dim === q.vector.length && sv.ids.length > 0) {
-      const { dim, stride, data, tails, sparse, ids, expires } = sv;
-      const query = prepareQuery(q.vector);
-      for (let i = 0; i < ids.length; i++) {
-        if (expires[i]! <= now) continue;
-        const similarity = similarityAtLeast(query, data, i * dim, tails, i * stride, sparse[i]!, q.minSimilarity);
-        if (similarity === similarity) near.push({ id: ids[i]!, similarity }); // NaN: below the threshold
-      }
-    }
-    rankNear(near);
+    const table = this.vectors(q.scope);
+    const near = table.scan(q.vector, q.minSimilarity, now);
     const refused: GuardReason[] = [];
     for (const { id, similarity } of near.slice(0, q.topK)) {
       const row = this.sql.exec<Row>('SELECT text, depth, answer, stored_at FROM entries WHERE id = ? AND scope = ?', id, q.scope).toArray()[0];
@@ -112,8 +89,8 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       this.sql.exec('UPDATE entries SET used_at = ?, seq = ? WHERE id = ?', now, ++this.seq, id);
       const match = { id, similarity, text: row.text as string, answer: row.answer as string, storedAt: row.stored_at as number };
       if (q.withEntry) {
-        const i = sv.slot.get(id)!;
-        const entry: SemanticHotEntry = { id, scope: q.scope, vector: sv.data.slice(i * sv.dim, (i + 1) * sv.dim), text: match.text, depth: row.depth as number, answer: match.answer, storedAt: match.storedAt, expiresAt: sv.expires[i]! };
+        const i = table.slotOf(id)!;
+        const entry: SemanticHotEntry = { id, scope: q.scope, vector: table.vectorAt(i), text: match.text, depth: row.depth as number, answer: match.answer, storedAt: match.storedAt, expiresAt: table.expires[i]! };
         return { match: { ...match, entry }, above: near.length, refused };
       }
       return { match, above: near.length, refused };
@@ -206,85 +183,28 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   }
 
   /** The scope's vectors in memory, read from SQLite on first use. A scope holds one embedder's vectors, so one size. */
-  private vectors(scope: string): ScopeVectors {
-    let sv = this.scopes.get(scope);
-    if (sv) return sv;
-    const rows = this.sql.exec<Row>('SELECT id, vec, expires_at FROM entries WHERE scope = ?', scope).toArray();
-    const dim = rows.length ? (rows[0]!.vec as ArrayBuffer).byteLength / 4 : 0;
-    const stride = tailCount(dim);
-    sv = { dim, stride, ids: [], expires: [], data: new Float32Array(rows.length * dim), tails: new Float64Array(rows.length * stride), sparse: [], slot: new Map() };
-    for (const row of rows) {
-      const blob = row.vec as ArrayBuffer;
-      if (blob.byteLength !== dim * 4) continue;
-      const i = sv.ids.length;
-      sv.data.set(new Float32Array(blob), i * dim);
-      writeTails(sv.data, i * dim, dim, sv.tails, i * stride);
-      sv.sparse.push(sparseOf(sv.data, i * dim, dim));
-      sv.slot.set(row.id as string, i);
-      sv.ids.push(row.id as string);
-      sv.expires.push(row.expires_at as number);
+  private vectors(scope: string): VectorTable {
+    let table = this.scopes.get(scope);
+    if (table) return table;
+    table = new VectorTable();
+    for (const row of this.sql.exec<Row>('SELECT id, vec, expires_at FROM entries WHERE scope = ?', scope)) {
+      table.set(row.id as string, new Float32Array(row.vec as ArrayBuffer), row.expires_at as number, undefined);
     }
     // Many small scopes (multi-turn conversations) must not pile up: past a thousand, start over
     // (each is re-read on its next lookup, which for a small scope is cheap).
     if (this.scopes.size >= 1_000) this.scopes.clear();
-    this.scopes.set(scope, sv);
-    return sv;
+    this.scopes.set(scope, table);
+    return table;
   }
 
   private remember(scope: string, id: string, vector: Float32Array, expires: number) {
-    const sv = this.scopes.get(scope);
-    if (!sv) return; // not loaded yet: the first lookup reads it from SQLite
-    if (sv.ids.length === 0 && sv.dim !== vector.length) {
-      sv.dim = vector.length;
-      sv.stride = tailCount(sv.dim);
-      sv.data = new Float32Array(0);
-      sv.tails = new Float64Array(0);
-    }
-    if (vector.length !== sv.dim) {
-      this.scopes.delete(scope); // cannot happen within a scope; rebuilt from SQLite if it does
-      return;
-    }
-    let i = sv.slot.get(id);
-    if (i === undefined) {
-      i = sv.ids.length;
-      if ((i + 1) * sv.dim > sv.data.length || (i + 1) * sv.stride > sv.tails.length) {
-        const slots = Math.max(4, (i + 1) * 2);
-        const data = new Float32Array(slots * sv.dim);
-        data.set(sv.data.subarray(0, i * sv.dim));
-        sv.data = data;
-        const tails = new Float64Array(slots * sv.stride);
-        tails.set(sv.tails.subarray(0, i * sv.stride));
-        sv.tails = tails;
-      }
-      sv.slot.set(id, i);
-      sv.ids.push(id);
-      sv.expires.push(expires);
-      sv.sparse.push(null);
-    }
-    sv.expires[i] = expires;
-    sv.data.set(vector, i * sv.dim);
-    writeTails(sv.data, i * sv.dim, sv.dim, sv.tails, i * sv.stride);
-    sv.sparse[i] = sparseOf(sv.data, i * sv.dim, sv.dim);
+    const table = this.scopes.get(scope);
+    if (!table) return; // not loaded yet: the first lookup reads it from SQLite
+    // Another size cannot happen within a scope; rebuilt from SQLite if it does.
+    if (!table.set(id, vector, expires, undefined)) this.scopes.delete(scope);
   }
 
-  /** Swap-remove: the last slot moves into the freed one. */
   private forget(scope: string, id: string) {
-    const sv = this.scopes.get(scope);
-    const i = sv?.slot.get(id);
-    if (!sv || i === undefined) return;
-    const last = sv.ids.length - 1;
-    if (i !== last) {
-      const moved = sv.ids[last]!;
-      sv.ids[i] = moved;
-      sv.expires[i] = sv.expires[last]!;
-      sv.data.copyWithin(i * sv.dim, last * sv.dim, (last + 1) * sv.dim);
-      sv.tails.copyWithin(i * sv.stride, last * sv.stride, (last + 1) * sv.stride);
-      sv.sparse[i] = sv.sparse[last]!;
-      sv.slot.set(moved, i);
-    }
-    sv.ids.pop();
-    sv.expires.pop();
-    sv.sparse.pop();
-    sv.slot.delete(id);
+    this.scopes.get(scope)?.delete(id);
   }
 }

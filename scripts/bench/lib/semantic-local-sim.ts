@@ -80,7 +80,7 @@ export function simulateTraffic(pairs: PromptPair[], o: TrafficOptions): Traffic
 
   const entry = (s: Side, t: number): SemanticHotEntry => ({ id: `${s.scope}\n${s.text}`, scope: s.scope, vector: s.vector!, text: s.text, depth: s.depth, answer: s.text, storedAt: t, expiresAt: Infinity });
   const lookupIn = (copy: LocalSemanticCopy, s: Side, t: number) => copy.lookup({ tenantId: 't', scope: s.scope, vector: s.vector!, text: s.text, depth: s.depth, threshold: o.threshold, topK, now: t });
-  const score = (r: ModeResult, p: PromptPair, own: Side | null, matched: SemanticHotEntry | null) => {
+  const score = (r: ModeResult, p: PromptPair, own: Side | null, matched: Pick<SemanticHotEntry, 'scope' | 'text'> | null) => {
     if (!matched) return;
     if (p.label === 'hit' && own && matched.scope === own.scope && matched.text === own.text) r.correctHits++;
     else r.wrongHits++;

@@ -1,5 +1,5 @@
 import { guardAllows } from '../../protocol/rules/semantic-guard';
-import { prepareQuery, rankNear, similarityAtLeast, sparseOf, tailsOf, type SparseVector } from '../../protocol/rules/semantic-scan';
+import { VectorTable } from '../../protocol/rules/semantic-scan';
 import type { SemanticHotEntry } from '../../protocol/semantic-index';
 import { registerIsolateState } from '../../isolate/registry';
 import { SingleFlight } from '../../isolate/single-flight';
@@ -13,16 +13,17 @@ import { SingleFlight } from '../../isolate/single-flight';
  * similarities, same ranking), same threshold, the top_k nearest above it offered to the same
  * guards in the same order, expired entries never answer.
  *
+ * Each scope's vectors are held as the object holds them: in a VectorTable (semantic-scan.ts),
+ * contiguous, with their tail norms and sparse forms, the entry (prompt, answer, …) as the slot's
+ * payload.
+ *
  * Bounded: `bytes` counts each entry's vector (4 bytes a float), its text, answer, id and scope (2
- * bytes a character) and 200 bytes of bookkeeping; the scan's own (semantic-scan.ts: 17 tail norms
- * for 512 dimensions, a sparse vector's non-zero dimensions) is not counted; above `maxBytes` the least recently used entry (any tenant) goes. Expired entries go
- * when a lookup passes them.
+ * bytes a character) and 200 bytes of bookkeeping (the scan's tail norms and sparse form are
+ * about that for 512 dimensions); above `maxBytes` the least recently used entry (any tenant)
+ * goes. Expired entries go when a lookup passes them.
  */
-export interface LocalEntry extends SemanticHotEntry {
+export interface LocalEntry extends Omit<SemanticHotEntry, 'vector'> {
   bytes: number;
-  /** The vector's tail norms and sparse form, for the scan (semantic-scan.ts). */
-  tails: Float64Array;
-  sparse: SparseVector | null;
 }
 
 export interface LocalMatch {
@@ -32,7 +33,7 @@ export interface LocalMatch {
 
 /** Per tenant: its entries by scope and id, and its refresh state. */
 export interface TenantCopy {
-  readonly scopes: Map<string, Map<string, LocalEntry>>;
+  readonly scopes: Map<string, VectorTable<LocalEntry>>;
   /** The object's sequence number at the last refresh (SemanticIndex.hottest). */
   cursor: number;
   /** When the last refresh started (−∞: never: the copy is cold). */
@@ -61,33 +62,29 @@ export class LocalSemanticCopy {
   /** Entries held for a tenant (tests). */
   size(tenantId: string): number {
     let n = 0;
-    for (const m of this.tenants.get(tenantId)?.scopes.values() ?? []) n += m.size;
+    for (const table of this.tenants.get(tenantId)?.scopes.values() ?? []) n += table.size;
     return n;
   }
 
   /** The nearest entry of the tenant's scope at or above the threshold that the guards accept; null: a local miss. */
   lookup(q: { tenantId: string; scope: string; vector: Float32Array; text: string; depth: number; threshold: number; topK: number; now: number }): LocalMatch | null {
-    const entries = this.tenants.get(q.tenantId)?.scopes.get(q.scope);
-    if (!entries) return null;
-    const near: (LocalMatch & { id: string })[] = [];
-    const query = prepareQuery(q.vector);
-    for (const entry of entries.values()) {
-      if (entry.expiresAt <= q.now) {
-        this.remove(q.tenantId, entry);
-        continue;
-      }
-      if (entry.vector.length !== q.vector.length) continue;
-      const similarity = similarityAtLeast(query, entry.vector, 0, entry.tails, 0, entry.sparse, q.threshold);
-      if (similarity === similarity) near.push({ id: entry.id, entry, similarity }); // NaN: below the threshold
-    }
-    rankNear(near);
+    const table = this.tenants.get(q.tenantId)?.scopes.get(q.scope);
+    if (!table) return null;
+    const expired: string[] = [];
+    const near = table.scan(q.vector, q.threshold, q.now, expired);
+    let found: LocalMatch | null = null;
     for (let k = 0; k < near.length && k < q.topK; k++) {
-      const m = near[k]!;
-      if (!guardAllows({ text: q.text, depth: q.depth }, { text: m.entry.text, depth: m.entry.depth }).ok) continue;
-      this.used(q.tenantId, m.entry);
-      return { entry: m.entry, similarity: m.similarity };
+      const entry = table.payload[near[k]!.slot]!;
+      if (!guardAllows({ text: q.text, depth: q.depth }, { text: entry.text, depth: entry.depth }).ok) continue;
+      this.used(q.tenantId, entry);
+      found = { entry, similarity: near[k]!.similarity };
+      break;
     }
-    return null;
+    for (const id of expired) {
+      const entry = this.find(q.tenantId, id);
+      if (entry) this.remove(q.tenantId, entry);
+    }
+    return found;
   }
 
   /** Adds or replaces an entry (a newer copy of an id never gives way to an older one); expired ones are not kept. */
@@ -99,11 +96,12 @@ export class LocalSemanticCopy {
       if (old.storedAt > e.storedAt) return;
       this.remove(tenantId, old);
     }
-    const entry: LocalEntry = { ...e, bytes: e.vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES, tails: tailsOf(e.vector), sparse: sparseOf(e.vector, 0, e.vector.length) };
+    const { vector, ...rest } = e;
+    const entry: LocalEntry = { ...rest, bytes: vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES };
     if (entry.bytes > this.maxBytes) return;
     let scope = t.scopes.get(e.scope);
-    if (!scope) t.scopes.set(e.scope, (scope = new Map()));
-    scope.set(e.id, entry);
+    if (!scope) t.scopes.set(e.scope, (scope = new VectorTable<LocalEntry>()));
+    if (!scope.set(e.id, vector, e.expiresAt, entry)) return; // another size than the scope's: cannot happen (the scope carries the embedder)
     this.lru.set(`${tenantId}\0${e.id}`, { tenant: tenantId, entry });
     this.bytes += entry.bytes;
     while (this.bytes > this.maxBytes) {

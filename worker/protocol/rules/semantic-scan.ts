@@ -197,3 +197,124 @@ export function plainDot(q: Float32Array, data: Float32Array, from: number): num
 export function rankNear<T extends { id: string; similarity: number }>(near: T[]): T[] {
   return near.sort((a, b) => b.similarity - a.similarity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
+
+/** An entry the scan found at or above the threshold: its id, its slot in the table, its similarity. */
+export interface Near {
+  id: string;
+  slot: number;
+  similarity: number;
+}
+
+/**
+ * One scope's vectors, contiguous, for the scan: slot i holds ids[i], its vector data[i·dim …
+ * (i+1)·dim), its tail norms tails[i·stride …], its sparse form, its expiry and a payload (the
+ * local copy's entry). Removal moves the last slot into the freed one; the arrays grow by doubling
+ * and shrink by half when a quarter full, so a table holds at most about twice its vectors. All
+ * vectors of a table have one size, set by the first.
+ */
+export class VectorTable<T = undefined> {
+  dim = -1;
+  stride = 0;
+  data = new Float32Array(0);
+  tails = new Float64Array(0);
+  readonly ids: string[] = [];
+  readonly expires: number[] = [];
+  readonly sparse: (SparseVector | null)[] = [];
+  readonly payload: T[] = [];
+  private readonly slots = new Map<string, number>();
+
+  get size(): number {
+    return this.ids.length;
+  }
+
+  slotOf(id: string): number | undefined {
+    return this.slots.get(id);
+  }
+
+  /** A copy of slot i's vector. */
+  vectorAt(i: number): Float32Array {
+    return this.data.slice(i * this.dim, (i + 1) * this.dim);
+  }
+
+  /** Adds or replaces `id`. False (nothing changed) when the vector's size is not the table's. */
+  set(id: string, vector: Float32Array, expires: number, payload: T): boolean {
+    if (this.ids.length === 0 && this.dim !== vector.length) {
+      this.dim = vector.length;
+      this.stride = tailCount(this.dim);
+      this.data = new Float32Array(0);
+      this.tails = new Float64Array(0);
+    }
+    if (vector.length !== this.dim) return false;
+    let i = this.slots.get(id);
+    if (i === undefined) {
+      i = this.ids.length;
+      if ((i + 1) * this.dim > this.data.length || (i + 1) * this.stride > this.tails.length) this.resize(Math.max(1, (i + 1) * 2));
+      this.slots.set(id, i);
+      this.ids.push(id);
+      this.expires.push(expires);
+      this.sparse.push(null);
+      this.payload.push(payload);
+    }
+    this.expires[i] = expires;
+    this.payload[i] = payload;
+    this.data.set(vector, i * this.dim);
+    writeTails(this.data, i * this.dim, this.dim, this.tails, i * this.stride);
+    this.sparse[i] = sparseOf(this.data, i * this.dim, this.dim);
+    return true;
+  }
+
+  /** Removes `id` (the last slot moves into its place). */
+  delete(id: string): boolean {
+    const i = this.slots.get(id);
+    if (i === undefined) return false;
+    const last = this.ids.length - 1;
+    if (i !== last) {
+      const moved = this.ids[last]!;
+      this.ids[i] = moved;
+      this.expires[i] = this.expires[last]!;
+      this.sparse[i] = this.sparse[last]!;
+      this.payload[i] = this.payload[last]!;
+      this.data.copyWithin(i * this.dim, last * this.dim, (last + 1) * this.dim);
+      this.tails.copyWithin(i * this.stride, last * this.stride, (last + 1) * this.stride);
+      this.slots.set(moved, i);
+    }
+    this.ids.pop();
+    this.expires.pop();
+    this.sparse.pop();
+    this.payload.pop();
+    this.slots.delete(id);
+    const capacity = this.dim > 0 ? this.data.length / this.dim : this.tails.length / Math.max(1, this.stride);
+    if (capacity >= 8 && last * 4 <= capacity) this.resize(capacity / 2);
+    return true;
+  }
+
+  /**
+   * The unexpired entries at or above the threshold, ranked (rankNear). A query of another size
+   * finds nothing. `expired` collects the ids of expired entries passed (for callers that drop them).
+   */
+  scan(vector: Float32Array, threshold: number, now: number, expired?: string[]): Near[] {
+    const near: Near[] = [];
+    if (vector.length !== this.dim || this.ids.length === 0) return near;
+    const query = prepareQuery(vector);
+    const { dim, stride, data, tails, sparse, ids, expires } = this;
+    for (let i = 0; i < ids.length; i++) {
+      if (expires[i]! <= now) {
+        expired?.push(ids[i]!);
+        continue;
+      }
+      const similarity = similarityAtLeast(query, data, i * dim, tails, i * stride, sparse[i]!, threshold);
+      if (similarity === similarity) near.push({ id: ids[i]!, slot: i, similarity }); // NaN: below the threshold
+    }
+    return rankNear(near);
+  }
+
+  private resize(slots: number) {
+    const n = this.ids.length;
+    const data = new Float32Array(slots * this.dim);
+    data.set(this.data.subarray(0, n * this.dim));
+    this.data = data;
+    const tails = new Float64Array(slots * this.stride);
+    tails.set(this.tails.subarray(0, n * this.stride));
+    this.tails = tails;
+  }
+}
