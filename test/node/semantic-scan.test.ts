@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
-import { plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseOf, tailCount, writeTails, type SparseVector } from '../../worker/protocol/rules/semantic-scan';
+import { plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseOf, tailCount, VectorTable, writeTails, type SparseVector } from '../../worker/protocol/rules/semantic-scan';
 import { embedVector } from '../../regional/sim/embeddings';
 import { unitPrng } from '../../regional/sim/hash';
 import pairsFixture from '../fixtures/semantic-pairs.json';
@@ -207,6 +207,49 @@ describe('pruned semantic scan', () => {
     writeTails(d, 0, 384, dt, 0);
     expect(sparseOf(d, 0, 384)).toBeNull();
     expect(similarityAtLeast(dq, d, 0, dt, 0, null, 1 - 1e-6)).toBe(plainDot(d, d, 0));
+  });
+
+  it('VectorTable: through adds, replacements and removals (growing and shrinking), its scan answers as the plain loop over what it holds', () => {
+    const rand = unitPrng(19);
+    const dim = 45;
+    const table = new VectorTable<string>();
+    const held = new Map<string, { vector: Float32Array; expires: number }>();
+    const pool = randomVectors(rand, 400, dim);
+    for (let step = 0; step < 40; step++) {
+      // Grow for 20 steps, then shrink back: removals outnumber additions.
+      const adds = step < 20 ? 30 : 5;
+      const removals = step < 20 ? 10 : 25;
+      for (let k = 0; k < adds; k++) {
+        const id = `id${Math.floor(rand() * 600)}`;
+        const vector = pool[Math.floor(rand() * pool.length)]!;
+        const expires = rand() < 0.1 ? 5 : 100;
+        expect(table.set(id, vector, expires, id)).toBe(true);
+        held.set(id, { vector, expires });
+      }
+      for (let k = 0; k < removals && held.size > 0; k++) {
+        const id = [...held.keys()][Math.floor(rand() * held.size)]!;
+        expect(table.delete(id)).toBe(true);
+        held.delete(id);
+      }
+      expect(table.size).toBe(held.size);
+      if (held.size > 0) expect(table.set('wrong-size', new Float32Array(dim + 1), 100, 'x')).toBe(false); // an empty table takes the next size
+      const q = pool[Math.floor(rand() * pool.length)]!;
+      for (const threshold of [-1, 0, 0.5, 0.9, 1]) {
+        const want = rankNear(
+          [...held]
+            .filter(([, h]) => h.expires > 10)
+            .map(([id, h]) => ({ id, similarity: plainDot(q, h.vector, 0) }))
+            .filter((m) => m.similarity >= threshold),
+        );
+        const expired: string[] = [];
+        const got = table.scan(q, threshold, 10, expired);
+        expect(got.map((m) => [m.id, m.similarity])).toEqual(want.map((m) => [m.id, m.similarity]));
+        for (const m of got) expect(table.payload[m.slot]).toBe(m.id);
+        expect(expired.sort()).toEqual([...held].filter(([, h]) => h.expires <= 10).map(([id]) => id).sort());
+      }
+    }
+    expect(table.size).toBeLessThan(100); // it shrank back
+    expect(table.data.length).toBeLessThanOrEqual(4 * Math.max(8, table.size) * dim); // and gave the room back
   });
 
   it('ranks equal similarities by id, whatever the order the entries were held in', () => {
