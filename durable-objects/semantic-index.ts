@@ -166,7 +166,8 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     }
     const changed = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries WHERE seq > ? AND expires_at > ?', after, now).one().n;
     const skipped = changed - entries.length;
-    return { cursor: this.seq, entries, skipped };
+    const live = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries WHERE expires_at > ?', now).one().n;
+    return { cursor: this.seq, entries, skipped, live };
   }
 
   /** Rows held (expired ones not yet dropped included). */

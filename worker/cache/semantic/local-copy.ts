@@ -41,6 +41,12 @@ export interface TenantCopy {
   readonly refresh: SingleFlight;
   /** Ids answered from this copy since the last refresh, reported with the next one. */
   readonly touched: Set<string>;
+  /**
+   * The object may hold entries this copy does not: true until a refresh lands (cold), when a
+   * refresh finds the object holding more unexpired rows than the copy, and when the copy drops an
+   * entry of the tenant for room. local-index.ts asks the object on a local miss only then.
+   */
+  behind: boolean;
 }
 
 const OVERHEAD_BYTES = 200;
@@ -55,7 +61,7 @@ export class LocalSemanticCopy {
 
   tenant(tenantId: string): TenantCopy {
     let t = this.tenants.get(tenantId);
-    if (!t) this.tenants.set(tenantId, (t = { scopes: new Map(), cursor: 0, refreshedAt: -Infinity, refresh: new SingleFlight(), touched: new Set() }));
+    if (!t) this.tenants.set(tenantId, (t = { scopes: new Map(), cursor: 0, refreshedAt: -Infinity, refresh: new SingleFlight(), touched: new Set(), behind: true }));
     return t;
   }
 
@@ -63,6 +69,13 @@ export class LocalSemanticCopy {
   size(tenantId: string): number {
     let n = 0;
     for (const table of this.tenants.get(tenantId)?.scopes.values() ?? []) n += table.size;
+    return n;
+  }
+
+  /** Unexpired entries held for a tenant. */
+  liveSize(tenantId: string, now: number): number {
+    let n = 0;
+    for (const table of this.tenants.get(tenantId)?.scopes.values() ?? []) for (const expires of table.expires) if (expires > now) n++;
     return n;
   }
 
@@ -98,7 +111,10 @@ export class LocalSemanticCopy {
     }
     const { vector, ...rest } = e;
     const entry: LocalEntry = { ...rest, bytes: vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES };
-    if (entry.bytes > this.maxBytes) return;
+    if (entry.bytes > this.maxBytes) {
+      t.behind = true;
+      return;
+    }
     let scope = t.scopes.get(e.scope);
     if (!scope) t.scopes.set(e.scope, (scope = new VectorTable<LocalEntry>()));
     if (!scope.set(e.id, vector, e.expiresAt, entry)) return; // another size than the scope's: cannot happen (the scope carries the embedder)
@@ -108,6 +124,7 @@ export class LocalSemanticCopy {
       const oldest = this.lru.values().next().value;
       if (!oldest) break;
       this.remove(oldest.tenant, oldest.entry);
+      this.tenant(oldest.tenant).behind = true; // the object still holds it
     }
   }
 
