@@ -119,7 +119,7 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       now,
       ++this.seq,
     );
-    this.remember(e.scope, e.id, e.vector, expires);
+    this.remember(e.scope, e.id, e.vector, now, expires);
     this.nextExpiry = Math.min(this.nextExpiry, expires);
     let gone: Row[] = [];
     if (this.nextExpiry <= now) {
@@ -188,8 +188,8 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     let table = this.scopes.get(scope);
     if (table) return table;
     table = new VectorTable();
-    for (const row of this.sql.exec<Row>('SELECT id, vec, expires_at FROM entries WHERE scope = ?', scope)) {
-      table.set(row.id as string, new Float32Array(row.vec as ArrayBuffer), row.expires_at as number, undefined);
+    for (const row of this.sql.exec<Row>('SELECT id, vec, stored_at, expires_at FROM entries WHERE scope = ?', scope)) {
+      table.set(row.id as string, new Float32Array(row.vec as ArrayBuffer), row.stored_at as number, row.expires_at as number, undefined);
     }
     // Many small scopes (multi-turn conversations) must not pile up: past a thousand, start over
     // (each is re-read on its next lookup, which for a small scope is cheap).
@@ -198,11 +198,11 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     return table;
   }
 
-  private remember(scope: string, id: string, vector: Float32Array, expires: number) {
+  private remember(scope: string, id: string, vector: Float32Array, storedAt: number, expires: number) {
     const table = this.scopes.get(scope);
     if (!table) return; // not loaded yet: the first lookup reads it from SQLite
     // Another size cannot happen within a scope; rebuilt from SQLite if it does.
-    if (!table.set(id, vector, expires, undefined)) this.scopes.delete(scope);
+    if (!table.set(id, vector, storedAt, expires, undefined)) this.scopes.delete(scope);
   }
 
   private forget(scope: string, id: string) {

@@ -189,7 +189,7 @@ function measureLookup(texts: string[], runs: number) {
       if (best > 2) throw new Error('unreachable');
     }) });
     const table = new VectorTable();
-    vectors.forEach((v, i) => table.set(`e${i}`, v, Infinity, undefined));
+    vectors.forEach((v, i) => table.set(`e${i}`, v, 0, Infinity, undefined));
     out.push({ step: `scan of ${n.toLocaleString('en-US')} stored vectors, the index's scan (semantic-scan.ts, threshold 0.95)`, ...time(() => {
       if (table.scan(q, 0.95, 0).length > n) throw new Error('unreachable');
     }) });

@@ -31,11 +31,11 @@ function table(vectors: Float32Array[], dim: number): Table {
 
 /** What the object and the copy did before: the full dot product of every entry, then a sort. */
 function naive(t: Table, q: Float32Array, threshold: number) {
-  const near: { id: string; similarity: number }[] = [];
+  const near: { id: string; similarity: number; storedAt: number }[] = [];
   for (let i = 0; i < t.ids.length; i++) {
     let s = 0;
     for (let j = 0; j < t.dim; j++) s += q[j]! * t.data[i * t.dim + j]!;
-    if (s >= threshold) near.push({ id: t.ids[i]!, similarity: s });
+    if (s >= threshold) near.push({ id: t.ids[i]!, similarity: s, storedAt: 0 });
   }
   return rankNear(near);
 }
@@ -43,10 +43,10 @@ function naive(t: Table, q: Float32Array, threshold: number) {
 function pruned(t: Table, q: Float32Array, threshold: number) {
   const query = prepareQuery(q);
   const stride = tailCount(t.dim);
-  const near: { id: string; similarity: number }[] = [];
+  const near: { id: string; similarity: number; storedAt: number }[] = [];
   for (let i = 0; i < t.ids.length; i++) {
     const s = similarityAtLeast(query, t.data, i * t.dim, t.tails, i * stride, t.sparse[i]!, threshold);
-    if (s === s) near.push({ id: t.ids[i]!, similarity: s });
+    if (s === s) near.push({ id: t.ids[i]!, similarity: s, storedAt: 0 });
   }
   return rankNear(near);
 }
@@ -213,7 +213,7 @@ describe('pruned semantic scan', () => {
     const rand = unitPrng(19);
     const dim = 45;
     const table = new VectorTable<string>();
-    const held = new Map<string, { vector: Float32Array; expires: number }>();
+    const held = new Map<string, { vector: Float32Array; storedAt: number; expires: number }>();
     const pool = randomVectors(rand, 400, dim);
     for (let step = 0; step < 40; step++) {
       // Grow for 20 steps, then shrink back: removals outnumber additions.
@@ -223,8 +223,9 @@ describe('pruned semantic scan', () => {
         const id = `id${Math.floor(rand() * 600)}`;
         const vector = pool[Math.floor(rand() * pool.length)]!;
         const expires = rand() < 0.1 ? 5 : 100;
-        expect(table.set(id, vector, expires, id)).toBe(true);
-        held.set(id, { vector, expires });
+        const storedAt = Math.floor(rand() * 3); // ties of identical vectors: the earlier stored first, then by id
+        expect(table.set(id, vector, storedAt, expires, id)).toBe(true);
+        held.set(id, { vector, storedAt, expires });
       }
       for (let k = 0; k < removals && held.size > 0; k++) {
         const id = [...held.keys()][Math.floor(rand() * held.size)]!;
@@ -232,13 +233,13 @@ describe('pruned semantic scan', () => {
         held.delete(id);
       }
       expect(table.size).toBe(held.size);
-      if (held.size > 0) expect(table.set('wrong-size', new Float32Array(dim + 1), 100, 'x')).toBe(false); // an empty table takes the next size
+      if (held.size > 0) expect(table.set('wrong-size', new Float32Array(dim + 1), 0, 100, 'x')).toBe(false); // an empty table takes the next size
       const q = pool[Math.floor(rand() * pool.length)]!;
       for (const threshold of [-1, 0, 0.5, 0.9, 1]) {
         const want = rankNear(
           [...held]
             .filter(([, h]) => h.expires > 10)
-            .map(([id, h]) => ({ id, similarity: plainDot(q, h.vector, 0) }))
+            .map(([id, h]) => ({ id, similarity: plainDot(q, h.vector, 0), storedAt: h.storedAt }))
             .filter((m) => m.similarity >= threshold),
         );
         const expired: string[] = [];
@@ -252,13 +253,14 @@ describe('pruned semantic scan', () => {
     expect(table.data.length).toBeLessThanOrEqual(4 * Math.max(8, table.size) * dim); // and gave the room back
   });
 
-  it('ranks equal similarities by id, whatever the order the entries were held in', () => {
+  it('ranks equal similarities the earlier stored first, then by id, whatever the order the entries were held in', () => {
     const a = [
-      { id: 'b', similarity: 0.9 },
-      { id: 'a', similarity: 0.9 },
-      { id: 'c', similarity: 0.95 },
+      { id: 'b', similarity: 0.9, storedAt: 1 },
+      { id: 'a', similarity: 0.9, storedAt: 1 },
+      { id: 'd', similarity: 0.9, storedAt: 0 },
+      { id: 'c', similarity: 0.95, storedAt: 2 },
     ];
-    expect(rankNear([...a]).map((m) => m.id)).toEqual(['c', 'a', 'b']);
-    expect(rankNear([...a].reverse()).map((m) => m.id)).toEqual(['c', 'a', 'b']);
+    expect(rankNear([...a]).map((m) => m.id)).toEqual(['c', 'd', 'a', 'b']);
+    expect(rankNear([...a].reverse()).map((m) => m.id)).toEqual(['c', 'd', 'a', 'b']);
   });
 });

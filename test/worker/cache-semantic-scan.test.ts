@@ -71,7 +71,7 @@ describe('SemanticIndex scan', () => {
               .map((r) => {
                 let s = 0;
                 for (let j = 0; j < DIM; j++) s += q[j]! * r.vector[j]!;
-                return { id: r.id, similarity: s };
+                return { id: r.id, similarity: s, storedAt: r.storedAt };
               })
               .filter((m) => m.similarity >= threshold),
           );

@@ -117,7 +117,7 @@ export class LocalSemanticCopy {
     }
     let scope = t.scopes.get(e.scope);
     if (!scope) t.scopes.set(e.scope, (scope = new VectorTable<LocalEntry>()));
-    if (!scope.set(e.id, vector, e.expiresAt, entry)) return; // another size than the scope's: cannot happen (the scope carries the embedder)
+    if (!scope.set(e.id, vector, e.storedAt, e.expiresAt, entry)) return; // another size than the scope's: cannot happen (the scope carries the embedder)
     this.lru.set(`${tenantId}\0${e.id}`, { tenant: tenantId, entry });
     this.bytes += entry.bytes;
     while (this.bytes > this.maxBytes) {

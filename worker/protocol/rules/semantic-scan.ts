@@ -193,9 +193,12 @@ export function plainDot(q: Float32Array, data: Float32Array, from: number): num
   return s;
 }
 
-/** Most similar first; equal similarities by id, so that the object and a copy that hold the same entries in another order rank them alike. */
-export function rankNear<T extends { id: string; similarity: number }>(near: T[]): T[] {
-  return near.sort((a, b) => b.similarity - a.similarity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+/**
+ * Most similar first; equal similarities (identical vectors) the earlier stored first, then by id,
+ * so that the object and a copy that hold the same entries in another order rank them alike.
+ */
+export function rankNear<T extends { id: string; similarity: number; storedAt: number }>(near: T[]): T[] {
+  return near.sort((a, b) => b.similarity - a.similarity || a.storedAt - b.storedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /** An entry the scan found at or above the threshold: its id, its slot in the table, its similarity. */
@@ -203,12 +206,13 @@ export interface Near {
   id: string;
   slot: number;
   similarity: number;
+  storedAt: number;
 }
 
 /**
  * One scope's vectors, contiguous, for the scan: slot i holds ids[i], its vector data[i·dim …
- * (i+1)·dim), its tail norms tails[i·stride …], its sparse form, its expiry and a payload (the
- * local copy's entry). Removal moves the last slot into the freed one; the arrays grow by doubling
+ * (i+1)·dim), its tail norms tails[i·stride …], its sparse form, when it was stored, its expiry and
+ * a payload (the local copy's entry). Removal moves the last slot into the freed one; the arrays grow by doubling
  * and shrink by half when a quarter full, so a table holds at most about twice its vectors. All
  * vectors of a table have one size, set by the first.
  */
@@ -219,6 +223,7 @@ export class VectorTable<T = undefined> {
   tails = new Float64Array(0);
   readonly ids: string[] = [];
   readonly expires: number[] = [];
+  readonly stored: number[] = [];
   readonly sparse: (SparseVector | null)[] = [];
   readonly payload: T[] = [];
   private readonly slots = new Map<string, number>();
@@ -237,7 +242,7 @@ export class VectorTable<T = undefined> {
   }
 
   /** Adds or replaces `id`. False (nothing changed) when the vector's size is not the table's. */
-  set(id: string, vector: Float32Array, expires: number, payload: T): boolean {
+  set(id: string, vector: Float32Array, storedAt: number, expires: number, payload: T): boolean {
     if (this.ids.length === 0 && this.dim !== vector.length) {
       this.dim = vector.length;
       this.stride = tailCount(this.dim);
@@ -252,10 +257,12 @@ export class VectorTable<T = undefined> {
       this.slots.set(id, i);
       this.ids.push(id);
       this.expires.push(expires);
+      this.stored.push(storedAt);
       this.sparse.push(null);
       this.payload.push(payload);
     }
     this.expires[i] = expires;
+    this.stored[i] = storedAt;
     this.payload[i] = payload;
     this.data.set(vector, i * this.dim);
     writeTails(this.data, i * this.dim, this.dim, this.tails, i * this.stride);
@@ -272,6 +279,7 @@ export class VectorTable<T = undefined> {
       const moved = this.ids[last]!;
       this.ids[i] = moved;
       this.expires[i] = this.expires[last]!;
+      this.stored[i] = this.stored[last]!;
       this.sparse[i] = this.sparse[last]!;
       this.payload[i] = this.payload[last]!;
       this.data.copyWithin(i * this.dim, last * this.dim, (last + 1) * this.dim);
@@ -280,6 +288,7 @@ export class VectorTable<T = undefined> {
     }
     this.ids.pop();
     this.expires.pop();
+    this.stored.pop();
     this.sparse.pop();
     this.payload.pop();
     this.slots.delete(id);
@@ -303,7 +312,7 @@ export class VectorTable<T = undefined> {
         continue;
       }
       const similarity = similarityAtLeast(query, data, i * dim, tails, i * stride, sparse[i]!, threshold);
-      if (similarity === similarity) near.push({ id: ids[i]!, slot: i, similarity }); // NaN: below the threshold
+      if (similarity === similarity) near.push({ id: ids[i]!, slot: i, similarity, storedAt: this.stored[i]! }); // NaN: below the threshold
     }
     return rankNear(near);
   }
