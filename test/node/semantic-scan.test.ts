@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
-import { plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseOf, tailCount, VectorTable, writeTails, type SparseVector } from '../../worker/protocol/rules/semantic-scan';
+import { packSparse, plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseRoom, sparseSimilarityAtLeast, tailCount, VectorTable, writeTails } from '../../worker/protocol/rules/semantic-scan';
 import { embedVector } from '../../regional/sim/embeddings';
 import { unitPrng } from '../../regional/sim/hash';
 import pairsFixture from '../fixtures/semantic-pairs.json';
@@ -12,43 +12,31 @@ import pairsFixture from '../fixtures/semantic-pairs.json';
 interface Table {
   dim: number;
   ids: string[];
-  data: Float32Array;
-  tails: Float64Array;
-  sparse: (SparseVector | null)[];
+  vectors: Float32Array[];
+  /** What the object and the copy scan. */
+  table: VectorTable;
 }
 
 function table(vectors: Float32Array[], dim: number): Table {
-  const stride = tailCount(dim);
-  const data = new Float32Array(vectors.length * dim);
-  const tails = new Float64Array(vectors.length * stride);
-  vectors.forEach((v, i) => {
-    data.set(v, i * dim);
-    writeTails(data, i * dim, dim, tails, i * stride);
-  });
-  const sparse = vectors.map((_, i) => sparseOf(data, i * dim, dim));
-  return { dim, ids: vectors.map((_, i) => `e${String(i).padStart(5, '0')}`), data, tails, sparse };
+  const ids = vectors.map((_, i) => `e${String(i).padStart(5, '0')}`);
+  const t = new VectorTable();
+  vectors.forEach((v, i) => expect(t.set(ids[i]!, v, 0, Infinity, undefined)).toBe(true));
+  return { dim, ids, vectors, table: t };
 }
 
 /** What the object and the copy did before: the full dot product of every entry, then a sort. */
 function naive(t: Table, q: Float32Array, threshold: number) {
   const near: { id: string; similarity: number; storedAt: number }[] = [];
-  for (let i = 0; i < t.ids.length; i++) {
+  t.vectors.forEach((v, i) => {
     let s = 0;
-    for (let j = 0; j < t.dim; j++) s += q[j]! * t.data[i * t.dim + j]!;
+    for (let j = 0; j < t.dim; j++) s += q[j]! * v[j]!;
     if (s >= threshold) near.push({ id: t.ids[i]!, similarity: s, storedAt: 0 });
-  }
+  });
   return rankNear(near);
 }
 
 function pruned(t: Table, q: Float32Array, threshold: number) {
-  const query = prepareQuery(q);
-  const stride = tailCount(t.dim);
-  const near: { id: string; similarity: number; storedAt: number }[] = [];
-  for (let i = 0; i < t.ids.length; i++) {
-    const s = similarityAtLeast(query, t.data, i * t.dim, t.tails, i * stride, t.sparse[i]!, threshold);
-    if (s === s) near.push({ id: t.ids[i]!, similarity: s, storedAt: 0 });
-  }
-  return rankNear(near);
+  return t.table.scan(q, threshold, 0);
 }
 
 const THRESHOLDS = [-1, -0.5, -1e-12, 0, 1e-12, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99, 1 - 1e-7, 1, 1 + 1e-7, 1.5];
@@ -122,10 +110,10 @@ describe('pruned semantic scan', () => {
       const queries = [...randomVectors(rand, 12, dim), ...vectors.slice(0, 6), new Float32Array(dim)];
       expectSame(t, queries, rand);
       // All three ways are taken: sparse entries, dense entries with a sparse query, dense with dense.
-      for (const sp of t.sparse) sp ? sparseEntries++ : denseEntries++;
+      for (let i = 0; i < t.table.size; i++) t.table.sparseCount[i]! >= 0 ? sparseEntries++ : denseEntries++;
       for (const q of queries) if (prepareQuery(q).index) sparseQueries++;
     }
-    expect(sparseEntries).toBeGreaterThan(300);
+    expect(sparseEntries).toBeGreaterThan(200);
     expect(denseEntries).toBeGreaterThan(300);
     expect(sparseQueries).toBeGreaterThan(50);
     expect(compared).toBeGreaterThan(1_000);
@@ -192,21 +180,27 @@ describe('pruned semantic scan', () => {
     const s = plainDot(q.vector, v, 0);
     expect(s).toBeGreaterThan(0.5);
     expect(s).toBeLessThan(0.95);
-    const vs = sparseOf(v, 0, v.length);
-    expect(vs).not.toBeNull();
-    for (const form of [null, vs]) {
-      expect(similarityAtLeast(q, v, 0, tails, 0, form, 0.5)).toBe(s);
-      expect(similarityAtLeast(q, v, 0, tails, 0, form, s)).toBe(s);
-      expect(similarityAtLeast(q, v, 0, tails, 0, form, 0.95)).toBeNaN();
-    }
+    expect(similarityAtLeast(q, v, 0, tails, 0, 0.5)).toBe(s);
+    expect(similarityAtLeast(q, v, 0, tails, 0, s)).toBe(s);
+    expect(similarityAtLeast(q, v, 0, tails, 0, 0.95)).toBeNaN();
+    // The entry is sparse too: packed, its dot product reads only its non-zero dimensions.
+    const room = sparseRoom(v.length);
+    const index = new Uint16Array(room);
+    const value = new Float32Array(room);
+    const n = packSparse(v, 0, v.length, room, index, value, 0);
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThanOrEqual(room);
+    expect(sparseSimilarityAtLeast(q, index, value, 0, n, 0.5)).toBe(s);
+    expect(sparseSimilarityAtLeast(q, index, value, 0, n, s)).toBe(s);
+    expect(sparseSimilarityAtLeast(q, index, value, 0, n, 0.95)).toBeNaN();
     // A dense query (the simulator's model) takes the dense loop, same answer.
     const d = embedVector('bench-embed', 'reset the billing password', 384);
     const dq = prepareQuery(d);
     expect(dq.index).toBeNull();
     const dt = new Float64Array(tailCount(384));
     writeTails(d, 0, 384, dt, 0);
-    expect(sparseOf(d, 0, 384)).toBeNull();
-    expect(similarityAtLeast(dq, d, 0, dt, 0, null, 1 - 1e-6)).toBe(plainDot(d, d, 0));
+    expect(packSparse(d, 0, 384, sparseRoom(384), new Uint16Array(48), new Float32Array(48), 0)).toBe(-1);
+    expect(similarityAtLeast(dq, d, 0, dt, 0, 1 - 1e-6)).toBe(plainDot(d, d, 0));
   });
 
   it('VectorTable: through adds, replacements and removals (growing and shrinking), its scan answers as the plain loop over what it holds', () => {

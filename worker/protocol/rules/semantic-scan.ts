@@ -8,10 +8,10 @@
  * product with a 0 factor is ±0 and leaves the sum unchanged (for finite values), so dimensions
  * where either vector is 0 can be skipped. Three ways, cheapest first:
  *
- * - a sparse entry (at most a quarter of its dimensions set: the local embedding of a short
- *   prompt sets a few dozen of 512) is kept as its non-zero dimensions and values too, and its dot
- *   product reads only those (a few hundred bytes, not the 2 KiB vector, which is what costs when
- *   thousands of entries do not fit in the CPU's caches);
+ * - a sparse entry (at most an eighth of its dimensions set: the local embedding of a short
+ *   prompt sets a few dozen of 512) is kept as its non-zero dimensions and values too, packed next
+ *   to its neighbours', and its dot product reads only those (a few hundred contiguous bytes, not
+ *   the 2 KiB vector: memory is what costs when thousands of entries do not fit in the caches);
  * - a sparse query visits only its own non-zero dimensions of a dense entry;
  * - otherwise every dimension.
  *
@@ -63,33 +63,36 @@ export function tailsOf(v: Float32Array): Float64Array {
   return out;
 }
 
-/** An entry's non-zero dimensions (ascending) and their values. */
-export interface SparseVector {
-  readonly index: Int32Array;
-  readonly value: Float32Array;
+/** How many non-zero dimensions a sparse entry may have (its packed room): an eighth of them; none past 65,536 dimensions (16-bit indices). */
+export function sparseRoom(dim: number): number {
+  return dim <= 65_536 ? Math.floor(dim / 8) : 0;
 }
 
-/** The sparse form of `v[from … from + dim)` when at most a quarter of it is set and every value is finite; else null. */
-export function sparseOf(v: Float32Array, from: number, dim: number): SparseVector | null {
-  let nonZero = 0;
+/**
+ * Packs the non-zero dimensions (ascending) and values of `v[from … from + dim)` into
+ * `index`/`value` from `at` when there are at most `room` and every value is finite: returns how
+ * many, or −1 (the entry is dense).
+ */
+export function packSparse(v: Float32Array, from: number, dim: number, room: number, index: Uint16Array, value: Float32Array, at: number): number {
+  let n = 0;
   for (let j = 0; j < dim; j++) {
     const x = v[from + j]!;
     if (x !== 0) {
-      if (!Number.isFinite(x)) return null;
-      nonZero++;
+      if (n === room || !Number.isFinite(x)) return -1;
+      index[at + n] = j;
+      value[at + n++] = x;
     }
   }
-  if (nonZero * 4 > dim || dim > MAX_PRUNED_DIM) return null;
-  const index = new Int32Array(nonZero);
-  const value = new Float32Array(nonZero);
-  for (let j = 0, k = 0; j < dim; j++) {
-    const x = v[from + j]!;
-    if (x !== 0) {
-      index[k] = j;
-      value[k++] = x;
-    }
-  }
-  return { index, value };
+  return n;
+}
+
+/** The similarity of the query and a packed sparse entry when it reaches `threshold`, else NaN. Needs a finite query (q.pruned). */
+export function sparseSimilarityAtLeast(q: ScanQuery, index: Uint16Array, value: Float32Array, at: number, n: number, threshold: number): number {
+  // Ascending dimensions where the entry is set: the plain loop's non-zero terms, in its order.
+  const qv = q.vector;
+  let s = 0;
+  for (let k = at, end = at + n; k < end; k++) s += qv[index[k]!]! * value[k]!;
+  return s >= threshold ? s : NaN;
 }
 
 /** A query prepared once per lookup: its non-zero dimensions by block, and its tail norms. */
@@ -145,18 +148,9 @@ export function prepareQuery(vector: Float32Array): ScanQuery {
 
 /**
  * The similarity of the query and the entry `data[from … from + q.dim)` (tail norms at
- * `tails[at …]`, its sparse form if it has one) when it reaches `threshold`, else NaN. The caller
- * checks that the sizes match.
+ * `tails[at …]`) when it reaches `threshold`, else NaN. The caller checks that the sizes match.
  */
-export function similarityAtLeast(q: ScanQuery, data: Float32Array, from: number, tails: Float64Array, at: number, sparse: SparseVector | null, threshold: number): number {
-  if (sparse && q.pruned) {
-    // Ascending dimensions where the entry is set: the plain loop's non-zero terms, in its order.
-    const { index, value } = sparse;
-    const qv = q.vector;
-    let s = 0;
-    for (let k = 0; k < index.length; k++) s += qv[index[k]!]! * value[k]!;
-    return s >= threshold ? s : NaN;
-  }
+export function similarityAtLeast(q: ScanQuery, data: Float32Array, from: number, tails: Float64Array, at: number, threshold: number): number {
   const norm = tails[at]!;
   if (!q.pruned || !(norm < Infinity)) {
     const s = plainDot(q.vector, data, from);
@@ -211,8 +205,9 @@ export interface Near {
 
 /**
  * One scope's vectors, contiguous, for the scan: slot i holds ids[i], its vector data[i·dim …
- * (i+1)·dim), its tail norms tails[i·stride …], its sparse form, when it was stored, its expiry and
- * a payload (the local copy's entry). Removal moves the last slot into the freed one; the arrays grow by doubling
+ * (i+1)·dim), its tail norms tails[i·stride …], its packed sparse form (sparseIndex/sparseValue
+ * from i·room, sparseCount[i] of them, −1: dense), when it was stored, its expiry and a payload
+ * (the local copy's entry). Removal moves the last slot into the freed one; the arrays grow by doubling
  * and shrink by half when a quarter full, so a table holds at most about twice its vectors. All
  * vectors of a table have one size, set by the first.
  */
@@ -224,7 +219,10 @@ export class VectorTable<T = undefined> {
   readonly ids: string[] = [];
   readonly expires: number[] = [];
   readonly stored: number[] = [];
-  readonly sparse: (SparseVector | null)[] = [];
+  room = 0;
+  sparseIndex = new Uint16Array(0);
+  sparseValue = new Float32Array(0);
+  sparseCount = new Int32Array(0);
   readonly payload: T[] = [];
   private readonly slots = new Map<string, number>();
 
@@ -246,19 +244,22 @@ export class VectorTable<T = undefined> {
     if (this.ids.length === 0 && this.dim !== vector.length) {
       this.dim = vector.length;
       this.stride = tailCount(this.dim);
+      this.room = sparseRoom(this.dim);
       this.data = new Float32Array(0);
       this.tails = new Float64Array(0);
+      this.sparseIndex = new Uint16Array(0);
+      this.sparseValue = new Float32Array(0);
+      this.sparseCount = new Int32Array(0);
     }
     if (vector.length !== this.dim) return false;
     let i = this.slots.get(id);
     if (i === undefined) {
       i = this.ids.length;
-      if ((i + 1) * this.dim > this.data.length || (i + 1) * this.stride > this.tails.length) this.resize(Math.max(1, (i + 1) * 2));
+      if (i + 1 > this.sparseCount.length) this.resize(Math.max(1, (i + 1) * 2));
       this.slots.set(id, i);
       this.ids.push(id);
       this.expires.push(expires);
       this.stored.push(storedAt);
-      this.sparse.push(null);
       this.payload.push(payload);
     }
     this.expires[i] = expires;
@@ -266,7 +267,7 @@ export class VectorTable<T = undefined> {
     this.payload[i] = payload;
     this.data.set(vector, i * this.dim);
     writeTails(this.data, i * this.dim, this.dim, this.tails, i * this.stride);
-    this.sparse[i] = sparseOf(this.data, i * this.dim, this.dim);
+    this.sparseCount[i] = packSparse(this.data, i * this.dim, this.dim, this.room, this.sparseIndex, this.sparseValue, i * this.room);
     return true;
   }
 
@@ -280,7 +281,9 @@ export class VectorTable<T = undefined> {
       this.ids[i] = moved;
       this.expires[i] = this.expires[last]!;
       this.stored[i] = this.stored[last]!;
-      this.sparse[i] = this.sparse[last]!;
+      this.sparseCount[i] = this.sparseCount[last]!;
+      this.sparseIndex.copyWithin(i * this.room, last * this.room, (last + 1) * this.room);
+      this.sparseValue.copyWithin(i * this.room, last * this.room, (last + 1) * this.room);
       this.payload[i] = this.payload[last]!;
       this.data.copyWithin(i * this.dim, last * this.dim, (last + 1) * this.dim);
       this.tails.copyWithin(i * this.stride, last * this.stride, (last + 1) * this.stride);
@@ -289,10 +292,9 @@ export class VectorTable<T = undefined> {
     this.ids.pop();
     this.expires.pop();
     this.stored.pop();
-    this.sparse.pop();
     this.payload.pop();
     this.slots.delete(id);
-    const capacity = this.dim > 0 ? this.data.length / this.dim : this.tails.length / Math.max(1, this.stride);
+    const capacity = this.sparseCount.length;
     if (capacity >= 8 && last * 4 <= capacity) this.resize(capacity / 2);
     return true;
   }
@@ -305,25 +307,32 @@ export class VectorTable<T = undefined> {
     const near: Near[] = [];
     if (vector.length !== this.dim || this.ids.length === 0) return near;
     const query = prepareQuery(vector);
-    const { dim, stride, data, tails, sparse, ids, expires } = this;
+    const { dim, stride, data, tails, room, sparseIndex, sparseValue, sparseCount, ids, expires } = this;
+    const sparseOk = query.pruned; // a non-finite query takes the plain loop
     for (let i = 0; i < ids.length; i++) {
       if (expires[i]! <= now) {
         expired?.push(ids[i]!);
         continue;
       }
-      const similarity = similarityAtLeast(query, data, i * dim, tails, i * stride, sparse[i]!, threshold);
+      const n = sparseCount[i]!;
+      const similarity = n >= 0 && sparseOk ? sparseSimilarityAtLeast(query, sparseIndex, sparseValue, i * room, n, threshold) : similarityAtLeast(query, data, i * dim, tails, i * stride, threshold);
       if (similarity === similarity) near.push({ id: ids[i]!, slot: i, similarity, storedAt: this.stored[i]! }); // NaN: below the threshold
     }
     return rankNear(near);
   }
 
+  /** Room for `slots` entries (at least the ones held). */
   private resize(slots: number) {
     const n = this.ids.length;
-    const data = new Float32Array(slots * this.dim);
-    data.set(this.data.subarray(0, n * this.dim));
-    this.data = data;
-    const tails = new Float64Array(slots * this.stride);
-    tails.set(this.tails.subarray(0, n * this.stride));
-    this.tails = tails;
+    const grow = <A extends Float32Array | Float64Array | Uint16Array | Int32Array>(old: A, make: (size: number) => A, per: number): A => {
+      const next = make(slots * per);
+      next.set(old.subarray(0, n * per) as never);
+      return next;
+    };
+    this.data = grow(this.data, (k) => new Float32Array(k), this.dim);
+    this.tails = grow(this.tails, (k) => new Float64Array(k), this.stride);
+    this.sparseIndex = grow(this.sparseIndex, (k) => new Uint16Array(k), this.room);
+    this.sparseValue = grow(this.sparseValue, (k) => new Float32Array(k), this.room);
+    this.sparseCount = grow(this.sparseCount, (k) => new Int32Array(k), 1);
   }
 }
