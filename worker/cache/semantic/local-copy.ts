@@ -18,9 +18,10 @@ import { SingleFlight } from '../../isolate/single-flight';
  * payload.
  *
  * Bounded: `bytes` counts each entry's vector (4 bytes a float), its text, answer, id and scope (2
- * bytes a character) and 200 bytes of bookkeeping (the scan's tail norms and sparse form are
- * about that for 512 dimensions); above `maxBytes` the least recently used entry (any tenant)
- * goes. Expired entries go when a lookup passes them.
+ * bytes a character) and 200 bytes of bookkeeping; above `maxBytes` the least recently used entry
+ * (any tenant) goes. Not counted: the scan's own per entry (tail norms and a packed sparse form,
+ * about 0.5 KiB for 512 dimensions) and a table's spare room (it grows by doubling and shrinks when
+ * a quarter full). Expired entries go when a lookup passes them.
  */
 export interface LocalEntry extends Omit<SemanticHotEntry, 'vector'> {
   bytes: number;
