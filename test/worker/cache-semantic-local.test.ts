@@ -122,6 +122,47 @@ describe('semantic cache, lookup = "local"', () => {
     expect(warm.during).toEqual({});
   });
 
+  it('a warm copy that holds all the object holds answers a miss alone: no background lookup (the object has nothing more)', async () => {
+    const w = await world();
+    await resetRouting(w.env);
+    const topic = uid().replace(/\d/g, 'k');
+    await send(w, w.keys.a, `How do I water ${topic} orchids?`); // cold: the refresh, and the object's lookup
+    await backgroundSettled();
+    expect(localSemanticCopy.tenant(w.tenants.a).behind).toBe(false);
+    const lookups = w.counting.calls.lookup ?? 0;
+    for (const p of [`Why do ${topic} cats purr?`, `When was the ${topic} bridge built?`]) {
+      expect((await send(w, w.keys.a, p)).cache).toBe('miss');
+      await backgroundSettled();
+    }
+    expect(w.counting.calls.lookup ?? 0).toBe(lookups);
+    expect(w.counting.calls.store).toBeGreaterThanOrEqual(3); // the answers still reach the object
+    // Still hits what it holds, with no call.
+    const hit = await send(w, w.keys.a, `why do ${topic} cats purr`);
+    expect([hit.cache, hit.during]).toEqual(['semantic-hit', {}]);
+  });
+
+  it('a copy that dropped entries for room is behind: a miss asks the object in the background and learns what it dropped', async () => {
+    const w = await world({ local_bytes: 12_000 }); // two or three entries
+    await resetRouting(w.env);
+    const topic = uid().replace(/\d/g, 'm');
+    const prompts = [`How do I prune ${topic} roses?`, `What do ${topic} owls eat?`, `Where do ${topic} eels spawn?`, `How tall do ${topic} pines grow?`, `Why are ${topic} flamingos pink?`];
+    const answers: string[] = [];
+    for (const p of prompts) {
+      answers.push((await send(w, w.keys.a, p)).content);
+      await backgroundSettled();
+    }
+    expect(localSemanticCopy.size(w.tenants.a)).toBeLessThan(prompts.length);
+    expect(localSemanticCopy.tenant(w.tenants.a).behind).toBe(true);
+    const lookups = w.counting.calls.lookup ?? 0;
+    const again = await send(w, w.keys.a, `how do i prune ${topic} roses`); // the first, long dropped from the copy
+    expect(again.cache).toBe('miss'); // in the background (the test above checks that a miss never waits for it)
+    await backgroundSettled();
+    expect(w.counting.calls.lookup).toBe(lookups + 1);
+    const learned = await send(w, w.keys.a, `How do I prune ${topic} roses`);
+    expect([learned.cache, learned.during]).toEqual(['semantic-hit', {}]);
+    expect([answers[0], again.content]).toContain(learned.content);
+  });
+
   it('a local miss never waits for the object: answered while the object has not answered the lookup or the refresh', async () => {
     const gate: { held: Promise<void> | null } = { held: null };
     let release!: () => void;

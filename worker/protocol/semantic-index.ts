@@ -81,4 +81,6 @@ export interface SemanticHotResult {
   entries: SemanticHotEntry[];
   /** Rows changed since `after` that were left out (beyond limit or maxBytes): the colder ones. */
   skipped: number;
+  /** Unexpired rows the object holds (all scopes): more than a copy holds means the copy lacks some (local-index.ts asks the object on a miss only then). */
+  live: number;
 }

@@ -12,7 +12,8 @@
  * - a request refreshes its isolate's copy when the last refresh is `refreshS` old: the object's
  *   entries stored or used since the copy's cursor, most recent first, up to `refreshEntries`; the
  *   refresh lands after the request that started it (it runs in the background), as does what a
- *   local miss learns from the object's answer.
+ *   local miss learns from the object's answer; a miss asks the object only while the copy is
+ *   behind (local-index.ts: cold, or holding fewer entries than the object at its last refresh).
  *
  * Simplifications: a `b` that misses is not stored (in either mode), the refresh and the learned
  * entry land before the isolate's next request (no RTT), and copies never fill their byte bound
@@ -73,14 +74,14 @@ export function simulateTraffic(pairs: PromptPair[], o: TrafficOptions): Traffic
   const seqOf = new Map<string, number>();
   const entryOf = new Map<string, SemanticHotEntry>();
   let seq = 0;
-  const copies = Array.from({ length: o.isolates }, () => ({ copy: new LocalSemanticCopy(4 * 1024 * 1024), cursor: 0, refreshedAt: -Infinity }));
+  const copies = Array.from({ length: o.isolates }, () => ({ copy: new LocalSemanticCopy(4 * 1024 * 1024), cursor: 0, refreshedAt: -Infinity, behind: true }));
   const remote: ModeResult = { shouldHit: 0, correctHits: 0, wrongHits: 0 };
   const local: ModeResult = { shouldHit: 0, correctHits: 0, wrongHits: 0 };
   let lostHits = 0;
 
   const entry = (s: Side, t: number): SemanticHotEntry => ({ id: `${s.scope}\n${s.text}`, scope: s.scope, vector: s.vector!, text: s.text, depth: s.depth, answer: s.text, storedAt: t, expiresAt: Infinity });
   const lookupIn = (copy: LocalSemanticCopy, s: Side, t: number) => copy.lookup({ tenantId: 't', scope: s.scope, vector: s.vector!, text: s.text, depth: s.depth, threshold: o.threshold, topK, now: t });
-  const score = (r: ModeResult, p: PromptPair, own: Side | null, matched: SemanticHotEntry | null) => {
+  const score = (r: ModeResult, p: PromptPair, own: Side | null, matched: Pick<SemanticHotEntry, 'scope' | 'text'> | null) => {
     if (!matched) return;
     if (p.label === 'hit' && own && matched.scope === own.scope && matched.text === own.text) r.correctHits++;
     else r.wrongHits++;
@@ -113,7 +114,7 @@ export function simulateTraffic(pairs: PromptPair[], o: TrafficOptions): Traffic
         score(local, p, a, l);
         if (r && !l && p.label === 'hit' && a && r.text === a.text && r.scope === a.scope) lostHits++;
         if (r) seqOf.set(r.id, ++seq); // a use at the object
-        if (!l && r) c.copy.put('t', entryOf.get(r.id)!, e.t); // what the background lookup learns
+        if (!l && r && c.behind) c.copy.put('t', entryOf.get(r.id)!, e.t); // what the background lookup learns
       }
     }
     if (due) {
@@ -121,6 +122,7 @@ export function simulateTraffic(pairs: PromptPair[], o: TrafficOptions): Traffic
       const changed = [...seqOf].filter(([, s]) => s > c.cursor).sort((x, y) => y[1] - x[1]).slice(0, refreshEntries);
       for (let i = changed.length - 1; i >= 0; i--) c.copy.put('t', entryOf.get(changed[i]![0])!, e.t);
       c.cursor = seq;
+      c.behind = c.copy.size('t') < object.size('t');
     }
   }
   return { remote, local, lostHits };

@@ -1,4 +1,5 @@
 import { guardAllows } from '../../protocol/rules/semantic-guard';
+import { VectorTable } from '../../protocol/rules/semantic-scan';
 import type { SemanticHotEntry } from '../../protocol/semantic-index';
 import { registerIsolateState } from '../../isolate/registry';
 import { SingleFlight } from '../../isolate/single-flight';
@@ -8,14 +9,21 @@ import { SingleFlight } from '../../isolate/single-flight';
  * `[cache.semantic].lookup = "local"`): vectors, prompt text, depth and answer, keyed by tenant, then
  * by the index's scope (which carries the embedder, model, system prompt, earlier turns and
  * parameters). A lookup here is the Durable Object's lookup (durable-objects/semantic-index.ts) on
- * the entries this isolate holds: same cosine, same threshold, the top_k nearest above it offered to
- * the same guards in the same order, expired entries never answer.
+ * the entries this isolate holds: the same scan (worker/protocol/rules/semantic-scan.ts: same
+ * similarities, same ranking), same threshold, the top_k nearest above it offered to the same
+ * guards in the same order, expired entries never answer.
+ *
+ * Each scope's vectors are held as the object holds them: in a VectorTable (semantic-scan.ts),
+ * contiguous, with their tail norms and sparse forms, the entry (prompt, answer, …) as the slot's
+ * payload.
  *
  * Bounded: `bytes` counts each entry's vector (4 bytes a float), its text, answer, id and scope (2
  * bytes a character) and 200 bytes of bookkeeping; above `maxBytes` the least recently used entry
- * (any tenant) goes. Expired entries go when a lookup passes them.
+ * (any tenant) goes. Not counted: the scan's own per entry (tail norms and a packed sparse form,
+ * about 0.5 KiB for 512 dimensions) and a table's spare room (it grows by doubling and shrinks when
+ * a quarter full). Expired entries go when a lookup passes them.
  */
-export interface LocalEntry extends SemanticHotEntry {
+export interface LocalEntry extends Omit<SemanticHotEntry, 'vector'> {
   bytes: number;
 }
 
@@ -26,7 +34,7 @@ export interface LocalMatch {
 
 /** Per tenant: its entries by scope and id, and its refresh state. */
 export interface TenantCopy {
-  readonly scopes: Map<string, Map<string, LocalEntry>>;
+  readonly scopes: Map<string, VectorTable<LocalEntry>>;
   /** The object's sequence number at the last refresh (SemanticIndex.hottest). */
   cursor: number;
   /** When the last refresh started (−∞: never: the copy is cold). */
@@ -34,6 +42,12 @@ export interface TenantCopy {
   readonly refresh: SingleFlight;
   /** Ids answered from this copy since the last refresh, reported with the next one. */
   readonly touched: Set<string>;
+  /**
+   * The object may hold entries this copy does not: true until a refresh lands (cold), when a
+   * refresh finds the object holding more unexpired rows than the copy, and when the copy drops an
+   * entry of the tenant for room. local-index.ts asks the object on a local miss only then.
+   */
+  behind: boolean;
 }
 
 const OVERHEAD_BYTES = 200;
@@ -48,39 +62,43 @@ export class LocalSemanticCopy {
 
   tenant(tenantId: string): TenantCopy {
     let t = this.tenants.get(tenantId);
-    if (!t) this.tenants.set(tenantId, (t = { scopes: new Map(), cursor: 0, refreshedAt: -Infinity, refresh: new SingleFlight(), touched: new Set() }));
+    if (!t) this.tenants.set(tenantId, (t = { scopes: new Map(), cursor: 0, refreshedAt: -Infinity, refresh: new SingleFlight(), touched: new Set(), behind: true }));
     return t;
   }
 
   /** Entries held for a tenant (tests). */
   size(tenantId: string): number {
     let n = 0;
-    for (const m of this.tenants.get(tenantId)?.scopes.values() ?? []) n += m.size;
+    for (const table of this.tenants.get(tenantId)?.scopes.values() ?? []) n += table.size;
+    return n;
+  }
+
+  /** Unexpired entries held for a tenant. */
+  liveSize(tenantId: string, now: number): number {
+    let n = 0;
+    for (const table of this.tenants.get(tenantId)?.scopes.values() ?? []) for (const expires of table.expires) if (expires > now) n++;
     return n;
   }
 
   /** The nearest entry of the tenant's scope at or above the threshold that the guards accept; null: a local miss. */
   lookup(q: { tenantId: string; scope: string; vector: Float32Array; text: string; depth: number; threshold: number; topK: number; now: number }): LocalMatch | null {
-    const entries = this.tenants.get(q.tenantId)?.scopes.get(q.scope);
-    if (!entries) return null;
-    const near: LocalMatch[] = [];
-    for (const entry of entries.values()) {
-      if (entry.expiresAt <= q.now) {
-        this.remove(q.tenantId, entry);
-        continue;
-      }
-      if (entry.vector.length !== q.vector.length) continue;
-      let similarity = 0;
-      for (let j = 0; j < q.vector.length; j++) similarity += q.vector[j]! * entry.vector[j]!;
-      if (similarity >= q.threshold) near.push({ entry, similarity });
+    const table = this.tenants.get(q.tenantId)?.scopes.get(q.scope);
+    if (!table) return null;
+    const expired: string[] = [];
+    const near = table.scan(q.vector, q.threshold, q.now, expired);
+    let found: LocalMatch | null = null;
+    for (let k = 0; k < near.length && k < q.topK; k++) {
+      const entry = table.payload[near[k]!.slot]!;
+      if (!guardAllows({ text: q.text, depth: q.depth }, { text: entry.text, depth: entry.depth }).ok) continue;
+      this.used(q.tenantId, entry);
+      found = { entry, similarity: near[k]!.similarity };
+      break;
     }
-    near.sort((a, b) => b.similarity - a.similarity);
-    for (const m of near.slice(0, q.topK)) {
-      if (!guardAllows({ text: q.text, depth: q.depth }, { text: m.entry.text, depth: m.entry.depth }).ok) continue;
-      this.used(q.tenantId, m.entry);
-      return m;
+    for (const id of expired) {
+      const entry = this.find(q.tenantId, id);
+      if (entry) this.remove(q.tenantId, entry);
     }
-    return null;
+    return found;
   }
 
   /** Adds or replaces an entry (a newer copy of an id never gives way to an older one); expired ones are not kept. */
@@ -92,17 +110,22 @@ export class LocalSemanticCopy {
       if (old.storedAt > e.storedAt) return;
       this.remove(tenantId, old);
     }
-    const entry: LocalEntry = { ...e, bytes: e.vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES };
-    if (entry.bytes > this.maxBytes) return;
+    const { vector, ...rest } = e;
+    const entry: LocalEntry = { ...rest, bytes: vector.byteLength + 2 * (e.text.length + e.answer.length + e.id.length + e.scope.length) + OVERHEAD_BYTES };
+    if (entry.bytes > this.maxBytes) {
+      t.behind = true;
+      return;
+    }
     let scope = t.scopes.get(e.scope);
-    if (!scope) t.scopes.set(e.scope, (scope = new Map()));
-    scope.set(e.id, entry);
+    if (!scope) t.scopes.set(e.scope, (scope = new VectorTable<LocalEntry>()));
+    if (!scope.set(e.id, vector, e.storedAt, e.expiresAt, entry)) return; // another size than the scope's: cannot happen (the scope carries the embedder)
     this.lru.set(`${tenantId}\0${e.id}`, { tenant: tenantId, entry });
     this.bytes += entry.bytes;
     while (this.bytes > this.maxBytes) {
       const oldest = this.lru.values().next().value;
       if (!oldest) break;
       this.remove(oldest.tenant, oldest.entry);
+      this.tenant(oldest.tenant).behind = true; // the object still holds it
     }
   }
 

@@ -16,9 +16,13 @@ export interface LocalLookupSettings {
  * request path.
  *
  * - A local hit answers. The ids it used are reported to the object with the next refresh.
- * - A local miss is a miss: the request goes upstream at once. The object is asked in the
+ * - A local miss is a miss: the request goes upstream at once. While the object may hold entries
+ *   the copy does not (the copy is cold, or behind: TenantCopy.behind), it is asked in the
  *   background (the same lookup as "remote" mode, with the match's vector), only to import what it
- *   would have answered, so the next similar request hits here.
+ *   would have answered, so the next similar request hits here. Otherwise it is not asked: the
+ *   copy holds what the object held at the last refresh, and the copy's lookup is the object's
+ *   lookup on those entries (the same scan, semantic-scan.ts), so the object would find nothing
+ *   more, bar what other isolates stored since (the next refresh brings it).
  * - The tenant's copy is refreshed in the background at most every refresh_ms, while the tenant is
  *   looked up: the object's rows stored or used since the copy's cursor (SemanticIndex.hottest),
  *   most recent first, up to refresh_entries. A cold copy (a new isolate) starts with one.
@@ -44,7 +48,7 @@ export class LocalFirstSemanticIndex implements SemanticIndexStore {
     this.refresh(q.tenantId, q.now, q.background);
     const m = this.copy.lookup({ tenantId: q.tenantId, scope, vector, text: q.text, depth: q.depth, threshold: q.threshold, topK: q.topK, now: q.now });
     if (m) return { similarity: m.similarity, text: m.entry.text, answer: m.entry.answer, storedAt: m.entry.storedAt };
-    q.background(this.learn(q, scope, vector));
+    if (this.copy.tenant(q.tenantId).behind) q.background(this.learn(q, scope, vector));
     return null;
   }
 
@@ -81,8 +85,11 @@ export class LocalFirstSemanticIndex implements SemanticIndexStore {
         const r = await this.remote.stub(tenantId).hottest({ after: t.cursor, limit: this.settings.refreshEntries, maxBytes: Math.floor(this.settings.maxBytes / 2), touched, now });
         // A copy forgotten meanwhile (a fresh isolate) or a refresh taken over lands nowhere.
         if (this.copy.tenant(tenantId) !== t || !t.refresh.holds(token)) return;
+        t.behind = false;
         for (let i = r.entries.length - 1; i >= 0; i--) this.copy.put(tenantId, r.entries[i]!, now); // oldest first: the hottest end up most recently used
         t.cursor = r.cursor;
+        // Fewer of the tenant's entries here than the object holds: some misses may have a match there.
+        if (!(this.copy.liveSize(tenantId, now) >= r.live)) t.behind = true;
       } catch (e) {
         warn('refresh', e); // tried again after refresh_ms
       } finally {
