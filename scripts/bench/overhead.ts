@@ -15,7 +15,7 @@ import os from 'node:os';
 import { startStack } from '../dev/stack';
 import { readWranglerConfig } from '../dev/wrangler-config';
 import { WRANGLER_TOML } from '../dev/paths';
-import { startBareProxy } from './lib/bare-proxy';
+import { startBareProxy, startShapeFloor } from './lib/bare-proxy';
 import { cpuSeconds, newWorkerdPids } from './lib/proc-cpu';
 import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
@@ -34,7 +34,7 @@ const AIM_DEFAULT_VS_FLOOR = 0.7;
 const AIM_FULL_VS_FLOOR = 0.55;
 const AIM_P50_OVER_FLOOR_MS = 0.3;
 
-const VIAS = ['direct', 'floor', 'router', 'full'] as const;
+const VIAS = ['direct', 'floor', 'shape', 'router', 'full'] as const;
 type Via = (typeof VIAS)[number];
 type ByVia<T> = Record<Via, T>;
 
@@ -48,9 +48,10 @@ export const overhead: BenchSection = {
     // Direct sockets for router and floor: Miniflare's entry worker has no counterpart on Cloudflare.
     const started = await newWorkerdPids(() => startStack({ port: 0, ephemeralBackends: true, persist: false, simProfile: 'instant', directSocket: true }));
     const stack = started.value;
-    const pids = { direct: [], floor: [], router: started.pids, full: [] } as ByVia<number[]>;
+    const pids = { direct: [], floor: [], shape: [], router: started.pids, full: [] } as ByVia<number[]>;
     let full: Awaited<ReturnType<typeof startStack>> | undefined;
     let floor: Awaited<ReturnType<typeof startBareProxy>> | undefined;
+    let shape: Awaited<ReturnType<typeof startShapeFloor>> | undefined;
     try {
       const backendUrl = stack.backends[BACKEND];
       const backend = stack.router.backends.find((b) => b.id === BACKEND);
@@ -60,6 +61,10 @@ export const overhead: BenchSection = {
       const floorStarted = await newWorkerdPids(() => startBareProxy(backendUrl, { compatibilityDate, compatibilityFlags }));
       floor = floorStarted.value;
       pids.floor = floorStarted.pids;
+      const shapeStarted = await newWorkerdPids(() => startShapeFloor(backendUrl, { compatibilityDate, compatibilityFlags }));
+      shape = shapeStarted.value;
+      pids.shape = shapeStarted.pids;
+      const shapeUrl = shape.url;
       const floorUrl = floor.url;
       const simHeaders: Record<string, string> = { 'content-type': 'application/json' };
       if (backend.auth_secret) simHeaders.authorization = `Bearer ${stack.secrets[backend.auth_secret]}`;
@@ -79,6 +84,7 @@ export const overhead: BenchSection = {
         if (via === 'router') {
           return { url: `${stack.routerUrl}/v1/chat/completions`, headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.keys.demo}` }, body: body(MODEL, stream) };
         }
+        if (via === 'shape') return { url: `${shapeUrl}/v1/chat/completions`, headers: simHeaders, body: body(served, false) }; // it only answers non-streamed
         return { url: `${via === 'direct' ? backendUrl : floorUrl}/v1/chat/completions`, headers: simHeaders, body: body(served, stream) };
       };
 
@@ -98,7 +104,8 @@ export const overhead: BenchSection = {
         thr[via] = await step(`throughput c=32, ${via}`, () => runLoad(target(via, false), 32, durationS));
         cpuUs[via] = pids[via].length > 0 ? ((cpuSeconds(pids[via]) - cpu0) * 1e6) / Math.max(1, thr[via].requests) : null;
       }
-      for (const via of VIAS) ttft[via] = await step(`TTFT x${ttftN}, ${via}`, () => measureTtft(target(via, true), ttftN));
+      for (const via of VIAS) if (via !== 'shape') ttft[via] = await step(`TTFT x${ttftN}, ${via}`, () => measureTtft(target(via, true), ttftN));
+      ttft.shape = { ...ttft.floor, median_ms: NaN, p99_ms: NaN }; // the shape floor answers only non-streamed requests
 
       const addedP50 = lat.router.latency_ms.p50 - lat.direct.latency_ms.p50;
       const json = {
@@ -115,6 +122,9 @@ export const overhead: BenchSection = {
           p50_over_floor_ms: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50,
           full_p50_over_floor_ms: lat.full.latency_ms.p50 - lat.floor.latency_ms.p50,
           router_vs_floor_c32: thr.router.req_per_s / thr.floor.req_per_s,
+          shape_vs_floor_c32: thr.shape.req_per_s / thr.floor.req_per_s,
+          router_vs_shape_c32: thr.router.req_per_s / thr.shape.req_per_s,
+          router_p50_over_shape_ms: lat.router.latency_ms.p50 - lat.shape.latency_ms.p50,
           full_vs_floor_c32: thr.full.req_per_s / thr.floor.req_per_s,
           ttft_median_ms: ttft.router.median_ms - ttft.direct.median_ms,
           throughput_ratio: thr.router.req_per_s / thr.direct.req_per_s,
@@ -135,6 +145,7 @@ export const overhead: BenchSection = {
       return { tables: [buildTable(lat, thr, ttft, cpuUs)], json };
     } finally {
       await floor?.close();
+      await shape?.close();
       await full?.close();
       await stack.close();
     }
@@ -142,12 +153,12 @@ export const overhead: BenchSection = {
 };
 
 function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<TtftResult>, cpuUs: ByVia<number | null>): BenchTable {
-  const ms = (x: number) => `${round(x, 3).toFixed(3)} ms`;
-  const plus = (d: number) => `${d >= 0 ? '+' : ''}${round(d, 3).toFixed(3)} ms`;
+  const ms = (x: number) => (Number.isNaN(x) ? '-' : `${round(x, 3).toFixed(3)} ms`);
+  const plus = (d: number) => (Number.isNaN(d) ? '-' : `${d >= 0 ? '+' : ''}${round(d, 3).toFixed(3)} ms`);
   const rps = (x: number) => `${Math.round(x).toLocaleString('en-US')} req/s`;
   const ratio = (r: number, d: number) => `x${round(r / d, 2)}`;
-  const msRow = (label: string, get: (v: Via) => number): string[] => [label, ms(get('direct')), ms(get('floor')), ms(get('router')), ms(get('full')), plus(get('router') - get('direct')), plus(get('router') - get('floor')), plus(get('full') - get('floor'))];
-  const rpsRow = (label: string, get: (v: Via) => number): string[] => [label, rps(get('direct')), rps(get('floor')), rps(get('router')), rps(get('full')), ratio(get('router'), get('direct')), ratio(get('router'), get('floor')), ratio(get('full'), get('floor'))];
+  const msRow = (label: string, get: (v: Via) => number): string[] => [label, ms(get('direct')), ms(get('floor')), ms(get('shape')), ms(get('router')), ms(get('full')), plus(get('router') - get('direct')), plus(get('router') - get('floor')), plus(get('router') - get('shape')), plus(get('full') - get('floor'))];
+  const rpsRow = (label: string, get: (v: Via) => number): string[] => [label, rps(get('direct')), rps(get('floor')), rps(get('shape')), rps(get('router')), rps(get('full')), ratio(get('router'), get('direct')), ratio(get('router'), get('floor')), ratio(get('router'), get('shape')), ratio(get('full'), get('floor'))];
   const overFloor = lat.router.latency_ms.p50 - lat.floor.latency_ms.p50;
   const defaultRatio = thr.router.req_per_s / thr.floor.req_per_s;
   const fullRatio = thr.full.req_per_s / thr.floor.req_per_s;
@@ -155,7 +166,7 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
   const failed = VIAS.some((v) => lat[v].non_2xx + lat[v].errors + thr[v].non_2xx + thr[v].errors + ttft[v].failures > 0);
   return {
     title: `Router overhead (${BACKEND}, ${MODEL}, instant sim, ${os.cpus().length} cores)`,
-    columns: ['metric', 'direct', 'bare Worker', 'router', 'all features', 'router vs direct', 'router vs bare', 'all features vs bare'],
+    columns: ['metric', 'direct', 'bare Worker', 'shape floor', 'router', 'all features', 'router vs direct', 'router vs bare', 'router vs shape floor', 'all features vs bare'],
     rows: [
       msRow('latency p50, c=1 (non-streaming)', (v) => lat[v].latency_ms.p50),
       msRow('latency p99, c=1', (v) => lat[v].latency_ms.p99),
@@ -169,6 +180,7 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
     ],
     notes: [
       'router = the default config; all features = limits (embedded, leased), a budget, exact + semantic cache (each request a new prompt at temperature 0: miss and store), usage. bare Worker = a pass-through Worker under the same Miniflare setup: the floor of any Worker hop here.',
+      'shape floor = a Worker that only parses the JSON body, asks the backend for a stream and answers the assembled JSON (scripts/bench/lib/bare-proxy.ts): what any router answering non-streamed clients from a streamed backend does (README "Request lifecycle"), with none of the features. router vs shape floor is the cost of the features.',
       'Both Workers are reached through Miniflare direct sockets, without the dev entry worker that `npm start` puts in front (about 0.1 ms more per request).',
       `aim: added p50 < ${AIM_ADDED_P50_MS} ms: ${addedP50 < AIM_ADDED_P50_MS ? 'met' : 'not met'} (${plus(addedP50)}; ${plus(lat.router.latency_ms.p50 - lat.floor.latency_ms.p50)} over the bare Worker)`,
       `aim (issue 16): router >= ${Math.round(AIM_DEFAULT_VS_FLOOR * 100)}% of the bare Worker at c=32: ${defaultRatio >= AIM_DEFAULT_VS_FLOOR ? 'met' : 'not met'} (${round(defaultRatio * 100, 1)}%); all features >= ${Math.round(AIM_FULL_VS_FLOOR * 100)}%: ${fullRatio >= AIM_FULL_VS_FLOOR ? 'met' : 'not met'} (${round(fullRatio * 100, 1)}%); added p50 at c=1 <= ${AIM_P50_OVER_FLOOR_MS} ms over the bare Worker: ${overFloor <= AIM_P50_OVER_FLOOR_MS ? 'met' : 'not met'} (${plus(overFloor)})`,
@@ -183,7 +195,7 @@ function buildTable(lat: ByVia<LoadResult>, thr: ByVia<LoadResult>, ttft: ByVia<
 function cpuRow(cpuUs: ByVia<number | null>): string[] {
   const us = (v: Via) => (cpuUs[v] === null ? '-' : `${Math.round(cpuUs[v]!)} µs`);
   const x = (a: Via, b: Via) => (cpuUs[a] === null || cpuUs[b] === null || cpuUs[b] === 0 ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
-  return ['workerd CPU per request, c=32', us('direct'), us('floor'), us('router'), us('full'), '-', x('router', 'floor'), x('full', 'floor')];
+  return ['workerd CPU per request, c=32', us('direct'), us('floor'), us('shape'), us('router'), us('full'), '-', x('router', 'floor'), x('router', 'shape'), x('full', 'floor')];
 }
 
 /** Fails early when the router would pick another backend: the comparison would be meaningless. */
