@@ -197,6 +197,38 @@ describe('semantic cache, lookup = "local"', () => {
     }
   });
 
+  it('one learning lookup per tenant at a time: misses while one is in flight start no other', async () => {
+    const gate: { held: Promise<void> | null } = { held: null };
+    let release!: () => void;
+    const w = await world({}, {}, gate);
+    await resetRouting(w.env);
+    gate.held = new Promise<void>((r) => (release = r));
+    const ctx = createExecutionContext();
+    try {
+      const topic = uid().replace(/\d/g, 'q');
+      const prompts = [`Why do ${topic} cats purr?`, `How far can ${topic} geese fly?`, `When do ${topic} bears sleep?`];
+      for (const p of prompts) {
+        const request = new Request('http://router.test/v1/chat/completions', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${w.keys.a}`, 'content-type': 'application/json' },
+          body: JSON.stringify(ask(p)),
+        });
+        const res = await worker.fetch(request as Request<unknown, IncomingRequestCfProperties>, w.env, ctx);
+        expect([res.status, res.headers.get('x-router-cache')]).toEqual([200, 'miss']);
+        await res.json();
+      }
+      // The copy is cold (behind) for all three; the first miss's lookup is still held by the object.
+      expect(localSemanticCopy.tenant(w.tenants.a).behind).toBe(true);
+      expect(w.counting.calls.lookup).toBe(1);
+    } finally {
+      gate.held = null;
+      release();
+      await waitOnExecutionContext(ctx);
+      await backgroundSettled();
+    }
+    expect(localSemanticCopy.tenant(w.tenants.a).learning).toBe(false);
+  });
+
   it("a cold copy fills in the background from the object's hottest entries", async () => {
     const w = await world();
     await resetRouting(w.env);

@@ -48,6 +48,8 @@ export interface TenantCopy {
    * entry of the tenant for room. local-index.ts asks the object on a local miss only then.
    */
   behind: boolean;
+  /** A background lookup to learn from (LocalSemanticIndex.learn) is in flight: misses meanwhile do not start another. */
+  learning: boolean;
 }
 
 const OVERHEAD_BYTES = 200;
@@ -62,7 +64,7 @@ export class LocalSemanticCopy {
 
   tenant(tenantId: string): TenantCopy {
     let t = this.tenants.get(tenantId);
-    if (!t) this.tenants.set(tenantId, (t = { scopes: new Map(), cursor: 0, refreshedAt: -Infinity, refresh: new SingleFlight(), touched: new Set(), behind: true }));
+    if (!t) this.tenants.set(tenantId, (t = { scopes: new Map(), cursor: 0, refreshedAt: -Infinity, refresh: new SingleFlight(), touched: new Set(), behind: true, learning: false }));
     return t;
   }
 

@@ -48,7 +48,13 @@ export class LocalFirstSemanticIndex implements SemanticIndexStore {
     this.refresh(q.tenantId, q.now, q.background);
     const m = this.copy.lookup({ tenantId: q.tenantId, scope, vector, text: q.text, depth: q.depth, threshold: q.threshold, topK: q.topK, now: q.now });
     if (m) return { similarity: m.similarity, text: m.entry.text, answer: m.entry.answer, storedAt: m.entry.storedAt };
-    if (this.copy.tenant(q.tenantId).behind) q.background(this.learn(q, scope, vector));
+    // At most one learning lookup per tenant in flight: under load every miss would otherwise cost
+    // the object a full scan (most of them learning the same thing); the refresh brings the rest.
+    const t = this.copy.tenant(q.tenantId);
+    if (t.behind && !t.learning) {
+      t.learning = true;
+      q.background(this.learn(q, scope, vector).finally(() => (t.learning = false)));
+    }
     return null;
   }
 
