@@ -79,6 +79,16 @@ async function send(w: World, key: string, content: string) {
   return { status: res.status, cache: res.headers.get('x-router-cache'), content: body.choices?.[0]?.message?.content as string, during };
 }
 
+/** Tenant a's request through worker.fetch itself: unlike support.ts's chat(), nothing waits for its waitUntil work. */
+async function rawChat(w: World, content: string, ctx: ExecutionContext): Promise<Response> {
+  const request = new Request('http://router.test/v1/chat/completions', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${w.keys.a}`, 'content-type': 'application/json' },
+    body: JSON.stringify(ask(content)),
+  });
+  return worker.fetch(request as Request<unknown, IncomingRequestCfProperties>, w.env, ctx);
+}
+
 beforeEach(async () => {
   await backgroundSettled();
 });
@@ -173,13 +183,8 @@ describe('semantic cache, lookup = "local"', () => {
     const ctx = createExecutionContext();
     try {
       const topic = uid().replace(/\d/g, 'g');
-      const request = new Request('http://router.test/v1/chat/completions', {
-        method: 'POST',
-        headers: { authorization: `Bearer ${w.keys.a}`, 'content-type': 'application/json' },
-        body: JSON.stringify(ask(`How do penguins keep warm in ${topic} winters?`)),
-      });
       const answer = (async () => {
-        const res = await worker.fetch(request as Request<unknown, IncomingRequestCfProperties>, w.env, ctx);
+        const res = await rawChat(w, `How do penguins keep warm in ${topic} winters?`, ctx);
         return { status: res.status, cache: res.headers.get('x-router-cache'), body: (await res.json()) as any };
       })();
       const deadline = new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 10_000));
@@ -208,12 +213,7 @@ describe('semantic cache, lookup = "local"', () => {
       const topic = uid().replace(/\d/g, 'q');
       const prompts = [`Why do ${topic} cats purr?`, `How far can ${topic} geese fly?`, `When do ${topic} bears sleep?`];
       for (const p of prompts) {
-        const request = new Request('http://router.test/v1/chat/completions', {
-          method: 'POST',
-          headers: { authorization: `Bearer ${w.keys.a}`, 'content-type': 'application/json' },
-          body: JSON.stringify(ask(p)),
-        });
-        const res = await worker.fetch(request as Request<unknown, IncomingRequestCfProperties>, w.env, ctx);
+        const res = await rawChat(w, p, ctx);
         expect([res.status, res.headers.get('x-router-cache')]).toEqual([200, 'miss']);
         await res.json();
       }

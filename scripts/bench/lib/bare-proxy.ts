@@ -12,11 +12,18 @@ const SCRIPT = `export default {
   },
 };`;
 
-export async function startBareProxy(origin: string, compat: { compatibilityDate?: string; compatibilityFlags?: string[] }) {
+export function startBareProxy(origin: string, compat: Compat) {
+  return startScriptWorker('bare-proxy', SCRIPT, origin, compat);
+}
+
+type Compat = { compatibilityDate?: string; compatibilityFlags?: string[] };
+
+/** A one-file Worker with ORIGIN bound, run as the router is in the benches (Miniflare API, direct socket). */
+async function startScriptWorker(name: string, script: string, origin: string, compat: Compat) {
   const mf = new Miniflare({
-    name: 'bare-proxy',
+    name,
     modules: true,
-    script: SCRIPT,
+    script,
     compatibilityDate: compat.compatibilityDate,
     compatibilityFlags: compat.compatibilityFlags,
     bindings: { ORIGIN: origin.replace(/\/$/, '') },
@@ -58,20 +65,6 @@ const SHAPE_SCRIPT = `export default {
   },
 };`;
 
-export async function startShapeFloor(origin: string, compat: { compatibilityDate?: string; compatibilityFlags?: string[] }) {
-  const mf = new Miniflare({
-    name: 'shape-floor',
-    modules: true,
-    script: SHAPE_SCRIPT,
-    compatibilityDate: compat.compatibilityDate,
-    compatibilityFlags: compat.compatibilityFlags,
-    bindings: { ORIGIN: origin.replace(/\/$/, '') },
-    host: '127.0.0.1',
-    port: 0,
-    unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
-    cf: { colo: 'LOCAL' },
-  });
-  await mf.ready;
-  const url = (await mf.unsafeGetDirectURL()).origin;
-  return { url, close: () => mf.dispose() };
+export function startShapeFloor(origin: string, compat: Compat) {
+  return startScriptWorker('shape-floor', SHAPE_SCRIPT, origin, compat);
 }
