@@ -89,6 +89,29 @@ async function rawChat(w: World, content: string, ctx: ExecutionContext): Promis
   return worker.fetch(request as Request<unknown, IncomingRequestCfProperties>, w.env, ctx);
 }
 
+/**
+ * Runs `fn` in a fresh world whose index object holds every lookup and refresh until `fn` ends, with
+ * an execution context nothing waits on (worker.fetch without support.ts's call(), which waits for
+ * the request's waitUntil work); then releases the object and lets the background work finish.
+ */
+async function withObjectHeld(fn: (w: World, ctx: ExecutionContext) => Promise<void>): Promise<World> {
+  const gate: { held: Promise<void> | null } = { held: null };
+  let release!: () => void;
+  const w = await world({}, {}, gate);
+  await resetRouting(w.env);
+  gate.held = new Promise<void>((r) => (release = r));
+  const ctx = createExecutionContext();
+  try {
+    await fn(w, ctx);
+  } finally {
+    gate.held = null;
+    release();
+    await waitOnExecutionContext(ctx);
+    await backgroundSettled();
+  }
+  return w;
+}
+
 beforeEach(async () => {
   await backgroundSettled();
 });
@@ -174,14 +197,7 @@ describe('semantic cache, lookup = "local"', () => {
   });
 
   it('a local miss never waits for the object: answered while the object has not answered the lookup or the refresh', async () => {
-    const gate: { held: Promise<void> | null } = { held: null };
-    let release!: () => void;
-    const w = await world({}, {}, gate);
-    await resetRouting(w.env);
-    gate.held = new Promise<void>((r) => (release = r));
-    // worker.fetch without support.ts's call(), which waits for the request's waitUntil work.
-    const ctx = createExecutionContext();
-    try {
+    await withObjectHeld(async (w, ctx) => {
       const topic = uid().replace(/\d/g, 'g');
       const answer = (async () => {
         const res = await rawChat(w, `How do penguins keep warm in ${topic} winters?`, ctx);
@@ -194,22 +210,11 @@ describe('semantic cache, lookup = "local"', () => {
       expect([answered.status, answered.cache]).toEqual([200, 'miss']);
       expect(answered.body.choices[0].message.content).toEqual(expect.any(String));
       expect(w.counting.calls).toMatchObject({ hottest: 1, lookup: 1 }); // started, not answered yet
-    } finally {
-      gate.held = null;
-      release();
-      await waitOnExecutionContext(ctx);
-      await backgroundSettled();
-    }
+    });
   });
 
   it('one learning lookup per tenant at a time: misses while one is in flight start no other', async () => {
-    const gate: { held: Promise<void> | null } = { held: null };
-    let release!: () => void;
-    const w = await world({}, {}, gate);
-    await resetRouting(w.env);
-    gate.held = new Promise<void>((r) => (release = r));
-    const ctx = createExecutionContext();
-    try {
+    const w = await withObjectHeld(async (w, ctx) => {
       const topic = uid().replace(/\d/g, 'q');
       const prompts = [`Why do ${topic} cats purr?`, `How far can ${topic} geese fly?`, `When do ${topic} bears sleep?`];
       for (const p of prompts) {
@@ -220,12 +225,7 @@ describe('semantic cache, lookup = "local"', () => {
       // The copy is cold (behind) for all three; the first miss's lookup is still held by the object.
       expect(localSemanticCopy.tenant(w.tenants.a).behind).toBe(true);
       expect(w.counting.calls.lookup).toBe(1);
-    } finally {
-      gate.held = null;
-      release();
-      await waitOnExecutionContext(ctx);
-      await backgroundSettled();
-    }
+    });
     expect(localSemanticCopy.tenant(w.tenants.a).learning).toBe(false);
   });
 
