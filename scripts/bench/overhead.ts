@@ -107,6 +107,21 @@ export const overhead: BenchSection = {
       for (const via of VIAS) if (via !== 'shape') ttft[via] = await step(`TTFT x${ttftN}, ${via}`, () => measureTtft(target(via, true), ttftN));
       ttft.shape = { ...ttft.floor, median_ms: NaN, p99_ms: NaN }; // the shape floor answers only non-streamed requests
 
+      // The instant sim sends a whole answer in one write; vLLM sends a token at a time. Paced, a
+      // non-streamed answer arrives in one network read per token, which is what a router reading
+      // them one by one pays for (worker/http/bulk-reader.ts).
+      const paced = await setItl(backendUrl, PACED_ITL_MS);
+      const pacedCpuUs: Partial<Record<Via, number>> = {};
+      try {
+        for (const via of PACED_VIAS) {
+          const cpu0 = cpuSeconds(pids[via]);
+          const r = await step(`throughput c=32, ${via}, backend pacing tokens ${PACED_ITL_MS} ms apart`, () => runLoad(target(via, false), 32, durationS));
+          pacedCpuUs[via] = ((cpuSeconds(pids[via]) - cpu0) * 1e6) / Math.max(1, r.requests);
+        }
+      } finally {
+        await setItl(backendUrl, paced);
+      }
+
       const addedP50 = lat.router.latency_ms.p50 - lat.direct.latency_ms.p50;
       const json = {
         date: new Date().toISOString(),
@@ -115,6 +130,7 @@ export const overhead: BenchSection = {
         latency_c1: lat,
         throughput_c32: thr,
         workerd_cpu_us_per_request_c32: cpuUs,
+        workerd_cpu_us_per_request_c32_paced: { itl_ms: PACED_ITL_MS, ...pacedCpuUs },
         ttft_stream: ttft,
         added: {
           p50_ms: addedP50,
@@ -142,7 +158,7 @@ export const overhead: BenchSection = {
           p50_over_floor_met: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50 <= AIM_P50_OVER_FLOOR_MS,
         },
       };
-      return { tables: [buildTable(lat, thr, ttft, cpuUs)], json };
+      return { tables: [buildTable(lat, thr, ttft, cpuUs), pacedTable(pacedCpuUs)], json };
     } finally {
       await floor?.close();
       await shape?.close();
@@ -196,6 +212,28 @@ function cpuRow(cpuUs: ByVia<number | null>): string[] {
   const us = (v: Via) => (cpuUs[v] === null ? '-' : `${Math.round(cpuUs[v]!)} µs`);
   const x = (a: Via, b: Via) => (cpuUs[a] === null || cpuUs[b] === null || cpuUs[b] === 0 ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
   return ['workerd CPU per request, c=32', us('direct'), us('floor'), us('shape'), us('router'), us('full'), '-', x('router', 'floor'), x('router', 'shape'), x('full', 'floor')];
+}
+
+const PACED_ITL_MS = 1;
+const PACED_VIAS = ['floor', 'shape', 'router'] as const satisfies readonly Via[];
+
+/** Sets the simulator's inter-token latency (POST /sim/config) and returns the one it had. */
+async function setItl(simUrl: string, itlMs: number): Promise<number> {
+  const before = (await (await fetch(`${simUrl}/sim/config`)).json()) as { itl_ms?: number };
+  const res = await fetch(`${simUrl}/sim/config`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ itl_ms: itlMs }) });
+  if (!res.ok) throw new Error(`sim /sim/config: ${res.status} ${await res.text()}`);
+  return before.itl_ms ?? 0;
+}
+
+function pacedTable(cpuUs: Partial<Record<Via, number>>): BenchTable {
+  const us = (v: Via) => (cpuUs[v] === undefined ? '-' : `${Math.round(cpuUs[v]!)} µs`);
+  const x = (a: Via, b: Via) => (cpuUs[a] === undefined || !cpuUs[b] ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
+  return {
+    title: `Paced backend: workerd CPU per request, c=32, non-streamed client, 16 tokens ${PACED_ITL_MS} ms apart`,
+    columns: ['metric', 'bare Worker', 'shape floor', 'router', 'router vs bare', 'router vs shape floor'],
+    rows: [['workerd CPU per request', us('floor'), us('shape'), us('router'), x('router', 'floor'), x('router', 'shape')]],
+    notes: ['The backend sends a token at a time, as vLLM does (the instant sim above sends the whole answer at once). The shape floor reads the body with text(); the router reads it with bulk reads (worker/http/bulk-reader.ts).'],
+  };
 }
 
 /** Fails early when the router would pick another backend: the comparison would be meaningless. */

@@ -132,6 +132,18 @@ describe('chat completions through the router', () => {
     expect(content).toHaveLength(25);
   });
 
+  it('assembles a non-streamed answer from a stream sent a token at a time: the same text as the stream, every token counted', async () => {
+    const { cfg } = await simulatedConfig({ ...FAST, itl_ms: 1 });
+    const ask = { model: 'small', messages: hi, max_tokens: 120, ignore_eos: true };
+    const streamed = await sse(await chat(key, { ...ask, stream: true }, { env: envWith(cfg) }));
+    const text = streamed.events.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    const res = await chat(key, ask, { env: envWith(cfg) });
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as any;
+    expect(answer.choices[0].message.content).toBe(text);
+    expect(answer.usage.completion_tokens).toBe(120);
+  });
+
   it('serves /v1/completions and /v1/embeddings', async () => {
     const comp = await call('/v1/completions', {
       method: 'POST',

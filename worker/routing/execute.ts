@@ -21,6 +21,7 @@ import type { ExecuteResult, Settled } from './types';
 
 export type { ExecuteResult, Settled };
 import { conformAnswer } from '../openai/conform';
+import { bulkReader, type ChunkReader } from '../http/bulk-reader';
 
 export interface ExecuteInput {
   config: CompiledConfig;
@@ -338,8 +339,9 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
   }
 
   // Streamed: wait for the first chunk before committing to this backend.
-  const reader = res.body?.getReader();
-  if (!reader) return fail({ kind: 'status', message: 'empty body' });
+  if (!res.body) return fail({ kind: 'status', message: 'empty body' });
+  // A non-streamed client's answer is only used at the end: read it in as few runtime reads as possible.
+  const reader: ChunkReader = clientStream ? res.body.getReader() : bulkReader(res.body);
   let first: ReadableStreamReadResult<Uint8Array>;
   try {
     arm(t.ttft_ms - (Date.now() - started), 'first token'); // ttft_ms counts from the attempt's start
@@ -390,7 +392,8 @@ async function attempt(input: ExecuteInput, candidate: Candidate, clientStream: 
 }
 
 interface Streaming {
-  reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** Its chunks are valid until the next read (bulk-reader.ts): each is decoded before reading on. */
+  reader: ChunkReader;
   first: Uint8Array;
   abort: (reason: string) => void;
   deadline: Promise<never>;

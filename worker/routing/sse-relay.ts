@@ -1,3 +1,4 @@
+import type { ChunkReader } from '../http/bulk-reader';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { UpstreamStreamError } from '../backends/types';
 import { conformAnswer } from '../openai/conform';
@@ -15,7 +16,7 @@ export interface StreamOutcome {
 
 export interface RelayOptions {
   /** The upstream body, with its first bytes already read (they decided the attempt succeeded). */
-  reader: ReadableStreamDefaultReader<Uint8Array>;
+  reader: ChunkReader;
   first: Uint8Array;
   /** The client asked for the usage chunk; if not, it is dropped on the way. */
   clientWantsUsage: boolean;

@@ -1,0 +1,50 @@
+/**
+ * Reads a body that is consumed only at its end (a non-streamed client's answer assembled from an
+ * upstream stream) in as few reads as the runtime allows.
+ *
+ * Why not `getReader().read()` in a loop: every read is one trip through the runtime and one event
+ * loop turn, and vLLM writes one event per token, so a default reader costs one read per token.
+ * Measured in workerd (c=32, an answer of 19 events): text() 150 µs of CPU a request, a read loop
+ * 293 µs, this reader 175 µs (`README` "The router's own CPU"). workerd's BYOB reader has
+ * `readAtLeast(n, view)`, which resolves only once `n` bytes are in (or the stream ended), so after
+ * the first chunk (which must come as soon as it exists: it is the time to first token) each read
+ * fills a whole buffer. Streams that are not byte streams (a translating adapter's JS stream) get
+ * the default reader, as before.
+ *
+ * A chunk is valid only until the next `read()`: the buffer is reused (decode it before reading on).
+ */
+const BUFFER_BYTES = 32 * 1024;
+
+/** What the executor reads an upstream body with: a default reader, or the bulk reader below. */
+export interface ChunkReader {
+  /** The next bytes (from bulkReader: the first call resolves with the first bytes that arrive, later ones with a full buffer or the rest). */
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(reason?: unknown): Promise<void>;
+}
+
+export function bulkReader(body: ReadableStream<Uint8Array>): ChunkReader {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = body.getReader({ mode: 'byob' });
+  } catch {
+    const reader = body.getReader();
+    return { read: () => reader.read(), cancel: (reason) => reader.cancel(reason) };
+  }
+  let buffer = new ArrayBuffer(BUFFER_BYTES);
+  let min = 1;
+  let ended = false;
+  return {
+    async read() {
+      while (!ended) {
+        const r = await byob.readAtLeast(min, new Uint8Array(buffer));
+        min = BUFFER_BYTES;
+        if (r.value) buffer = r.value.buffer as ArrayBuffer; // the view's buffer comes back transferred
+        // The last bytes may come with `done` (a partly filled view when the stream closed): hand them over first.
+        if (r.done) ended = true;
+        if (r.value && r.value.byteLength > 0) return { done: false, value: r.value };
+      }
+      return { done: true, value: undefined };
+    },
+    cancel: (reason) => byob.cancel(reason),
+  };
+}
