@@ -112,11 +112,15 @@ export const overhead: BenchSection = {
       // them one by one pays for (worker/http/bulk-reader.ts).
       const paced = await setItl(backendUrl, PACED_ITL_MS);
       const pacedCpuUs: Partial<Record<Via, number>> = {};
+      const pacedStreamCpuUs: Partial<Record<Via, number>> = {};
       try {
-        for (const via of PACED_VIAS) {
-          const cpu0 = cpuSeconds(pids[via]);
-          const r = await step(`throughput c=32, ${via}, backend pacing tokens ${PACED_ITL_MS} ms apart`, () => runLoad(target(via, false), 32, durationS));
-          pacedCpuUs[via] = ((cpuSeconds(pids[via]) - cpu0) * 1e6) / Math.max(1, r.requests);
+        for (const stream of [false, true]) {
+          for (const via of PACED_VIAS) {
+            if (stream && via === 'shape') continue;
+            const cpu0 = cpuSeconds(pids[via]);
+            const r = await step(`throughput c=32, ${via}${stream ? ', streamed' : ''}, backend pacing tokens ${PACED_ITL_MS} ms apart`, () => runLoad(target(via, stream), 32, durationS));
+            (stream ? pacedStreamCpuUs : pacedCpuUs)[via] = ((cpuSeconds(pids[via]) - cpu0) * 1e6) / Math.max(1, r.requests);
+          }
         }
       } finally {
         await setItl(backendUrl, paced);
@@ -130,7 +134,7 @@ export const overhead: BenchSection = {
         latency_c1: lat,
         throughput_c32: thr,
         workerd_cpu_us_per_request_c32: cpuUs,
-        workerd_cpu_us_per_request_c32_paced: { itl_ms: PACED_ITL_MS, ...pacedCpuUs },
+        workerd_cpu_us_per_request_c32_paced: { itl_ms: PACED_ITL_MS, non_streamed: pacedCpuUs, streamed: pacedStreamCpuUs },
         ttft_stream: ttft,
         added: {
           p50_ms: addedP50,
@@ -158,7 +162,7 @@ export const overhead: BenchSection = {
           p50_over_floor_met: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50 <= AIM_P50_OVER_FLOOR_MS,
         },
       };
-      return { tables: [buildTable(lat, thr, ttft, cpuUs), pacedTable(pacedCpuUs)], json };
+      return { tables: [buildTable(lat, thr, ttft, cpuUs), pacedTable(pacedCpuUs, pacedStreamCpuUs)], json };
     } finally {
       await floor?.close();
       await shape?.close();
@@ -225,13 +229,16 @@ async function setItl(simUrl: string, itlMs: number): Promise<number> {
   return before.itl_ms ?? 0;
 }
 
-function pacedTable(cpuUs: Partial<Record<Via, number>>): BenchTable {
-  const us = (v: Via) => (cpuUs[v] === undefined ? '-' : `${Math.round(cpuUs[v]!)} µs`);
-  const x = (a: Via, b: Via) => (cpuUs[a] === undefined || !cpuUs[b] ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
+function pacedTable(plain: Partial<Record<Via, number>>, streamed: Partial<Record<Via, number>>): BenchTable {
+  const row = (label: string, cpuUs: Partial<Record<Via, number>>) => {
+    const us = (v: Via) => (cpuUs[v] === undefined ? '-' : `${Math.round(cpuUs[v]!)} µs`);
+    const x = (a: Via, b: Via) => (cpuUs[a] === undefined || !cpuUs[b] ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
+    return [label, us('floor'), us('shape'), us('router'), x('router', 'floor'), x('router', 'shape')];
+  };
   return {
-    title: `Paced backend: workerd CPU per request, c=32, non-streamed client, 16 tokens ${PACED_ITL_MS} ms apart`,
-    columns: ['metric', 'bare Worker', 'shape floor', 'router', 'router vs bare', 'router vs shape floor'],
-    rows: [['workerd CPU per request', us('floor'), us('shape'), us('router'), x('router', 'floor'), x('router', 'shape')]],
+    title: `Paced backend: workerd CPU per request, c=32, 16 tokens ${PACED_ITL_MS} ms apart`,
+    columns: ['client', 'bare Worker', 'shape floor', 'router', 'router vs bare', 'router vs shape floor'],
+    rows: [row('non-streamed', plain), row('streamed', streamed)],
     notes: ['The backend sends a token at a time, as vLLM does (the instant sim above sends the whole answer at once). The shape floor reads the body with text(); the router reads it with bulk reads (worker/http/bulk-reader.ts).'],
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { relaySse, type StreamOutcome } from '../../worker/routing/sse-relay';
+import { DeadlineError, relaySse, type StreamOutcome } from '../../worker/routing/sse-relay';
 
 const enc = new TextEncoder();
 
@@ -52,5 +52,37 @@ describe('relaySse', () => {
     expect(r.text.startsWith(chunk('a') + chunk('b'))).toBe(true);
     expect(r.text).toContain('"code":"upstream_stream_error"');
     expect(r.outcome()?.status).toBe('upstream_error');
+  });
+
+  it('a deadline in the middle of a stream ends it with a timeout event and cancels the upstream read it was waiting on', async () => {
+    let cancelled = false;
+    let sent = false;
+    const reader = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (!sent) controller.enqueue(enc.encode(chunk('a') + chunk('b')));
+        sent = true;
+        return new Promise(() => {}); // then nothing, ever
+      },
+      cancel: () => void (cancelled = true),
+    }).getReader();
+    const first = (await reader.read()).value!;
+    let fire: (e: Error) => void = () => {};
+    const deadline = new Promise<never>((_, reject) => (fire = reject));
+    deadline.catch(() => {});
+    let outcome: StreamOutcome | undefined;
+    const out = relaySse({ reader, first, clientWantsUsage: false, abort: () => {}, deadline, onDone: (o) => (outcome = o) });
+    const client = out.getReader();
+    const dec = new TextDecoder();
+    let text = dec.decode((await client.read()).value);
+    const rest = (async () => {
+      for (let r = await client.read(); !r.done; r = await client.read()) text += dec.decode(r.value);
+    })();
+    await new Promise((r) => setTimeout(r, 20)); // the relay is now waiting on the upstream read
+    fire(new DeadlineError('total timeout'));
+    await rest;
+    expect(text.startsWith(chunk('a') + chunk('b'))).toBe(true);
+    expect(text).toContain('"code":"upstream_timeout"');
+    expect(outcome?.status).toBe('timeout');
+    expect(cancelled).toBe(true);
   });
 });

@@ -160,7 +160,8 @@ export function relaySse(opts: RelayOptions): ReadableStream<Uint8Array> {
         // A read may carry only part of an event. The stream calls pull() again only after
         // something was enqueued, so keep reading until an event is complete (or the end).
         while (pending.length === 0) {
-          const result = await Promise.race([reader.read(), opts.deadline]);
+          // No race with the deadline per read (an allocation per token): the deadline's cut() cancels the reader, which ends this read.
+          const result = await reader.read();
           if (finished) return; // cut meanwhile (deadline, client gone)
           if (result.done) {
             feed(new Uint8Array());
