@@ -5,7 +5,7 @@ import { bulkReader } from '../../worker/http/bulk-reader';
 function byteStream(pieces: Uint8Array[]) {
   let i = 0;
   let pulls = 0;
-  const stream = new ReadableStream<Uint8Array>({
+  const stream = new ReadableStream({
     type: 'bytes',
     async pull(controller) {
       pulls++;
@@ -77,7 +77,7 @@ describe('bulkReader', () => {
 
   it('cancel reaches the source', async () => {
     let reason: unknown;
-    const stream = new ReadableStream<Uint8Array>({ type: 'bytes', pull: (c) => c.enqueue(new Uint8Array(4)), cancel: (r) => void (reason = r) });
+    const stream = new ReadableStream({ type: 'bytes', pull: (c) => c.enqueue(new Uint8Array(4)), cancel: (r) => void (reason = r) });
     const reader = bulkReader(stream);
     await reader.read();
     await reader.cancel('client left');
