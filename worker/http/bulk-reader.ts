@@ -39,7 +39,8 @@ export function bulkReader(body: ReadableStream<Uint8Array>): ChunkReader {
         const r = await byob.readAtLeast(min, new Uint8Array(buffer));
         min = BUFFER_BYTES;
         if (r.value) buffer = r.value.buffer as ArrayBuffer; // the view's buffer comes back transferred
-        // The last bytes may come with `done` (a partly filled view when the stream closed): hand them over first.
+        // workerd gives a last partial fill with done: false, then done (developers.cloudflare.com/workers/runtime-apis/streams/readablestreambyobreader);
+        // the standard's read(view, { min }) may give it with done: true. Either way the bytes go out first.
         if (r.done) ended = true;
         if (r.value && r.value.byteLength > 0) return { done: false, value: r.value };
       }
