@@ -1,10 +1,11 @@
 import { DurableObject } from 'cloudflare:workers';
 import { guardAllows, type GuardReason } from '../worker/protocol/rules/semantic-guard';
-import { VectorTable } from '../worker/protocol/rules/semantic-scan';
+import { decodeVector, encodeVector, vectorBytes, VectorTable } from '../worker/protocol/rules/semantic-scan';
 import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotResult, SemanticLookup, SemanticLookupResult } from '../worker/protocol/semantic-index';
 
 // The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
-// their answers in SQLite, vectors as Float32 blobs. worker/cache/semantic/ computes the vector in
+// their answers in SQLite, vectors as blobs (sparse ones as their set dimensions: encodeVector in
+// semantic-scan.ts). worker/cache/semantic/ computes the vector in
 // the Worker (the local embedding, or an embedding backend) and makes ONE call per lookup.
 //
 // Why the embedding is not computed here: a backend embedding is a network call, and this object
@@ -26,7 +27,7 @@ import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotRe
 // ≈ 13 MiB, at most twice that with the arrays' spare room.
 //
 // Bounded: expired rows (the cache tier's TTL) are dropped on every store, and above
-// max_entries the least recently used go. Every method is synchronous (SQLite in a Durable Object
+// max_entries the least recently used go, a fiftieth of max_entries at once (EVICT_SLACK). Every method is synchronous (SQLite in a Durable Object
 // is), so calls never interleave. `now` is injectable for tests.
 //
 // Isolate-local copies (worker/cache/semantic/local-copy.ts): every store and every use (a hit
@@ -35,6 +36,9 @@ import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotRe
 // recent first, so a warm isolate answers lookups without calling here.
 
 type Row = Record<string, SqlStorageValue>;
+
+/** Above max_entries, the least recently used go until a fiftieth of it is free (floored: none below 50), so evictions come in batches. */
+export const EVICT_SLACK = 50;
 
 export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;
@@ -102,24 +106,12 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   /** Stores (or replaces) a prompt and its answer, then drops expired rows and the least recently used above maxEntries. */
   store(e: SemanticEntry): { evicted: number } {
     const now = e.now ?? Date.now();
-    const vec = e.vector.buffer.slice(e.vector.byteOffset, e.vector.byteOffset + e.vector.byteLength) as ArrayBuffer;
+    const vec = encodeVector(e.vector);
     const expires = now + e.ttlSeconds * 1000;
-    if (this.sql.exec('SELECT 1 FROM entries WHERE id = ?', e.id).toArray().length === 0) this.rows++;
-    this.sql.exec(
-      `INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, vec = excluded.vec, text = excluded.text, depth = excluded.depth,
-         answer = excluded.answer, stored_at = excluded.stored_at, expires_at = excluded.expires_at, used_at = excluded.used_at, seq = excluded.seq`,
-      e.id,
-      e.scope,
-      vec,
-      e.text,
-      e.depth,
-      e.answer,
-      now,
-      expires,
-      now,
-      ++this.seq,
-    );
+    const values = [e.scope, vec, e.text, e.depth, e.answer, now, expires, now, ++this.seq];
+    // A new id (the usual case: a miss is stored) is one INSERT; rowsWritten tells it from a repeat, which is then updated.
+    if (this.sql.exec('INSERT INTO entries (scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING', ...values, e.id).rowsWritten > 0) this.rows++;
+    else this.sql.exec('UPDATE entries SET scope = ?, vec = ?, text = ?, depth = ?, answer = ?, stored_at = ?, expires_at = ?, used_at = ?, seq = ? WHERE id = ?', ...values, e.id);
     this.remember(e.scope, e.id, e.vector, now, expires);
     this.nextExpiry = Math.min(this.nextExpiry, expires);
     let gone: Row[] = [];
@@ -129,7 +121,9 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     }
     this.rows -= gone.length;
     if (this.rows > e.maxEntries) {
-      const lru = this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', this.rows - e.maxEntries).toArray();
+      // A fiftieth of maxEntries at once: at 5,000, one eviction of ~100 rows every hundredth store, not one row per store.
+      const keep = e.maxEntries - Math.floor(e.maxEntries / EVICT_SLACK);
+      const lru = this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', this.rows - keep).toArray();
       this.rows -= lru.length;
       gone.push(...lru);
     }
@@ -151,13 +145,13 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     let bytes = 0;
     const rows = this.sql.exec<Row>('SELECT id, scope, vec, text, depth, answer, stored_at, expires_at FROM entries WHERE seq > ? AND expires_at > ? ORDER BY seq DESC LIMIT ?', after, now, r.limit);
     for (const row of rows) {
-      const size = (row.vec as ArrayBuffer).byteLength + 2 * ((row.text as string).length + (row.answer as string).length);
+      const size = vectorBytes(row.vec as ArrayBuffer) + 2 * ((row.text as string).length + (row.answer as string).length);
       if (bytes + size > r.maxBytes) continue;
       bytes += size;
       entries.push({
         id: row.id as string,
         scope: row.scope as string,
-        vector: new Float32Array(row.vec as ArrayBuffer),
+        vector: decodeVector(row.vec as ArrayBuffer),
         text: row.text as string,
         depth: row.depth as number,
         answer: row.answer as string,
@@ -190,7 +184,7 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     if (table) return table;
     table = new VectorTable();
     for (const row of this.sql.exec<Row>('SELECT id, vec, stored_at, expires_at FROM entries WHERE scope = ?', scope)) {
-      table.set(row.id as string, new Float32Array(row.vec as ArrayBuffer), row.stored_at as number, row.expires_at as number, undefined);
+      table.set(row.id as string, decodeVector(row.vec as ArrayBuffer), row.stored_at as number, row.expires_at as number, undefined);
     }
     // Many small scopes (multi-turn conversations) must not pile up: past a thousand, start over
     // (each is re-read on its next lookup, which for a small scope is cheap).
