@@ -1,4 +1,4 @@
-import { env as testEnv } from 'cloudflare:test';
+import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { semanticCache } from '../../worker/cache/semantic/semantic';
@@ -220,6 +220,50 @@ describe('SemanticIndex Durable Object', () => {
     expect((await idx.lookup(look('topic number b alpha', 3_500))).match).toBeNull();
     expect(await idx.store(entry('g', 'later entry', 20_000, { maxEntries: 3 }))).toEqual({ evicted: 3 }); // the rest expired
     expect(await idx.size()).toBe(1);
+  });
+
+  it('above max_entries evicts a fiftieth of it at once, least recently used first, never holding more than max_entries', async () => {
+    const idx = stub();
+    const text = (i: number) => `subject ${String.fromCharCode(97 + (i % 26))}${String.fromCharCode(97 + Math.floor(i / 26))} item`;
+    for (let i = 0; i < 100; i++) expect(await idx.store(entry(`e${i}`, text(i), 1_000 + i))).toEqual({ evicted: 0 });
+    expect((await idx.lookup(look(text(0), 2_000))).match?.id).toBe('e0'); // e0 and e2 are now the most recently used
+    expect((await idx.lookup(look(text(2), 2_001))).match?.id).toBe('e2');
+    expect(await idx.store(entry('e0', text(0), 2_002))).toEqual({ evicted: 0 }); // a repeat replaces, adds nothing
+    expect(await idx.size()).toBe(100);
+    // The 101st: down to 98 (100 − 100/50): the three least recently used (e1, e3, e4) go.
+    expect(await idx.store(entry('n0', 'fresh one', 3_000))).toEqual({ evicted: 3 });
+    expect(await idx.size()).toBe(98);
+    for (const [i, held] of [[0, true], [1, false], [2, true], [3, false], [4, false], [5, true]] as const) {
+      expect((await idx.lookup(look(text(i), 3_500))).match?.id ?? null).toBe(held ? `e${i}` : null);
+    }
+    expect(await idx.store(entry('n1', 'fresh two', 4_000))).toEqual({ evicted: 0 });
+    expect(await idx.store(entry('n2', 'fresh three', 4_001))).toEqual({ evicted: 0 });
+    expect(await idx.store(entry('n3', 'fresh four', 4_002))).toEqual({ evicted: 3 });
+    const rows = await runInDurableObject(idx, (_: unknown, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n);
+    expect(rows).toBe(98);
+    expect(await idx.size()).toBe(98);
+  });
+
+  it('reads rows whose vector was stored as a plain Float32 blob (before sparse storage)', async () => {
+    const idx = stub();
+    await idx.store(entry('new', 'How do I reset my password?', 1_000)); // creates the table
+    const old = localEmbedding('Where can I find my invoices?')!;
+    await runInDurableObject(idx, (_: unknown, state: DurableObjectState) => {
+      state.storage.sql.exec(
+        'INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'old', 's', old.buffer.slice(0), 'Where can I find my invoices?', 1, 'old answer', 1_000, 61_000, 1_000, 0,
+      );
+    });
+    const hit = await idx.lookup({ ...look('where do i find my invoice', 2_000), withEntry: true });
+    expect(hit.match).toMatchObject({ id: 'old', answer: 'old answer' });
+    expect([...hit.match!.entry!.vector]).toEqual([...old]);
+    const hot = await idx.hottest({ after: -1, limit: 10, maxBytes: 1 << 20, now: 2_000 });
+    expect(hot.entries.map((e) => [e.id, [...e.vector]])).toEqual(
+      expect.arrayContaining([
+        ['old', [...old]],
+        ['new', [...localEmbedding('How do I reset my password?')!]],
+      ]),
+    );
   });
 });
 
