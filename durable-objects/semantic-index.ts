@@ -103,6 +103,18 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     return { match: null, above: near.length, refused };
   }
 
+  /**
+   * Stores several entries in one call and one transaction (an isolate's stores batched per tenant:
+   * worker/cache/semantic/store-batch.ts), each as `store` would, in order.
+   */
+  storeMany(entries: SemanticEntry[]): { evicted: number } {
+    return this.ctx.storage.transactionSync(() => {
+      let evicted = 0;
+      for (const e of entries) evicted += this.store(e).evicted;
+      return { evicted };
+    });
+  }
+
   /** Stores (or replaces) a prompt and its answer, then drops expired rows and the least recently used above maxEntries. */
   store(e: SemanticEntry): { evicted: number } {
     const now = e.now ?? Date.now();
