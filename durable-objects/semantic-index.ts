@@ -1,11 +1,10 @@
 import { DurableObject } from 'cloudflare:workers';
 import { guardAllows, type GuardReason } from '../worker/protocol/rules/semantic-guard';
-import { decodeVector, encodeVector, vectorBytes, VectorTable } from '../worker/protocol/rules/semantic-scan';
+import { VectorTable } from '../worker/protocol/rules/semantic-scan';
 import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotResult, SemanticLookup, SemanticLookupResult } from '../worker/protocol/semantic-index';
 
 // The embedded semantic index: one per tenant (`SEMANTIC_INDEX.idFromName(tenant)`), prompts and
-// their answers in SQLite, vectors as blobs (sparse ones as their set dimensions: encodeVector in
-// semantic-scan.ts). worker/cache/semantic/ computes the vector in
+// their answers in SQLite, vectors as Float32 blobs. worker/cache/semantic/ computes the vector in
 // the Worker (the local embedding, or an embedding backend) and makes ONE call per lookup.
 //
 // Why the embedding is not computed here: a backend embedding is a network call, and this object
@@ -27,8 +26,9 @@ import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotRe
 // ≈ 13 MiB, at most twice that with the arrays' spare room.
 //
 // Bounded: expired rows (the cache tier's TTL) are dropped on every store, and above
-// max_entries the least recently used go, a fiftieth of max_entries at once (EVICT_SLACK). Every method is synchronous (SQLite in a Durable Object
-// is), so calls never interleave. `now` is injectable for tests.
+// max_entries the least recently used go, a fiftieth of max_entries at once (EVICT_SLACK). Every
+// method is synchronous (SQLite in a Durable Object is), so calls never interleave. `now` is
+// injectable for tests.
 //
 // Isolate-local copies (worker/cache/semantic/local-copy.ts): every store and every use (a hit
 // here, or a hit an isolate reports from its copy) gives the row the next sequence number (`seq`);
@@ -71,8 +71,16 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     // Added for the isolates' local copies: objects created before it get the column here.
     if (!this.sql.exec('SELECT * FROM entries LIMIT 0').columnNames.includes('seq')) this.sql.exec('ALTER TABLE entries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0');
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq)');
+    this.seq = 0;
+    this.rows = 0;
+    this.nextExpiry = Infinity;
+    this.countRows();
+  }
+
+  /** Reads the row count, the earliest expiry and the last sequence number from SQLite (a sequence number never goes back). */
+  private countRows() {
     const held = this.sql.exec<{ seq: number; n: number; next: number | null }>('SELECT COALESCE(MAX(seq), 0) AS seq, COUNT(*) AS n, MIN(expires_at) AS next FROM entries').one();
-    this.seq = held.seq;
+    this.seq = Math.max(this.seq, held.seq);
     this.rows = held.n;
     this.nextExpiry = held.next ?? Infinity;
   }
@@ -108,22 +116,41 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
    * worker/cache/semantic/store-batch.ts), each as `store` would, in order.
    */
   storeMany(entries: SemanticEntry[]): { evicted: number } {
-    return this.ctx.storage.transactionSync(() => {
-      let evicted = 0;
-      for (const e of entries) evicted += this.store(e).evicted;
-      return { evicted };
-    });
+    try {
+      return this.ctx.storage.transactionSync(() => {
+        let evicted = 0;
+        for (const e of entries) evicted += this.store(e).evicted;
+        return { evicted };
+      });
+    } catch (err) {
+      // Rolled back, all of it: what memory holds of the rows (count, expiry, the scopes' vectors) is read again.
+      this.scopes.clear();
+      this.countRows();
+      throw err;
+    }
   }
 
   /** Stores (or replaces) a prompt and its answer, then drops expired rows and the least recently used above maxEntries. */
   store(e: SemanticEntry): { evicted: number } {
     const now = e.now ?? Date.now();
-    const vec = encodeVector(e.vector);
+    const vec = e.vector.buffer.slice(e.vector.byteOffset, e.vector.byteOffset + e.vector.byteLength) as ArrayBuffer;
     const expires = now + e.ttlSeconds * 1000;
-    const values = [e.scope, vec, e.text, e.depth, e.answer, now, expires, now, ++this.seq];
-    // A new id (the usual case: a miss is stored) is one INSERT; rowsWritten tells it from a repeat, which is then updated.
-    if (this.sql.exec('INSERT INTO entries (scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING', ...values, e.id).rowsWritten > 0) this.rows++;
-    else this.sql.exec('UPDATE entries SET scope = ?, vec = ?, text = ?, depth = ?, answer = ?, stored_at = ?, expires_at = ?, used_at = ?, seq = ? WHERE id = ?', ...values, e.id);
+    if (this.sql.exec('SELECT 1 FROM entries WHERE id = ?', e.id).toArray().length === 0) this.rows++;
+    this.sql.exec(
+      `INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, vec = excluded.vec, text = excluded.text, depth = excluded.depth,
+         answer = excluded.answer, stored_at = excluded.stored_at, expires_at = excluded.expires_at, used_at = excluded.used_at, seq = excluded.seq`,
+      e.id,
+      e.scope,
+      vec,
+      e.text,
+      e.depth,
+      e.answer,
+      now,
+      expires,
+      now,
+      ++this.seq,
+    );
     this.remember(e.scope, e.id, e.vector, now, expires);
     this.nextExpiry = Math.min(this.nextExpiry, expires);
     let gone: Row[] = [];
@@ -157,13 +184,13 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     let bytes = 0;
     const rows = this.sql.exec<Row>('SELECT id, scope, vec, text, depth, answer, stored_at, expires_at FROM entries WHERE seq > ? AND expires_at > ? ORDER BY seq DESC LIMIT ?', after, now, r.limit);
     for (const row of rows) {
-      const size = vectorBytes(row.vec as ArrayBuffer) + 2 * ((row.text as string).length + (row.answer as string).length);
+      const size = (row.vec as ArrayBuffer).byteLength + 2 * ((row.text as string).length + (row.answer as string).length);
       if (bytes + size > r.maxBytes) continue;
       bytes += size;
       entries.push({
         id: row.id as string,
         scope: row.scope as string,
-        vector: decodeVector(row.vec as ArrayBuffer),
+        vector: new Float32Array(row.vec as ArrayBuffer),
         text: row.text as string,
         depth: row.depth as number,
         answer: row.answer as string,
@@ -196,7 +223,7 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     if (table) return table;
     table = new VectorTable();
     for (const row of this.sql.exec<Row>('SELECT id, vec, stored_at, expires_at FROM entries WHERE scope = ?', scope)) {
-      table.set(row.id as string, decodeVector(row.vec as ArrayBuffer), row.stored_at as number, row.expires_at as number, undefined);
+      table.set(row.id as string, new Float32Array(row.vec as ArrayBuffer), row.stored_at as number, row.expires_at as number, undefined);
     }
     // Many small scopes (multi-turn conversations) must not pile up: past a thousand, start over
     // (each is re-read on its next lookup, which for a small scope is cheap).

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
-import { decodeVector, encodeVector, packSparse, SPARSE_CHECK, plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseRoom, sparseSimilarityAtLeast, tailCount, VectorTable, writeTails } from '../../worker/protocol/rules/semantic-scan';
+import { packSparse, plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseRoom, sparseSimilarityAtLeast, SPARSE_CHECK, tailCount, VectorTable, writeTails } from '../../worker/protocol/rules/semantic-scan';
 import { embedVector } from '../../regional/sim/embeddings';
 import { unitPrng } from '../../regional/sim/hash';
 import pairsFixture from '../fixtures/semantic-pairs.json';
@@ -287,37 +287,5 @@ describe('pruned semantic scan', () => {
         expect(table.scan(q, s + 1e-6, 0).find((m) => m.id === id)).toBeUndefined();
       }
     }
-  });
-
-  it('stores a vector (encodeVector) and reads it back (decodeVector) bit for bit; sparse ones in a fraction of the room', () => {
-    const bitsOf = (v: Float32Array) => [...new Uint32Array(v.buffer, v.byteOffset, v.length)];
-    const roundTrip = (v: Float32Array) => {
-      const blob = encodeVector(v);
-      const back = decodeVector(blob);
-      expect(back.length).toBe(v.length);
-      expect(bitsOf(back)).toEqual(bitsOf(v));
-      return blob.byteLength;
-    };
-    for (const text of ['How do I reset my password?', 'Reply with greeting number 123-45.', 'a much longer prompt about the colour of the sky over the sea at noon in summer']) {
-      const v = localEmbedding(text)!;
-      const set = v.filter((x) => x !== 0).length;
-      expect(roundTrip(v)).toBe(6 + 6 * set + ((2 * set) % 4)); // its set dimensions only
-      expect(roundTrip(v)).toBeLessThan(v.byteLength / 4);
-    }
-    const rand = unitPrng(7);
-    const dense = new Float32Array(384).map(() => rand() - 0.5);
-    expect(roundTrip(dense)).toBe(dense.byteLength); // dense: as a Float32 blob, as before
-    expect(bitsOf(decodeVector(dense.buffer.slice(0)))).toEqual(bitsOf(dense)); // and rows written before read as they were
-    for (const n of [0, 1, 2, 3, 63]) {
-      // odd and even counts (the index padding), special values kept as they are: −0, NaN, ±∞, subnormals
-      const v = new Float32Array(512);
-      const specials = [-0, NaN, Infinity, -Infinity, 1e-45, -3.5, 0.25];
-      for (let k = 0; k < n; k++) v[(k * 37) % 512] = specials[k % specials.length]!;
-      roundTrip(v);
-    }
-    expect(roundTrip(new Float32Array(0))).toBe(0);
-    const offset = new Float32Array(40).fill(0.5).subarray(8, 24); // a view into a larger buffer
-    expect(roundTrip(offset)).toBe(64);
-    expect(() => decodeVector(new Uint8Array([1, 2, 3, 4, 5, 6]).buffer)).toThrow(/unknown vector encoding/);
   });
 });

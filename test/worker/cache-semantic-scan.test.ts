@@ -2,7 +2,7 @@ import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { LocalSemanticCopy } from '../../worker/cache/semantic/local-copy';
 import type { Env } from '../../worker/env';
-import { decodeVector, rankNear } from '../../worker/protocol/rules/semantic-scan';
+import { rankNear } from '../../worker/protocol/rules/semantic-scan';
 import { unitPrng } from '../../regional/sim/hash';
 import { uid } from '../support/uid';
 
@@ -57,7 +57,7 @@ describe('SemanticIndex scan', () => {
         state.storage.sql
           .exec<{ id: string; vec: ArrayBuffer; stored_at: number; expires_at: number }>('SELECT id, vec, stored_at, expires_at FROM entries WHERE scope = ?', 's')
           .toArray()
-          .map((r) => ({ id: r.id, vector: decodeVector(r.vec.slice(0)), storedAt: r.stored_at, expiresAt: r.expires_at })),
+          .map((r) => ({ id: r.id, vector: new Float32Array(r.vec.slice(0)), storedAt: r.stored_at, expiresAt: r.expires_at })),
       );
       expect(await stub.size()).toBe(rows.length); // the in-memory row count stays in step
       const live = rows.filter((r) => r.expiresAt > now);

@@ -1,5 +1,6 @@
 import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { SemanticIndex } from '../../durable-objects/semantic-index';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { semanticCache } from '../../worker/cache/semantic/semantic';
 import type { SemanticIndexStore, SemanticQuery } from '../../worker/cache/semantic/index-store';
@@ -244,26 +245,23 @@ describe('SemanticIndex Durable Object', () => {
     expect(await idx.size()).toBe(98);
   });
 
-  it('reads rows whose vector was stored as a plain Float32 blob (before sparse storage)', async () => {
+  it('storeMany writes a batch in one transaction: a failing entry rolls the whole batch back, and what the object holds in memory follows', async () => {
     const idx = stub();
-    await idx.store(entry('new', 'How do I reset my password?', 1_000)); // creates the table
-    const old = localEmbedding('Where can I find my invoices?')!;
-    await runInDurableObject(idx, (_: unknown, state: DurableObjectState) => {
-      state.storage.sql.exec(
-        'INSERT INTO entries (id, scope, vec, text, depth, answer, stored_at, expires_at, used_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        'old', 's', old.buffer.slice(0), 'Where can I find my invoices?', 1, 'old answer', 1_000, 61_000, 1_000, 0,
-      );
+    await idx.store(entry('0', 'Where can I find my invoices?', 1_000));
+    expect((await idx.lookup(look('where do i find my invoice', 1_500))).match?.id).toBe('0'); // the scope is in memory
+    expect(await idx.storeMany([entry('1', 'How do I reset my password?', 2_000), entry('2', 'What is the capital of France?', 2_000)])).toEqual({ evicted: 0 });
+    expect(await idx.size()).toBe(3);
+    const bad = { ...entry('4', 'Why is the sky blue?', 3_000), ttlSeconds: Number.NaN }; // expires_at NULL: refused by SQLite
+    // Called in the object (not over RPC, where the object's throw is also reported as uncaught).
+    await runInDurableObject(idx, (object: SemanticIndex) => {
+      expect(() => object.storeMany([entry('3', 'How do I boil an egg?', 3_000), bad])).toThrow(/NOT NULL/);
     });
-    const hit = await idx.lookup({ ...look('where do i find my invoice', 2_000), withEntry: true });
-    expect(hit.match).toMatchObject({ id: 'old', answer: 'old answer' });
-    expect([...hit.match!.entry!.vector]).toEqual([...old]);
-    const hot = await idx.hottest({ after: -1, limit: 10, maxBytes: 1 << 20, now: 2_000 });
-    expect(hot.entries.map((e) => [e.id, [...e.vector]])).toEqual(
-      expect.arrayContaining([
-        ['old', [...old]],
-        ['new', [...localEmbedding('How do I reset my password?')!]],
-      ]),
-    );
+    expect(await idx.size()).toBe(3);
+    expect((await idx.lookup(look('how do i boil an egg', 3_500))).match).toBeNull(); // rolled back, in memory too
+    expect((await idx.lookup(look('how can i reset the password', 3_500))).match?.id).toBe('1');
+    expect(await idx.store(entry('3', 'How do I boil an egg?', 4_000))).toEqual({ evicted: 0 });
+    expect((await idx.lookup(look('how do i boil an egg', 4_500))).match?.id).toBe('3');
+    expect(await idx.size()).toBe(4);
   });
 });
 
