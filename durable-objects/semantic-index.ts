@@ -26,8 +26,9 @@ import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotRe
 // ≈ 13 MiB, at most twice that with the arrays' spare room.
 //
 // Bounded: expired rows (the cache tier's TTL) are dropped on every store, and above
-// max_entries the least recently used go. Every method is synchronous (SQLite in a Durable Object
-// is), so calls never interleave. `now` is injectable for tests.
+// max_entries the least recently used go, a fiftieth of max_entries at once (EVICT_SLACK). Every
+// method is synchronous (SQLite in a Durable Object is), so calls never interleave. `now` is
+// injectable for tests.
 //
 // Isolate-local copies (worker/cache/semantic/local-copy.ts): every store and every use (a hit
 // here, or a hit an isolate reports from its copy) gives the row the next sequence number (`seq`);
@@ -35,6 +36,9 @@ import type { SemanticEntry, SemanticHotEntry, SemanticHotRequest, SemanticHotRe
 // recent first, so a warm isolate answers lookups without calling here.
 
 type Row = Record<string, SqlStorageValue>;
+
+/** Above max_entries, the least recently used go until a fiftieth of it is free (floored: none below 50), so evictions come in batches. */
+export const EVICT_SLACK = 50;
 
 export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;
@@ -67,8 +71,16 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     // Added for the isolates' local copies: objects created before it get the column here.
     if (!this.sql.exec('SELECT * FROM entries LIMIT 0').columnNames.includes('seq')) this.sql.exec('ALTER TABLE entries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0');
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq)');
+    this.seq = 0;
+    this.rows = 0;
+    this.nextExpiry = Infinity;
+    this.countRows();
+  }
+
+  /** Reads the row count, the earliest expiry and the last sequence number from SQLite (a sequence number never goes back). */
+  private countRows() {
     const held = this.sql.exec<{ seq: number; n: number; next: number | null }>('SELECT COALESCE(MAX(seq), 0) AS seq, COUNT(*) AS n, MIN(expires_at) AS next FROM entries').one();
-    this.seq = held.seq;
+    this.seq = Math.max(this.seq, held.seq);
     this.rows = held.n;
     this.nextExpiry = held.next ?? Infinity;
   }
@@ -97,6 +109,25 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
       return { match, above: near.length, refused };
     }
     return { match: null, above: near.length, refused };
+  }
+
+  /**
+   * Stores several entries in one call and one transaction (an isolate's stores batched per tenant:
+   * worker/cache/semantic/store-batch.ts), each as `store` would, in order.
+   */
+  storeMany(entries: SemanticEntry[]): { evicted: number } {
+    try {
+      return this.ctx.storage.transactionSync(() => {
+        let evicted = 0;
+        for (const e of entries) evicted += this.store(e).evicted;
+        return { evicted };
+      });
+    } catch (err) {
+      // Rolled back, all of it: what memory holds of the rows (count, expiry, the scopes' vectors) is read again.
+      this.scopes.clear();
+      this.countRows();
+      throw err;
+    }
   }
 
   /** Stores (or replaces) a prompt and its answer, then drops expired rows and the least recently used above maxEntries. */
@@ -129,7 +160,9 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     }
     this.rows -= gone.length;
     if (this.rows > e.maxEntries) {
-      const lru = this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', this.rows - e.maxEntries).toArray();
+      // A fiftieth of maxEntries at once: at 5,000, one eviction of ~100 rows every hundredth store, not one row per store.
+      const keep = e.maxEntries - Math.floor(e.maxEntries / EVICT_SLACK);
+      const lru = this.sql.exec<Row>('DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used_at ASC, stored_at ASC LIMIT ?) RETURNING id, scope', this.rows - keep).toArray();
       this.rows -= lru.length;
       gone.push(...lru);
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
-import { packSparse, plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseRoom, sparseSimilarityAtLeast, tailCount, VectorTable, writeTails } from '../../worker/protocol/rules/semantic-scan';
+import { packSparse, plainDot, prepareQuery, rankNear, SCAN_BLOCK, similarityAtLeast, sparseRoom, sparseSimilarityAtLeast, SPARSE_CHECK, tailCount, VectorTable, writeTails } from '../../worker/protocol/rules/semantic-scan';
 import { embedVector } from '../../regional/sim/embeddings';
 import { unitPrng } from '../../regional/sim/hash';
 import pairsFixture from '../fixtures/semantic-pairs.json';
@@ -256,5 +256,36 @@ describe('pruned semantic scan', () => {
     ];
     expect(rankNear([...a]).map((m) => m.id)).toEqual(['c', 'd', 'a', 'b']);
     expect(rankNear([...a].reverse()).map((m) => m.id)).toEqual(['c', 'd', 'a', 'b']);
+  });
+
+  it('abandons a sparse entry only when it cannot reach the threshold: each found at exactly its plain-loop similarity, through swap-removals', () => {
+    const rand = unitPrng(23);
+    const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima', 'mike', 'november', 'oscar', 'papa'];
+    const prompt = () => Array.from({ length: 3 + Math.floor(rand() * 9) }, () => words[Math.floor(rand() * words.length)]!).join(' ');
+    const table = new VectorTable();
+    const held = new Map<string, Float32Array>();
+    for (let i = 0; i < 300; i++) {
+      const v = localEmbedding(prompt())!;
+      table.set(`e${i}`, v, i, Infinity, undefined);
+      held.set(`e${i}`, v);
+      if (i % 3 === 2) {
+        const gone = [...held.keys()][Math.floor(rand() * held.size)]!; // the last slot moves into its place
+        table.delete(gone);
+        held.delete(gone);
+      }
+    }
+    let long = 0;
+    for (let i = 0; i < table.size; i++) if (table.sparseCount[i]! > SPARSE_CHECK) long++;
+    expect(long).toBeGreaterThan(100); // the bound is checked for most entries
+    const queries = [...held.values()].slice(0, 40);
+    for (const q of queries) {
+      for (const [id, v] of held) {
+        const s = plainDot(q, v, 0);
+        if (s <= 0) continue;
+        // At exactly its similarity the entry is in; a hair above, out.
+        expect(table.scan(q, s, 0).find((m) => m.id === id)?.similarity).toBe(s);
+        expect(table.scan(q, s + 1e-6, 0).find((m) => m.id === id)).toBeUndefined();
+      }
+    }
   });
 });

@@ -1,5 +1,6 @@
-import { env as testEnv } from 'cloudflare:test';
+import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { SemanticIndex } from '../../durable-objects/semantic-index';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { semanticCache } from '../../worker/cache/semantic/semantic';
 import type { SemanticIndexStore, SemanticQuery } from '../../worker/cache/semantic/index-store';
@@ -220,6 +221,47 @@ describe('SemanticIndex Durable Object', () => {
     expect((await idx.lookup(look('topic number b alpha', 3_500))).match).toBeNull();
     expect(await idx.store(entry('g', 'later entry', 20_000, { maxEntries: 3 }))).toEqual({ evicted: 3 }); // the rest expired
     expect(await idx.size()).toBe(1);
+  });
+
+  it('above max_entries evicts a fiftieth of it at once, least recently used first, never holding more than max_entries', async () => {
+    const idx = stub();
+    const text = (i: number) => `subject ${String.fromCharCode(97 + (i % 26))}${String.fromCharCode(97 + Math.floor(i / 26))} item`;
+    for (let i = 0; i < 100; i++) expect(await idx.store(entry(`e${i}`, text(i), 1_000 + i))).toEqual({ evicted: 0 });
+    expect((await idx.lookup(look(text(0), 2_000))).match?.id).toBe('e0'); // e0 and e2 are now the most recently used
+    expect((await idx.lookup(look(text(2), 2_001))).match?.id).toBe('e2');
+    expect(await idx.store(entry('e0', text(0), 2_002))).toEqual({ evicted: 0 }); // a repeat replaces, adds nothing
+    expect(await idx.size()).toBe(100);
+    // The 101st: down to 98 (100 − 100/50): the three least recently used (e1, e3, e4) go.
+    expect(await idx.store(entry('n0', 'fresh one', 3_000))).toEqual({ evicted: 3 });
+    expect(await idx.size()).toBe(98);
+    for (const [i, held] of [[0, true], [1, false], [2, true], [3, false], [4, false], [5, true]] as const) {
+      expect((await idx.lookup(look(text(i), 3_500))).match?.id ?? null).toBe(held ? `e${i}` : null);
+    }
+    expect(await idx.store(entry('n1', 'fresh two', 4_000))).toEqual({ evicted: 0 });
+    expect(await idx.store(entry('n2', 'fresh three', 4_001))).toEqual({ evicted: 0 });
+    expect(await idx.store(entry('n3', 'fresh four', 4_002))).toEqual({ evicted: 3 });
+    const rows = await runInDurableObject(idx, (_: unknown, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM entries').one().n);
+    expect(rows).toBe(98);
+    expect(await idx.size()).toBe(98);
+  });
+
+  it('storeMany writes a batch in one transaction: a failing entry rolls the whole batch back, and what the object holds in memory follows', async () => {
+    const idx = stub();
+    await idx.store(entry('0', 'Where can I find my invoices?', 1_000));
+    expect((await idx.lookup(look('where do i find my invoice', 1_500))).match?.id).toBe('0'); // the scope is in memory
+    expect(await idx.storeMany([entry('1', 'How do I reset my password?', 2_000), entry('2', 'What is the capital of France?', 2_000)])).toEqual({ evicted: 0 });
+    expect(await idx.size()).toBe(3);
+    const bad = { ...entry('4', 'Why is the sky blue?', 3_000), ttlSeconds: Number.NaN }; // expires_at NULL: refused by SQLite
+    // Called in the object (not over RPC, where the object's throw is also reported as uncaught).
+    await runInDurableObject(idx, (object: SemanticIndex) => {
+      expect(() => object.storeMany([entry('3', 'How do I boil an egg?', 3_000), bad])).toThrow(/NOT NULL/);
+    });
+    expect(await idx.size()).toBe(3);
+    expect((await idx.lookup(look('how do i boil an egg', 3_500))).match).toBeNull(); // rolled back, in memory too
+    expect((await idx.lookup(look('how can i reset the password', 3_500))).match?.id).toBe('1');
+    expect(await idx.store(entry('3', 'How do I boil an egg?', 4_000))).toEqual({ evicted: 0 });
+    expect((await idx.lookup(look('how do i boil an egg', 4_500))).match?.id).toBe('3');
+    expect(await idx.size()).toBe(4);
   });
 });
 

@@ -11,11 +11,13 @@
  * - a sparse entry (at most an eighth of its dimensions set: the local embedding of a short
  *   prompt sets a few dozen of 512) is kept as its non-zero dimensions and values too, packed next
  *   to its neighbours', and its dot product reads only those (a few hundred contiguous bytes, not
- *   the 2 KiB vector: memory is what costs when thousands of entries do not fit in the caches);
+ *   the 2 KiB vector: memory is what costs when thousands of entries do not fit in the caches), and
+ *   is abandoned as below (every SPARSE_CHECK terms, against the norms of the query's dimensions
+ *   from the next term's on and of the entry's remaining values);
  * - a sparse query visits only its own non-zero dimensions of a dense entry;
  * - otherwise every dimension.
  *
- * In the last two, the scan abandons an entry as soon as it cannot reach the threshold
+ * In all three, the scan abandons an entry as soon as it cannot reach the threshold
  * (Cauchy–Schwarz): each entry carries the norms of its tails (the norm of its dimensions from
  * block b on, b = 0 … blocks, blocks of SCAN_BLOCK dimensions; tails[0] is its norm,
  * tails[blocks] is 0), the query the same, and after each block the rest of the dot is at most
@@ -86,11 +88,43 @@ export function packSparse(v: Float32Array, from: number, dim: number, room: num
   return n;
 }
 
-/** The similarity of the query and a packed sparse entry when it reaches `threshold`, else NaN. Needs a finite query (q.pruned). */
-export function sparseSimilarityAtLeast(q: ScanQuery, index: Uint16Array, value: Float32Array, at: number, n: number, threshold: number): number {
+/** Terms of a sparse entry between two checks of the bound (sparseSimilarityAtLeast). */
+export const SPARSE_CHECK = 8;
+
+/** How many suffix norms a sparse entry of `room` packed values carries: one every SPARSE_CHECK values. */
+export function sparseCheckCount(room: number): number {
+  return Math.ceil(room / SPARSE_CHECK);
+}
+
+/** out[outAt + c] = the norm of value[at + c·SPARSE_CHECK … at + n) for every c·SPARSE_CHECK < n. */
+export function writeSparseTails(value: Float32Array, at: number, n: number, out: Float64Array, outAt: number): void {
+  let sum = 0;
+  for (let k = n - 1; k >= 0; k--) {
+    const x = value[at + k]!;
+    sum += x * x;
+    if (k % SPARSE_CHECK === 0) out[outAt + k / SPARSE_CHECK] = Math.sqrt(sum);
+  }
+}
+
+/**
+ * The similarity of the query and a packed sparse entry when it reaches `threshold`, else NaN.
+ * Needs a finite query (q.pruned). With the entry's suffix norms (writeSparseTails), it abandons the
+ * entry as the dense loop does (Cauchy–Schwarz, with the same slack): every SPARSE_CHECK terms, the
+ * rest of the dot is at most |q over the dimensions from the next term's on| · |the entry's rest|.
+ */
+export function sparseSimilarityAtLeast(q: ScanQuery, index: Uint16Array, value: Float32Array, at: number, n: number, threshold: number, tails?: Float64Array, tailsAt = 0): number {
   // Ascending dimensions where the entry is set: the plain loop's non-zero terms, in its order.
   const qv = q.vector;
   let s = 0;
+  if (tails && n > SPARSE_CHECK) {
+    const dimTails = q.dimTails;
+    const slack = SLACK * dimTails[0]! * tails[tailsAt]!;
+    for (let k = 0, c = 0; k < n; k += SPARSE_CHECK, c++) {
+      if (c > 0 && s + dimTails[index[at + k]!]! * tails[tailsAt + c]! + slack < threshold) return NaN;
+      for (let j = at + k, end = at + Math.min(n, k + SPARSE_CHECK); j < end; j++) s += qv[index[j]!]! * value[j]!;
+    }
+    return s >= threshold ? s : NaN;
+  }
   for (let k = at, end = at + n; k < end; k++) s += qv[index[k]!]! * value[k]!;
   return s >= threshold ? s : NaN;
 }
@@ -109,6 +143,8 @@ export interface ScanQuery {
   readonly tails: Float64Array;
   /** Blocks after this one hold no non-zero dimension of the query. */
   readonly lastBlock: number;
+  /** dimTails[j]: the norm of the query's dimensions j … dim − 1 (dimTails[dim] = 0), for sparse entries' bound. */
+  readonly dimTails: Float64Array;
 }
 
 export function prepareQuery(vector: Float32Array): ScanQuery {
@@ -125,10 +161,16 @@ export function prepareQuery(vector: Float32Array): ScanQuery {
     }
   }
   const pruned = Number.isFinite(tails[0]!) && dim <= MAX_PRUNED_DIM;
+  const dimTails = new Float64Array(dim + 1);
+  for (let j = dim - 1, sum = 0; j >= 0; j--) {
+    const x = vector[j]!;
+    sum += x * x;
+    dimTails[j] = Math.sqrt(sum);
+  }
   // Sparse when at most half the dimensions are set: a gather per non-zero beats the dense loop.
   if (nonZero * 2 > dim) {
     for (let b = 0; b < blocks; b++) blockEnd[b] = Math.min(dim, (b + 1) * SCAN_BLOCK);
-    return { vector, dim, pruned, index: null, value: null, blockEnd, tails, lastBlock };
+    return { vector, dim, pruned, index: null, value: null, blockEnd, tails, lastBlock, dimTails };
   }
   const index = new Int32Array(nonZero);
   const value = new Float64Array(nonZero);
@@ -143,7 +185,7 @@ export function prepareQuery(vector: Float32Array): ScanQuery {
     }
     blockEnd[b] = k;
   }
-  return { vector, dim, pruned, index, value, blockEnd, tails, lastBlock };
+  return { vector, dim, pruned, index, value, blockEnd, tails, lastBlock, dimTails };
 }
 
 /**
@@ -223,6 +265,9 @@ export class VectorTable<T = undefined> {
   sparseIndex = new Uint16Array(0);
   sparseValue = new Float32Array(0);
   sparseCount = new Int32Array(0);
+  /** Per slot, sparseChecks suffix norms of its packed values (writeSparseTails). */
+  sparseChecks = 0;
+  sparseTails = new Float64Array(0);
   readonly payload: T[] = [];
   private readonly slots = new Map<string, number>();
 
@@ -250,6 +295,8 @@ export class VectorTable<T = undefined> {
       this.sparseIndex = new Uint16Array(0);
       this.sparseValue = new Float32Array(0);
       this.sparseCount = new Int32Array(0);
+      this.sparseChecks = sparseCheckCount(this.room);
+      this.sparseTails = new Float64Array(0);
     }
     if (vector.length !== this.dim) return false;
     let i = this.slots.get(id);
@@ -267,7 +314,8 @@ export class VectorTable<T = undefined> {
     this.payload[i] = payload;
     this.data.set(vector, i * this.dim);
     writeTails(this.data, i * this.dim, this.dim, this.tails, i * this.stride);
-    this.sparseCount[i] = packSparse(this.data, i * this.dim, this.dim, this.room, this.sparseIndex, this.sparseValue, i * this.room);
+    const n = (this.sparseCount[i] = packSparse(this.data, i * this.dim, this.dim, this.room, this.sparseIndex, this.sparseValue, i * this.room));
+    if (n > 0) writeSparseTails(this.sparseValue, i * this.room, n, this.sparseTails, i * this.sparseChecks);
     return true;
   }
 
@@ -284,6 +332,7 @@ export class VectorTable<T = undefined> {
       this.sparseCount[i] = this.sparseCount[last]!;
       this.sparseIndex.copyWithin(i * this.room, last * this.room, (last + 1) * this.room);
       this.sparseValue.copyWithin(i * this.room, last * this.room, (last + 1) * this.room);
+      this.sparseTails.copyWithin(i * this.sparseChecks, last * this.sparseChecks, (last + 1) * this.sparseChecks);
       this.payload[i] = this.payload[last]!;
       this.data.copyWithin(i * this.dim, last * this.dim, (last + 1) * this.dim);
       this.tails.copyWithin(i * this.stride, last * this.stride, (last + 1) * this.stride);
@@ -307,7 +356,7 @@ export class VectorTable<T = undefined> {
     const near: Near[] = [];
     if (vector.length !== this.dim || this.ids.length === 0) return near;
     const query = prepareQuery(vector);
-    const { dim, stride, data, tails, room, sparseIndex, sparseValue, sparseCount, ids, expires } = this;
+    const { dim, stride, data, tails, room, sparseIndex, sparseValue, sparseCount, sparseTails, sparseChecks, ids, expires } = this;
     const sparseOk = query.pruned; // a non-finite query takes the plain loop
     for (let i = 0; i < ids.length; i++) {
       if (expires[i]! <= now) {
@@ -315,7 +364,7 @@ export class VectorTable<T = undefined> {
         continue;
       }
       const n = sparseCount[i]!;
-      const similarity = n >= 0 && sparseOk ? sparseSimilarityAtLeast(query, sparseIndex, sparseValue, i * room, n, threshold) : similarityAtLeast(query, data, i * dim, tails, i * stride, threshold);
+      const similarity = n >= 0 && sparseOk ? sparseSimilarityAtLeast(query, sparseIndex, sparseValue, i * room, n, threshold, sparseTails, i * sparseChecks) : similarityAtLeast(query, data, i * dim, tails, i * stride, threshold);
       if (similarity === similarity) near.push({ id: ids[i]!, slot: i, similarity, storedAt: this.stored[i]! }); // NaN: below the threshold
     }
     return rankNear(near);
@@ -334,5 +383,6 @@ export class VectorTable<T = undefined> {
     this.sparseIndex = grow(this.sparseIndex, (k) => new Uint16Array(k), this.room);
     this.sparseValue = grow(this.sparseValue, (k) => new Float32Array(k), this.room);
     this.sparseCount = grow(this.sparseCount, (k) => new Int32Array(k), 1);
+    this.sparseTails = grow(this.sparseTails, (k) => new Float64Array(k), this.sparseChecks);
   }
 }
