@@ -111,25 +111,6 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     return { match: null, above: near.length, refused };
   }
 
-  /**
-   * Stores several entries in one call and one transaction (an isolate's stores batched per tenant:
-   * worker/cache/semantic/store-batch.ts), each as `store` would, in order.
-   */
-  storeMany(entries: SemanticEntry[]): { evicted: number } {
-    try {
-      return this.ctx.storage.transactionSync(() => {
-        let evicted = 0;
-        for (const e of entries) evicted += this.store(e).evicted;
-        return { evicted };
-      });
-    } catch (err) {
-      // Rolled back, all of it: what memory holds of the rows (count, expiry, the scopes' vectors) is read again.
-      this.scopes.clear();
-      this.countRows();
-      throw err;
-    }
-  }
-
   /** Stores (or replaces) a prompt and its answer, then drops expired rows and the least recently used above maxEntries. */
   store(e: SemanticEntry): { evicted: number } {
     const now = e.now ?? Date.now();

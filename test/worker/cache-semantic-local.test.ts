@@ -4,7 +4,6 @@ import worker from '../../worker/index';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import { LocalSemanticCopy, localSemanticCopy } from '../../worker/cache/semantic/local-copy';
-import { DurableObjectSemanticIndex } from '../../worker/cache/semantic/index-store';
 import type { Env } from '../../worker/env';
 import { backgroundSettled } from '../../worker/isolate/background';
 import { resetIsolate } from '../../worker/isolate/registry';
@@ -169,7 +168,7 @@ describe('semantic cache, lookup = "local"', () => {
       await backgroundSettled();
     }
     expect(w.counting.calls.lookup ?? 0).toBe(lookups);
-    expect(w.counting.calls.storeMany).toBeGreaterThanOrEqual(3); // the answers still reach the object (in batches: one each here, sent apart)
+    expect(w.counting.calls.store).toBeGreaterThanOrEqual(3); // the answers still reach the object
     // Still hits what it holds, with no call.
     const hit = await send(w, w.keys.a, `why do ${topic} cats purr`);
     expect([hit.cache, hit.during]).toEqual(['semantic-hit', {}]);
@@ -403,33 +402,5 @@ describe('SemanticIndex.hottest', () => {
     await idx.clear();
     await idx.store(entry('4', 'After the clear', 6_000));
     expect((await idx.hottest({ after: used.cursor, limit: 10, maxBytes: 1 << 20, now: 6_001 })).entries.map((e) => e.id)).toEqual(['4']);
-  });
-});
-
-describe('DurableObjectSemanticIndex stores, batched per isolate', () => {
-  it('stores sent together go in fewer calls; every one settles only once written, and another isolate finds each, from the object and from its copy', async () => {
-    const counting = countingIndex();
-    const index = new DurableObjectSemanticIndex(counting.ns as unknown as DurableObjectNamespace<SemanticIndex>, 'local-test', 100);
-    const tenant = `batch-${uid()}`;
-    const topic = uid().replace(/\d/g, 'q');
-    const verbs = ['bake', 'paint', 'fold', 'sew', 'carve', 'brew', 'knit', 'plant', 'glaze', 'weld', 'bind', 'dye'];
-    const prompts = verbs.map((v) => `How do I ${v} a ${topic} basket?`);
-    const vector = (text: string) => async () => localEmbedding(text);
-    await Promise.all(prompts.map((text, i) => index.store({ tenantId: tenant, scope: 's', id: `p${i}`, text, depth: 1, answer: `answer ${i}`, ttlSeconds: 60, vector: vector(text), now: 1_000 + i })));
-    expect(counting.calls.storeMany).toBeGreaterThanOrEqual(1);
-    expect(counting.calls.storeMany).toBeLessThan(prompts.length); // batched
-    const stub = env.SEMANTIC_INDEX.get(env.SEMANTIC_INDEX.idFromName(tenant));
-    expect(await stub.size()).toBe(prompts.length); // all landed when their stores resolved
-    // Another isolate: its lookups go to the object ("remote") or to a copy refreshed from it.
-    const other = new LocalSemanticCopy(1 << 24);
-    const hot = await stub.hottest({ after: 0, limit: 100, maxBytes: 1 << 24, now: 2_000 });
-    for (const e of hot.entries) other.put(tenant, e, 2_000);
-    for (const [i, text] of prompts.entries()) {
-      const asked = text.toLowerCase().replace('?', '');
-      const remote = await index.lookup({ tenantId: tenant, scope: 's', text: asked, depth: 1, threshold: 0.95, topK: 3, vector: vector(asked), now: 2_000 });
-      expect(remote?.answer).toBe(`answer ${i}`);
-      const local = other.lookup({ tenantId: tenant, scope: index.scopeOf('s'), vector: localEmbedding(asked)!, text: asked, depth: 1, threshold: 0.95, topK: 3, now: 2_000 });
-      expect(local?.entry.answer).toBe(`answer ${i}`);
-    }
   });
 });

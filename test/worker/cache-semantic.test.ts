@@ -1,6 +1,5 @@
 import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { SemanticIndex } from '../../durable-objects/semantic-index';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { semanticCache } from '../../worker/cache/semantic/semantic';
 import type { SemanticIndexStore, SemanticQuery } from '../../worker/cache/semantic/index-store';
@@ -245,24 +244,6 @@ describe('SemanticIndex Durable Object', () => {
     expect(await idx.size()).toBe(98);
   });
 
-  it('storeMany writes a batch in one transaction: a failing entry rolls the whole batch back, and what the object holds in memory follows', async () => {
-    const idx = stub();
-    await idx.store(entry('0', 'Where can I find my invoices?', 1_000));
-    expect((await idx.lookup(look('where do i find my invoice', 1_500))).match?.id).toBe('0'); // the scope is in memory
-    expect(await idx.storeMany([entry('1', 'How do I reset my password?', 2_000), entry('2', 'What is the capital of France?', 2_000)])).toEqual({ evicted: 0 });
-    expect(await idx.size()).toBe(3);
-    const bad = { ...entry('4', 'Why is the sky blue?', 3_000), ttlSeconds: Number.NaN }; // expires_at NULL: refused by SQLite
-    // Called in the object (not over RPC, where the object's throw is also reported as uncaught).
-    await runInDurableObject(idx, (object: SemanticIndex) => {
-      expect(() => object.storeMany([entry('3', 'How do I boil an egg?', 3_000), bad])).toThrow(/NOT NULL/);
-    });
-    expect(await idx.size()).toBe(3);
-    expect((await idx.lookup(look('how do i boil an egg', 3_500))).match).toBeNull(); // rolled back, in memory too
-    expect((await idx.lookup(look('how can i reset the password', 3_500))).match?.id).toBe('1');
-    expect(await idx.store(entry('3', 'How do I boil an egg?', 4_000))).toEqual({ evicted: 0 });
-    expect((await idx.lookup(look('how do i boil an egg', 4_500))).match?.id).toBe('3');
-    expect(await idx.size()).toBe(4);
-  });
 });
 
 describe('semanticCache(): what a hit reports', () => {

@@ -2,8 +2,6 @@ import type { Index } from '@upstash/vector/cloudflare';
 import type { SemanticIndex } from '../../env';
 import { upstashHealth, type UpstashHealth } from '../upstash-health';
 import { guardAllows } from '../../protocol/rules/semantic-guard';
-import type { SemanticEntry } from '../../protocol/semantic-index';
-import { StoreBatches } from './store-batch';
 
 /**
  * Where the semantic cache keeps prompts and answers, behind one interface: the per-tenant
@@ -57,14 +55,9 @@ export interface SemanticIndexStore {
   store(e: SemanticEntryInput): Promise<void>;
 }
 
-/**
- * The embedded index: one SemanticIndex Durable Object per tenant; the guards run inside it (one
- * call per lookup). Stores are batched per tenant (store-batch.ts): one call and one transaction for
- * the stores that arrive while the previous call is in flight.
- */
+/** The embedded index: one SemanticIndex Durable Object per tenant; the guards run inside it (one call per lookup). */
 export class DurableObjectSemanticIndex implements SemanticIndexStore {
   readonly name = 'durable-object';
-  private readonly batches = new StoreBatches<SemanticEntry>((tenantId, entries) => this.stub(tenantId).storeMany(entries));
 
   constructor(
     private readonly ns: DurableObjectNamespace<SemanticIndex>,
@@ -83,7 +76,7 @@ export class DurableObjectSemanticIndex implements SemanticIndexStore {
   async store(e: SemanticEntryInput): Promise<void> {
     const vector = await e.vector();
     if (!vector) return;
-    await this.batches.add(e.tenantId, { id: this.scopeOf(e.id), scope: this.scopeOf(e.scope), vector, text: e.text, depth: e.depth, answer: e.answer, ttlSeconds: e.ttlSeconds, maxEntries: this.maxEntries, now: e.now });
+    await this.stub(e.tenantId).store({ id: this.scopeOf(e.id), scope: this.scopeOf(e.scope), vector, text: e.text, depth: e.depth, answer: e.answer, ttlSeconds: e.ttlSeconds, maxEntries: this.maxEntries, now: e.now });
   }
 
   /** The tenant's object (local-index.ts calls it too). */
