@@ -71,16 +71,8 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     // Added for the isolates' local copies: objects created before it get the column here.
     if (!this.sql.exec('SELECT * FROM entries LIMIT 0').columnNames.includes('seq')) this.sql.exec('ALTER TABLE entries ADD COLUMN seq INTEGER NOT NULL DEFAULT 0');
     this.sql.exec('CREATE INDEX IF NOT EXISTS entries_seq ON entries (seq)');
-    this.seq = 0;
-    this.rows = 0;
-    this.nextExpiry = Infinity;
-    this.countRows();
-  }
-
-  /** Reads the row count, the earliest expiry and the last sequence number from SQLite (a sequence number never goes back). */
-  private countRows() {
     const held = this.sql.exec<{ seq: number; n: number; next: number | null }>('SELECT COALESCE(MAX(seq), 0) AS seq, COUNT(*) AS n, MIN(expires_at) AS next FROM entries').one();
-    this.seq = Math.max(this.seq, held.seq);
+    this.seq = held.seq;
     this.rows = held.n;
     this.nextExpiry = held.next ?? Infinity;
   }

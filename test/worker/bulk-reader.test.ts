@@ -4,17 +4,15 @@ import { BULK_READ_BYTES, bulkReader } from '../../worker/http/bulk-reader';
 /** A byte stream (what fetch bodies are) that yields `pieces` one per pull, each after a macrotask, as a network would. */
 function byteStream(pieces: Uint8Array[]) {
   let i = 0;
-  let pulls = 0;
   const stream = new ReadableStream({
     type: 'bytes',
     async pull(controller) {
-      pulls++;
       await new Promise((r) => setTimeout(r, 0));
       if (i < pieces.length) controller.enqueue(pieces[i++]!.slice());
       else controller.close();
     },
   });
-  return { stream, pulls: () => pulls };
+  return stream;
 }
 
 const piecesOf = (n: number, size: number) => Array.from({ length: n }, (_, k) => new Uint8Array(size).fill(k % 251));
@@ -41,7 +39,7 @@ async function readAll(reader: ReturnType<typeof bulkReader>) {
 describe('bulkReader', () => {
   it('hands over the first bytes at once, then reads the rest a full buffer at a time, every byte in order', async () => {
     const pieces = piecesOf(300, 300); // 90,000 bytes in 300 small writes
-    const { stream } = byteStream(pieces);
+    const stream = byteStream(pieces);
     const chunks = await readAll(bulkReader(stream));
     expect(chunks[0]!.byteLength).toBe(300); // the first read waits for nothing more: it is the time to first token
     expect(concat(chunks)).toEqual(concat(pieces));
@@ -52,7 +50,7 @@ describe('bulkReader', () => {
 
   it('gives the bytes that came with the end of the stream, then done, then done again', async () => {
     const pieces = [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5]), new Uint8Array([6])];
-    const { stream } = byteStream(pieces);
+    const stream = byteStream(pieces);
     const reader = bulkReader(stream);
     const chunks = await readAll(reader);
     expect(concat(chunks)).toEqual(new Uint8Array([1, 2, 3, 4, 5, 6]));
