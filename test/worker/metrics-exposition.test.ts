@@ -113,6 +113,44 @@ describe('what a record counts', () => {
     expect(valueOf(e, 'router_fallbacks_total', { model: 'llama-3.1-8b', from: 'vllm-eu-west-8b', to: 'degraded' })).toBe(1);
   });
 
+  it('records that differ in one label only count in series of their own (the per-label-set key memo)', () => {
+    // Each record repeats the first one's labels but one; the memo of series keys must not mix them up.
+    const base = { refused: false, finish_reason: 'stop' } as const;
+    const variants = [
+      {},
+      { tenant: 'other' },
+      { backend: 'vllm-us-east-8b-b' },
+      { region: 'eu-west' },
+      { status: 502, outcome: 'error', error_code: 'upstream_error' },
+      { status: 502, outcome: 'error', error_code: 'upstream_timeout' },
+      { status: 504, outcome: 'error', error_code: 'upstream_timeout' },
+      { outcome: 'client_closed' },
+      { model: 'llama-3.1-70b' },
+      { tier: 'strong' },
+      { cache: 'hit' },
+      { deployment: 'support-bot', deployment_version: 'v1' },
+      { deployment: 'support-bot', deployment_version: 'v2' },
+    ] as const;
+    const acc = new MetricsAccumulator();
+    for (const v of variants) for (let i = 0; i < 2; i++) acc.observeRecord(record({ ...base, ...v }));
+    const e = parseExposition(render(acc));
+    const sum = (name: string, labels: Record<string, string>) => e.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+    expect(sum('router_requests_total', { tenant: 'other' })).toBe(2);
+    expect(sum('router_requests_total', { backend: 'vllm-us-east-8b-b' })).toBe(2);
+    expect(sum('router_requests_total', { region: 'eu-west' })).toBe(2);
+    expect(sum('router_requests_total', { tenant: 'demo', status: '502' })).toBe(4);
+    expect(sum('router_errors_total', { code: 'upstream_error' })).toBe(2);
+    expect(sum('router_errors_total', { code: 'upstream_timeout' })).toBe(4);
+    expect(sum('router_requests_total', { status: '504' })).toBe(2);
+    expect(sum('router_requests_total', { outcome: 'client_closed' })).toBe(2);
+    expect(sum('router_requests_total', { model: 'llama-3.1-70b' })).toBe(2);
+    expect(sum('router_cache_requests_total', { tenant: 'demo', tier: 'strong' })).toBe(2);
+    expect(sum('router_cache_requests_total', { tenant: 'demo', result: 'hit' })).toBe(2);
+    expect(sum('router_answers_total', { deployment: 'support-bot', version: 'v1' })).toBe(2);
+    expect(sum('router_answers_total', { deployment: 'support-bot', version: 'v2' })).toBe(2);
+    expect(sum('router_answers_total', { tenant: 'demo', deployment: 'none' })).toBe(2 * 11 - 2);
+  });
+
   it('classifies attempt failures into a few causes', () => {
     expect(attemptCause({ kind: 'timeout' })).toBe('timeout');
     expect(attemptCause({ kind: 'connect' })).toBe('connect');

@@ -32,9 +32,6 @@ interface ChoiceAcc {
 const TOP_OWN = new Set(['choices', 'object', 'usage']);
 const CHOICE_OWN = new Set(['index', 'delta', 'text', 'logprobs', 'finish_reason']);
 
-/** A chunk with generated text: a non-empty "content" (chat delta) or "text" (completions). */
-const HAS_TEXT = /"(?:content|text)":\s?"(?!")/;
-
 /**
  * The answer object behind each Response the router assembled (worker/routing/execute.ts), with its
  * JSON text's length, so readers of the served answer (quality/answer-signals.ts, the exact cache)
@@ -74,7 +71,6 @@ export class CompletionAssembler {
   /** One event's data (`[DONE]` is ignored); a chunk that is not JSON is ignored too. */
   add(data: string): void {
     if (data === '[DONE]') return;
-    if (HAS_TEXT.test(data)) this.textChunks++;
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -86,22 +82,27 @@ export class CompletionAssembler {
     else if (chunk.system_fingerprint != null) this.top.system_fingerprint = chunk.system_fingerprint;
     if (chunk.usage != null) this.usage = chunk.usage;
     if (!Array.isArray(chunk.choices)) return;
-    for (const c of chunk.choices) if (isObj(c)) this.addChoice(c);
+    let text = false;
+    for (const c of chunk.choices) if (isObj(c) && this.addChoice(c)) text = true;
+    if (text) this.textChunks++;
   }
 
-  private addChoice(c: Json): void {
+  /** Merges one choice's delta; true when it carried generated text (a non-empty content or text). */
+  private addChoice(c: Json): boolean {
     const index = typeof c.index === 'number' ? c.index : 0;
     let acc = this.choices.get(index);
     if (!acc) this.choices.set(index, (acc = { index, role: 'assistant', content: null, refusal: null, reasoning: null, tools: new Map(), text: '', logprobs: null, finish: null, extra: {} }));
-    for (const [k, v] of Object.entries(c)) if (!CHOICE_OWN.has(k) && v !== undefined) acc.extra[k] = v;
+    // for-in, not Object.entries: no array per member on the per-token path (a parsed chunk has no inherited keys).
+    for (const k in c) if (!CHOICE_OWN.has(k) && c[k] !== undefined) acc.extra[k] = c[k];
     if (c.finish_reason != null) acc.finish = c.finish_reason;
     if (isObj(c.logprobs)) mergeLogprobs(acc, c.logprobs);
     if (this.endpoint === 'completions') {
-      if (typeof c.text === 'string') acc.text += c.text;
-      return;
+      if (typeof c.text !== 'string') return false;
+      acc.text += c.text;
+      return c.text !== '';
     }
     const d = c.delta;
-    if (!isObj(d)) return;
+    if (!isObj(d)) return false;
     if (typeof d.role === 'string') acc.role = d.role;
     if (typeof d.content === 'string') acc.content = (acc.content ?? '') + d.content;
     if (typeof d.refusal === 'string') acc.refusal = (acc.refusal ?? '') + d.refusal;
@@ -120,6 +121,7 @@ export class CompletionAssembler {
         }
       }
     }
+    return typeof d.content === 'string' && d.content !== '';
   }
 
   /** The usage the stream reported (its last usage chunk), if any. */

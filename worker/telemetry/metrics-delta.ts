@@ -25,6 +25,65 @@ export interface FeedbackObservation {
   score: number;
 }
 
+/** The series keys every record counts in, for one set of its label values. */
+interface RecordKeys {
+  requests: string;
+  errors: string | null;
+  duration: string;
+  ttft: string;
+  tokensIn: string;
+  tokensOut: string;
+  cachedTokens: string;
+  cost: string;
+  saved: string;
+  cache: string;
+  answers: string;
+  refusals: string;
+  truncations: string;
+  outputTokens: string;
+}
+
+/**
+ * Series keys by label values: a steady stream of records repeats a few label sets (tenant, model,
+ * backend, outcome), so each set's dozen keys are built once, not a dozen JSON strings a record.
+ * Bounded: past the cap it starts again (label values are bounded, config and tenants, but a cap
+ * costs nothing).
+ */
+const recordKeyMemo = new Map<string, RecordKeys>();
+const RECORD_KEY_MEMO_MAX = 1024;
+
+function recordKeys(r: UsageRecord, model: string): RecordKeys {
+  const region = none(r.region);
+  const backend = none(r.backend);
+  const tier = none(r.tier);
+  const deployment = none(r.deployment ?? null);
+  const version = none(r.deployment_version ?? null);
+  const memo = JSON.stringify([r.tenant, model, region, backend, r.status, r.outcome, r.error_code, tier, r.cache, deployment, version]);
+  let k = recordKeyMemo.get(memo);
+  if (k) return k;
+  const where = [r.tenant, model, region, backend];
+  const quality = [r.tenant, model, deployment, version];
+  k = {
+    requests: seriesKey(M.requests.name, [...where, String(r.status), r.outcome]),
+    errors: r.error_code ? seriesKey(M.errors.name, [r.tenant, model, r.error_code]) : null,
+    duration: seriesKey(M.duration.name, where),
+    ttft: seriesKey(M.ttft.name, where),
+    tokensIn: seriesKey(M.tokens.name, [r.tenant, model, 'in']),
+    tokensOut: seriesKey(M.tokens.name, [r.tenant, model, 'out']),
+    cachedTokens: seriesKey(M.cachedTokens.name, [r.tenant, model]),
+    cost: seriesKey(M.cost.name, [r.tenant, model]),
+    saved: seriesKey(M.saved.name, [r.tenant, model]),
+    cache: seriesKey(M.cache.name, [r.tenant, tier, r.cache]),
+    answers: seriesKey(M.answers.name, quality),
+    refusals: seriesKey(M.refusals.name, quality),
+    truncations: seriesKey(M.truncations.name, quality),
+    outputTokens: seriesKey(M.outputTokens.name, quality),
+  };
+  if (recordKeyMemo.size >= RECORD_KEY_MEMO_MAX) recordKeyMemo.clear();
+  recordKeyMemo.set(memo, k);
+  return k;
+}
+
 /** Codes of 429s that a limit or a budget gave (not the backend's). */
 const LIMIT_CODES = new Set(['rate_limit_exceeded', 'budget_exceeded', 'insufficient_quota']);
 /** Outcomes the minute series count as errors: the service failed the request (client-side ones are not). */
@@ -45,14 +104,20 @@ export class MetricsAccumulator {
   }
 
   add(metric: RequestMetric, values: readonly string[], by = 1): void {
+    this.addTo(seriesKey(metric.name, values), by);
+  }
+
+  private addTo(k: string, by = 1): void {
     if (by === 0 || !Number.isFinite(by)) return;
-    const k = seriesKey(metric.name, values);
     this.counters.set(k, (this.counters.get(k) ?? 0) + by);
   }
 
   observe(metric: RequestMetric, values: readonly string[], ms: number): void {
+    this.observeAt(seriesKey(metric.name, values), ms);
+  }
+
+  private observeAt(k: string, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return;
-    const k = seriesKey(metric.name, values);
     let h = this.histograms.get(k);
     if (!h) this.histograms.set(k, (h = { buckets: emptyBuckets(), sum: 0 }));
     h.buckets[bucketIndex(ms)]!++;
@@ -61,8 +126,11 @@ export class MetricsAccumulator {
 
   /** A histogram observation in the metric's own unit and bounds (e.g. tokens). */
   observeIn(metric: RequestMetric, values: readonly string[], value: number, bounds: readonly number[]): void {
+    this.observeInAt(seriesKey(metric.name, values), value, bounds);
+  }
+
+  private observeInAt(k: string, value: number, bounds: readonly number[]): void {
     if (!Number.isFinite(value) || value < 0) return;
-    const k = seriesKey(metric.name, values);
     let h = this.histograms.get(k);
     if (!h) this.histograms.set(k, (h = { buckets: emptyBuckets(), sum: 0 }));
     h.buckets[bucketIndex(value, bounds)]!++;
@@ -92,12 +160,12 @@ export class MetricsAccumulator {
   /** Refusals, truncations and output length of a judged answer (README "Quality signals and drift"). */
   private observeQuality(r: UsageRecord, model: string): void {
     if (r.refused === null || r.refused === undefined) return;
-    const labels = [r.tenant, model, none(r.deployment ?? null), none(r.deployment_version ?? null)];
+    const k = recordKeys(r, model);
     const truncated = r.finish_reason === 'length';
-    this.add(M.answers, labels);
-    if (r.refused) this.add(M.refusals, labels);
-    if (truncated) this.add(M.truncations, labels);
-    this.observeIn(M.outputTokens, labels, r.completion_tokens, OUTPUT_TOKEN_BUCKETS);
+    this.addTo(k.answers);
+    if (r.refused) this.addTo(k.refusals);
+    if (truncated) this.addTo(k.truncations);
+    this.observeInAt(k.outputTokens, r.completion_tokens, OUTPUT_TOKEN_BUCKETS);
     const q = this.qualityMinute(r.ts, r.deployment ?? null, r.deployment_version ?? null, r.model);
     q.answered++;
     if (r.refused) q.refusals++;
@@ -109,17 +177,17 @@ export class MetricsAccumulator {
   observeRecord(r: UsageRecord): void {
     this.records++;
     const model = none(r.model);
-    const where = [r.tenant, model, none(r.region), none(r.backend)];
-    this.add(M.requests, [...where, String(r.status), r.outcome]);
-    if (r.error_code) this.add(M.errors, [r.tenant, model, r.error_code]);
-    this.observe(M.duration, where, r.latency_ms);
-    if (r.ttft_ms !== null) this.observe(M.ttft, where, r.ttft_ms);
-    this.add(M.tokens, [r.tenant, model, 'in'], r.prompt_tokens);
-    this.add(M.tokens, [r.tenant, model, 'out'], r.completion_tokens);
-    this.add(M.cachedTokens, [r.tenant, model], r.cached_tokens);
-    this.add(M.cost, [r.tenant, model], r.cost_usd);
-    this.add(M.saved, [r.tenant, model], r.saved_usd);
-    this.add(M.cache, [r.tenant, none(r.tier), r.cache]);
+    const k = recordKeys(r, model);
+    this.addTo(k.requests);
+    if (k.errors !== null) this.addTo(k.errors);
+    this.observeAt(k.duration, r.latency_ms);
+    if (r.ttft_ms !== null) this.observeAt(k.ttft, r.ttft_ms);
+    this.addTo(k.tokensIn, r.prompt_tokens);
+    this.addTo(k.tokensOut, r.completion_tokens);
+    this.addTo(k.cachedTokens, r.cached_tokens);
+    this.addTo(k.cost, r.cost_usd);
+    this.addTo(k.saved, r.saved_usd);
+    this.addTo(k.cache);
     if (r.outcome === 'rate_limited' || (r.status === 429 && r.error_code !== null && LIMIT_CODES.has(r.error_code))) {
       this.add(M.rateLimited, [r.tenant, r.error_code ?? 'rate_limit_exceeded']);
     }
