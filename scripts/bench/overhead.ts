@@ -17,7 +17,7 @@ import { readWranglerConfig } from '../dev/wrangler-config';
 import { WRANGLER_TOML } from '../dev/paths';
 import { startBareProxy, startShapeFloor } from './lib/bare-proxy';
 import { cpuSeconds, newWorkerdPids } from './lib/proc-cpu';
-import { runLoad, type HttpTarget, type LoadResult } from './lib/load';
+import { runLoad, runSpaced, type HttpTarget, type LoadResult } from './lib/load';
 import type { BenchSection, BenchTable } from './lib/section';
 import { round } from './lib/stats';
 import { measureTtft, type TtftResult } from './lib/ttft';
@@ -107,6 +107,15 @@ export const overhead: BenchSection = {
       for (const via of VIAS) if (via !== 'shape') ttft[via] = await step(`TTFT x${ttftN}, ${via}`, () => measureTtft(target(via, true), ttftN));
       ttft.shape = { ...ttft.floor, median_ms: NaN, p99_ms: NaN }; // the shape floor answers only non-streamed requests
 
+      // An isolate idle between requests: what load shares out (timers, flushes, a woken thread, cold caches) each request pays alone.
+      const isolatedCpuUs: Partial<Record<Via, number>> = {};
+      for (const via of ISOLATED_VIAS) {
+        const cpu0 = cpuSeconds(pids[via]);
+        const r = await step(`isolated requests, ${via}: one every ${ISOLATED_GAP_MS} ms`, () => runSpaced(target(via, false), ISOLATED_GAP_MS, Math.max(1, Math.round(durationS / 2))));
+        if (r.failures > 0) log(`WARNING isolated ${via}: ${r.failures} failures`);
+        isolatedCpuUs[via] = ((cpuSeconds(pids[via]) - cpu0) * 1e6) / Math.max(1, r.requests);
+      }
+
       // The instant sim sends a whole answer in one write; vLLM sends a token at a time. Paced, a
       // non-streamed answer arrives in one network read per token, which is what a router reading
       // them one by one pays for (worker/http/bulk-reader.ts).
@@ -135,6 +144,7 @@ export const overhead: BenchSection = {
         throughput_c32: thr,
         workerd_cpu_us_per_request_c32: cpuUs,
         workerd_cpu_us_per_request_c32_paced: { itl_ms: PACED_ITL_MS, non_streamed: pacedCpuUs, streamed: pacedStreamCpuUs },
+        workerd_cpu_us_per_request_isolated: { gap_ms: ISOLATED_GAP_MS, ...isolatedCpuUs },
         ttft_stream: ttft,
         added: {
           p50_ms: addedP50,
@@ -162,7 +172,7 @@ export const overhead: BenchSection = {
           p50_over_floor_met: lat.router.latency_ms.p50 - lat.floor.latency_ms.p50 <= AIM_P50_OVER_FLOOR_MS,
         },
       };
-      return { tables: [buildTable(lat, thr, ttft, cpuUs), pacedTable(pacedCpuUs, pacedStreamCpuUs)], json };
+      return { tables: [buildTable(lat, thr, ttft, cpuUs), isolatedTable(isolatedCpuUs, cpuUs), pacedTable(pacedCpuUs, pacedStreamCpuUs)], json };
     } finally {
       await floor?.close();
       await shape?.close();
@@ -216,6 +226,26 @@ function cpuRow(cpuUs: ByVia<number | null>): string[] {
   const us = (v: Via) => (cpuUs[v] === null ? '-' : `${Math.round(cpuUs[v]!)} µs`);
   const x = (a: Via, b: Via) => (cpuUs[a] === null || cpuUs[b] === null || cpuUs[b] === 0 ? '-' : `x${round(cpuUs[a]! / cpuUs[b]!, 2)}`);
   return ['workerd CPU per request, c=32', us('direct'), us('floor'), us('shape'), us('router'), us('full'), '-', x('router', 'floor'), x('router', 'shape'), x('full', 'floor')];
+}
+
+const ISOLATED_GAP_MS = 5;
+const ISOLATED_VIAS = ['floor', 'shape', 'router', 'full'] as const satisfies readonly Via[];
+
+/** workerd CPU per request when each request comes alone, beside the c=32 figure. */
+function isolatedTable(isolated: Partial<Record<Via, number>>, c32: ByVia<number | null>): BenchTable {
+  const us = (x: number | null | undefined) => (x === undefined || x === null ? '-' : `${Math.round(x)} µs`);
+  const x = (a: number | null | undefined, b: number | null | undefined) => (a == null || !b ? '-' : `x${round(a / b, 2)}`);
+  return {
+    title: `Isolated requests: workerd CPU per request, one request every ${ISOLATED_GAP_MS} ms`,
+    columns: ['', 'bare Worker', 'shape floor', 'router', 'all features', 'router vs bare', 'all features vs bare'],
+    rows: [
+      ['isolated', us(isolated.floor), us(isolated.shape), us(isolated.router), us(isolated.full), x(isolated.router, isolated.floor), x(isolated.full, isolated.floor)],
+      ['c=32 (above)', us(c32.floor), us(c32.shape), us(c32.router), us(c32.full), x(c32.router, c32.floor), x(c32.full, c32.floor)],
+    ],
+    notes: [
+      'A request that comes alone pays what load shares out (a woken thread, cold caches, its own timers and background flushes): closer to what a lightly used Worker is billed than the c=32 figure. The all-features requests are new prompts (caches miss and store).',
+    ],
+  };
 }
 
 const PACED_ITL_MS = 1;

@@ -85,3 +85,28 @@ export async function interleaved<K extends string>(keys: readonly K[], target: 
   }
   return out;
 }
+
+/**
+ * One request at a time with `gapMs` of silence after each answer, for `durationS`: an isolate
+ * that is idle between requests, as most are at low traffic. Each request then pays what load
+ * shares out (a cold cache, a woken thread, its own timers and flushes), so its CPU per request is
+ * closer to what a lightly used Worker is billed than a c=32 run's. Returns the requests answered 2xx and the failures.
+ */
+export async function runSpaced(target: HttpTarget, gapMs: number, durationS: number): Promise<{ requests: number; failures: number }> {
+  let requests = 0;
+  let failures = 0;
+  const end = Date.now() + durationS * 1000;
+  for (let first = true; Date.now() < end; first = false) {
+    const body = first || !target.nextBody ? target.body : target.nextBody();
+    try {
+      const res = await fetch(target.url, { method: 'POST', headers: target.headers, body });
+      await res.arrayBuffer();
+      if (res.status >= 200 && res.status < 300) requests++;
+      else failures++;
+    } catch {
+      failures++;
+    }
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  return { requests, failures };
+}
