@@ -40,6 +40,9 @@ type Row = Record<string, SqlStorageValue>;
 /** Above max_entries, the least recently used go until a fiftieth of it is free (floored: none below 50), so evictions come in batches. */
 export const EVICT_SLACK = 50;
 
+/** Stores per storeMany call at most (an isolate sends fewer: worker/cache/semantic/index-store.ts STORE_BATCH_MAX). */
+export const MAX_STORE_BATCH = 256;
+
 export class SemanticIndex extends DurableObject<Record<string, unknown>> {
   private readonly sql: SqlStorage;
   /** Each loaded scope's vectors, contiguous (VectorTable, semantic-scan.ts). */
@@ -141,6 +144,17 @@ export class SemanticIndex extends DurableObject<Record<string, unknown>> {
     }
     for (const row of gone) this.forget(row.scope as string, row.id as string);
     return { evicted: gone.length };
+  }
+
+  /**
+   * An isolate's batch of stores (worker/cache/semantic/index-store.ts): one call and one implicit
+   * transaction for what several requests stored, each as store() does it, in order.
+   */
+  storeMany(entries: SemanticEntry[]): { stored: number; evicted: number } {
+    let evicted = 0;
+    const batch = entries.slice(0, MAX_STORE_BATCH);
+    for (const e of batch) evicted += this.store(e).evicted;
+    return { stored: batch.length, evicted };
   }
 
   /**

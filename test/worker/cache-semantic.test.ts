@@ -2,7 +2,8 @@ import { env as testEnv, runInDurableObject } from 'cloudflare:test';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { compileConfig, type CompiledConfig } from '../../worker/config/compiled';
 import { semanticCache } from '../../worker/cache/semantic/semantic';
-import type { SemanticIndexStore, SemanticQuery } from '../../worker/cache/semantic/index-store';
+import { DurableObjectSemanticIndex, STORE_BATCH_MAX, type SemanticIndexStore, type SemanticQuery } from '../../worker/cache/semantic/index-store';
+import type { SemanticIndex } from '../../worker/env';
 import { localEmbedding } from '../../worker/cache/semantic/local-embedding';
 import { upstashHealth } from '../../worker/cache/upstash-health';
 import type { Env } from '../../worker/env';
@@ -243,7 +244,69 @@ describe('SemanticIndex Durable Object', () => {
     expect(rows).toBe(98);
     expect(await idx.size()).toBe(98);
   });
+});
 
+describe('embedded index: stores batched per tenant', () => {
+  const env = () => testEnv as unknown as Env;
+  /** The real namespace, counting the calls the index makes to each tenant's object. */
+  function counting() {
+    const ns = env().SEMANTIC_INDEX;
+    const calls = { store: 0, batches: [] as number[] };
+    const wrapped = {
+      idFromName: (name: string) => ns.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const s = ns.get(id);
+        return {
+          store: (e: Parameters<typeof s.store>[0]) => (calls.store++, s.store(e)),
+          storeMany: (es: Parameters<typeof s.storeMany>[0]) => (calls.batches.push(es.length), s.storeMany(es)),
+        };
+      },
+    } as unknown as DurableObjectNamespace<SemanticIndex>;
+    return { ns: wrapped, calls };
+  }
+  const input = (tenantId: string, i: number, background?: (p: Promise<unknown>) => void) => ({
+    tenantId,
+    scope: 's',
+    id: `id-${i}`,
+    text: `question number ${i} about topic ${i * 7}`,
+    depth: 1,
+    answer: `answer ${i}`,
+    ttlSeconds: 60,
+    vector: async () => localEmbedding(`question number ${i} about topic ${i * 7}`),
+    now: Date.now(),
+    ...(background ? { background } : {}),
+  });
+
+  it("several requests' stores reach the object in one call, none lost; past STORE_BATCH_MAX in more; without a waitUntil, one call each", async () => {
+    const { ns, calls } = counting();
+    const index = new DurableObjectSemanticIndex(ns, 'emb', 1_000);
+    const work: Promise<unknown>[] = [];
+    const tenant = `batch-${uid()}`;
+    // Ten requests store, each handing its own waitUntil.
+    await Promise.all(Array.from({ length: 10 }, (_, i) => index.store(input(tenant, i, (p) => work.push(p)))));
+    expect(calls.batches).toEqual([]); // nothing sent yet: the batch waits for more
+    await Promise.all(work);
+    expect(calls).toEqual({ store: 0, batches: [10] });
+    expect(await indexSize(env(), tenant)).toBe(10);
+
+    // More than STORE_BATCH_MAX waiting: a full batch leaves at once, the rest after the wait.
+    work.length = 0;
+    await Promise.all(Array.from({ length: STORE_BATCH_MAX + 6 }, (_, i) => index.store(input(tenant, 100 + i, (p) => work.push(p)))));
+    while (work.length) await Promise.all(work.splice(0));
+    expect(calls.batches).toEqual([10, STORE_BATCH_MAX, 6]);
+    expect(await indexSize(env(), tenant)).toBe(10 + STORE_BATCH_MAX + 6);
+
+    // Tenants never share a batch.
+    const other = `batch-${uid()}`;
+    work.length = 0;
+    await Promise.all([index.store(input(tenant, 500, (p) => work.push(p))), index.store(input(other, 501, (p) => work.push(p)))]);
+    while (work.length) await Promise.all(work.splice(0));
+    expect(calls.batches.slice(3)).toEqual([1, 1]);
+    expect(await indexSize(env(), other)).toBe(1);
+
+    await index.store(input(tenant, 600));
+    expect(calls.store).toBe(1);
+  });
 });
 
 describe('semanticCache(): what a hit reports', () => {

@@ -2,6 +2,8 @@ import type { Index } from '@upstash/vector/cloudflare';
 import type { SemanticIndex } from '../../env';
 import { upstashHealth, type UpstashHealth } from '../upstash-health';
 import { guardAllows } from '../../protocol/rules/semantic-guard';
+import type { SemanticEntry } from '../../protocol/semantic-index';
+import { ReportLoop, type ReportLoopSpec } from '../../isolate/report-loop';
 
 /**
  * Where the semantic cache keeps prompts and answers, behind one interface: the per-tenant
@@ -45,6 +47,11 @@ export interface SemanticEntryInput {
   ttlSeconds: number;
   vector: () => Promise<Float32Array | null>;
   now: number;
+  /**
+   * The request's waitUntil. With it, the embedded index batches the store with other requests'
+   * (one call per tenant per STORE_BATCH_WAIT_MS); without it, the store is one call of its own.
+   */
+  background?: (work: Promise<unknown>) => void;
 }
 
 export interface SemanticIndexStore {
@@ -76,7 +83,33 @@ export class DurableObjectSemanticIndex implements SemanticIndexStore {
   async store(e: SemanticEntryInput): Promise<void> {
     const vector = await e.vector();
     if (!vector) return;
-    await this.stub(e.tenantId).store({ id: this.scopeOf(e.id), scope: this.scopeOf(e.scope), vector, text: e.text, depth: e.depth, answer: e.answer, ttlSeconds: e.ttlSeconds, maxEntries: this.maxEntries, now: e.now });
+    const entry: SemanticEntry = { id: this.scopeOf(e.id), scope: this.scopeOf(e.scope), vector, text: e.text, depth: e.depth, answer: e.answer, ttlSeconds: e.ttlSeconds, maxEntries: this.maxEntries, now: e.now };
+    if (!e.background) {
+      await this.stub(e.tenantId).store(entry);
+      return;
+    }
+    let b = this.batches.get(e.tenantId);
+    if (!b) {
+      if (this.batches.size >= MAX_BATCHED_TENANTS) this.dropIdleBatches();
+      this.batches.set(e.tenantId, (b = { pending: [], firstAt: 0, loop: new ReportLoop(STORES) }));
+    }
+    if (b.pending.length === 0) b.firstAt = Date.now();
+    if (b.pending.length >= STORE_PENDING_MAX) {
+      b.pending.shift(); // the object is behind: the oldest store goes (a cache entry, not a record)
+      this.droppedStores++;
+    }
+    b.pending.push(entry);
+    b.loop.pump({ waitUntil: e.background }, { index: this, tenantId: e.tenantId, batch: b });
+  }
+
+  /** Stores a full batch pushed out (the object was behind): for logs and tests. */
+  droppedStores = 0;
+
+  /** Per tenant: the stores waiting for the next call, and the loop that sends them. */
+  private readonly batches = new Map<string, TenantStores>();
+
+  private dropIdleBatches(): void {
+    for (const [tenant, b] of this.batches) if (b.pending.length === 0 && !b.loop.running(Date.now())) this.batches.delete(tenant);
   }
 
   /** The tenant's object (local-index.ts calls it too). */
@@ -89,6 +122,49 @@ export class DurableObjectSemanticIndex implements SemanticIndexStore {
     return `${this.embedderId}:${key}`;
   }
 }
+
+/**
+ * Stores batched per tenant: each request's store joins its tenant's pending batch, and the
+ * isolate's report loop (worker/isolate/report-loop.ts, running in the waitUntil of the request
+ * that started it) sends the batch in one storeMany call once the first store has waited
+ * STORE_BATCH_WAIT_MS, or at once when STORE_BATCH_MAX are waiting. A store is data handed over, no
+ * promise crosses requests (a cross-request hand-over lost stores before: README "Semantic cache").
+ * What a request stored is already in its isolate's copy (local-index.ts); the wait only delays it
+ * for other isolates.
+ */
+export const STORE_BATCH_WAIT_MS = 20;
+export const STORE_BATCH_MAX = 64;
+/** Waiting stores per tenant at most: past it the oldest goes (the object is not keeping up). */
+const STORE_PENDING_MAX = 1_024;
+/** Tenants with a batch object at most (idle ones are dropped first). */
+const MAX_BATCHED_TENANTS = 1_000;
+
+interface TenantStores {
+  pending: SemanticEntry[];
+  /** When the oldest pending store joined. */
+  firstAt: number;
+  loop: ReportLoop<StoreArgs, SemanticEntry[], unknown>;
+}
+
+interface StoreArgs {
+  index: DurableObjectSemanticIndex;
+  tenantId: string;
+  batch: TenantStores;
+}
+
+const STORES: ReportLoopSpec<StoreArgs, SemanticEntry[], unknown> = {
+  what: 'semantic stores',
+  due: (now, { batch }) => (batch.pending.length === 0 ? 'idle' : batch.pending.length >= STORE_BATCH_MAX ? 0 : Math.max(0, batch.firstAt + STORE_BATCH_WAIT_MS - now)),
+  take: (now, { batch }) => {
+    const sent = batch.pending.splice(0, STORE_BATCH_MAX);
+    batch.firstAt = now;
+    return sent;
+  },
+  send: (entries, { index, tenantId }) => index.stub(tenantId).storeMany(entries),
+  apply: () => {},
+  failed: (err, entries, { tenantId }) => console.warn(JSON.stringify({ msg: 'semantic cache error', op: 'store', tenant: tenantId, lost: entries.length, error: String(err) })),
+  maxLoopMs: 10_000,
+};
 
 interface VectorMetadata {
   scope: string;

@@ -98,7 +98,7 @@ export async function semanticCache(input: SemanticCacheInput): Promise<Semantic
       track(
         input.ctx,
         safely('store', async () =>
-          index.store({ tenantId, scope, id: await sha256Hex(`${scope}\n${prompt.text}`), text: prompt.text, depth: prompt.depth, answer: value, ttlSeconds, vector: embed, now: t }),
+          index.store({ tenantId, scope, id: await sha256Hex(`${scope}\n${prompt.text}`), text: prompt.text, depth: prompt.depth, answer: value, ttlSeconds, vector: embed, now: t, background: (work) => track(input.ctx, work) }),
         ),
       );
     },
