@@ -158,9 +158,8 @@ export class MetricsAccumulator {
   }
 
   /** Refusals, truncations and output length of a judged answer (README "Quality signals and drift"). */
-  private observeQuality(r: UsageRecord, model: string): void {
+  private observeQuality(r: UsageRecord, k: RecordKeys): void {
     if (r.refused === null || r.refused === undefined) return;
-    const k = recordKeys(r, model);
     const truncated = r.finish_reason === 'length';
     this.addTo(k.answers);
     if (r.refused) this.addTo(k.refusals);
@@ -193,7 +192,7 @@ export class MetricsAccumulator {
     }
     this.observePath(r, model);
     this.observeMinute(r);
-    this.observeQuality(r, model);
+    this.observeQuality(r, k);
   }
 
   /**

@@ -91,19 +91,16 @@ export class DurableObjectSemanticIndex implements SemanticIndexStore {
     let b = this.batches.get(e.tenantId);
     if (!b) {
       if (this.batches.size >= MAX_BATCHED_TENANTS) this.dropIdleBatches();
-      this.batches.set(e.tenantId, (b = { pending: [], firstAt: 0, loop: new ReportLoop(STORES) }));
+      this.batches.set(e.tenantId, (b = { pending: [], firstAt: 0, dropped: 0, loop: new ReportLoop(STORES) }));
     }
     if (b.pending.length === 0) b.firstAt = Date.now();
     if (b.pending.length >= STORE_PENDING_MAX) {
       b.pending.shift(); // the object is behind: the oldest store goes (a cache entry, not a record)
-      this.droppedStores++;
+      b.dropped++;
     }
     b.pending.push(entry);
     b.loop.pump({ waitUntil: e.background }, { index: this, tenantId: e.tenantId, batch: b });
   }
-
-  /** Stores a full batch pushed out (the object was behind): for logs and tests. */
-  droppedStores = 0;
 
   /** Per tenant: the stores waiting for the next call, and the loop that sends them. */
   private readonly batches = new Map<string, TenantStores>();
@@ -143,6 +140,8 @@ interface TenantStores {
   pending: SemanticEntry[];
   /** When the oldest pending store joined. */
   firstAt: number;
+  /** Stores pushed out since the last batch left (logged with it). */
+  dropped: number;
   loop: ReportLoop<StoreArgs, SemanticEntry[], unknown>;
 }
 
@@ -155,7 +154,9 @@ interface StoreArgs {
 const STORES: ReportLoopSpec<StoreArgs, SemanticEntry[], unknown> = {
   what: 'semantic stores',
   due: (now, { batch }) => (batch.pending.length === 0 ? 'idle' : batch.pending.length >= STORE_BATCH_MAX ? 0 : Math.max(0, batch.firstAt + STORE_BATCH_WAIT_MS - now)),
-  take: (now, { batch }) => {
+  take: (now, { batch, tenantId }) => {
+    if (batch.dropped > 0) console.warn(JSON.stringify({ msg: 'semantic cache: the index object is behind; oldest stores dropped', tenant: tenantId, dropped: batch.dropped }));
+    batch.dropped = 0;
     const sent = batch.pending.splice(0, STORE_BATCH_MAX);
     batch.firstAt = now;
     return sent;
